@@ -1,0 +1,69 @@
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { probeAccel } from "../vm/accel.js";
+import { storeDir } from "../image/store.js";
+
+function findKernel(): string | undefined {
+  const dir = storeDir();
+  const boot = fs.existsSync(dir) ? fs.readdirSync(dir).find((e) => /^[0-9a-f]+-boot$/.test(e)) : undefined;
+  return boot ? path.join(dir, boot, "vmlinuz") : undefined;
+}
+
+interface Check {
+  what: string;
+  command: string;
+  pkg: string;
+}
+
+const CHECKS: Check[] = [
+  { what: "QEMU", command: "qemu-system-x86_64", pkg: "qemu-system-x86" },
+  { what: "qemu-img", command: "qemu-img", pkg: "qemu-utils" },
+  { what: "mmdebstrap (builds Debian images)", command: "mmdebstrap", pkg: "mmdebstrap" },
+  { what: "vde_switch (virtual networks)", command: "vde_switch", pkg: "vde2" },
+  { what: "mkfs.ext4 -d (disk images)", command: "mkfs.ext4", pkg: "e2fsprogs" },
+  { what: "cpio (initrd)", command: "cpio", pkg: "cpio" },
+  { what: "xz (kernel modules)", command: "xz", pkg: "xz-utils" },
+  { what: "setpriv (child processes die with vmrig)", command: "setpriv", pkg: "util-linux" },
+  { what: "unshare (private mounts while installing packages)", command: "unshare", pkg: "util-linux" },
+  { what: "openssl (password hashes)", command: "openssl", pkg: "openssl" },
+];
+
+function has(command: string): boolean {
+  try {
+    execFileSync("sh", ["-c", `command -v ${command}`], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Print what is there and what is missing; true if vmrig can run. */
+export async function doctor(print: (l: string) => void = (l) => process.stdout.write(l + "\n")): Promise<boolean> {
+  let ok = true;
+  const missing: string[] = [];
+  for (const c of CHECKS) {
+    const present = has(c.command);
+    print(`${present ? "ok     " : "MISSING"} ${c.what} (${c.command})`);
+    if (!present) {
+      ok = false;
+      missing.push(c.pkg);
+    }
+  }
+  if (process.getuid?.() !== 0) {
+    print("MISSING root: building images (mmdebstrap --mode=root, chroot) needs root for now");
+    ok = false;
+  }
+  if (missing.length) print(`\nto install: apt-get install -y ${[...new Set(missing)].join(" ")}`);
+  if (has("qemu-system-x86_64")) {
+    const kernel = findKernel();
+    if (!kernel) print("(no Debian kernel built yet: KVM is probed with a minimal BIOS only; `vmrig run` probes with the real kernel)");
+    const kvm = await probeAccel("kvm", kernel);
+    const tcg = await probeAccel("tcg", kernel);
+    print(`${kvm ? "ok     " : "no     "} KVM (probed by running a guest${kvm ? "" : "; /dev/kvm may exist but does not run one"})`);
+    print(`${tcg ? "ok     " : "BROKEN "} TCG software emulation`);
+    print(`\nvmrig will use: ${kvm ? "kvm" : tcg ? "tcg (expect boots of ~5 s per VM)" : "nothing: QEMU cannot run guests"}`);
+    if (!tcg) ok = false;
+  }
+  return ok;
+}

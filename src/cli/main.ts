@@ -1,0 +1,104 @@
+#!/usr/bin/env node
+import fs from "node:fs";
+import path from "node:path";
+import { Command, Option } from "commander";
+import { loadTest } from "../driver/load.js";
+import { buildImages, runTest, type TestResult } from "../driver/run.js";
+import { doctor } from "./doctor.js";
+import { VmrigError, errorMessage } from "../util/errors.js";
+
+const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
+
+function findTests(args: string[]): string[] {
+  const roots = args.length ? args : ["."];
+  const out: string[] = [];
+  const walk = (p: string) => {
+    const st = fs.statSync(p, { throwIfNoEntry: false });
+    if (!st) throw new VmrigError(`no such file or directory: ${p}`, { kind: "config" });
+    if (st.isDirectory()) {
+      for (const e of fs.readdirSync(p).sort()) {
+        if (e === "node_modules" || e.startsWith(".")) continue;
+        walk(path.join(p, e));
+      }
+    } else if (p.endsWith(".vmrig.ts") || args.includes(p)) out.push(p);
+  };
+  roots.forEach(walk);
+  return out;
+}
+
+function report(e: unknown): number {
+  process.stderr.write(`\n${errorMessage(e)}\n`);
+  return e instanceof VmrigError && e.kind === "config" ? EXIT.usage : EXIT.failed;
+}
+
+const program = new Command()
+  .name("vmrig")
+  .description("NixOS-style integration tests on real Debian VMs, driven from typed TypeScript")
+  .version(JSON.parse(fs.readFileSync(new URL("../../package.json", import.meta.url), "utf8")).version as string)
+  .showHelpAfterError();
+
+program
+  .command("run")
+  .description("build, boot and run tests (default: every *.vmrig.ts under the current directory)")
+  .argument("[paths...]", "test files or directories")
+  .option("--output-dir <dir>", "where results go", "vmrig-results")
+  .addOption(new Option("--accel <accel>", "accelerator").choices(["auto", "kvm", "tcg"]).default("auto"))
+  .option("--keep-vm-state", "keep disks between runs (NixOS -K)", false)
+  .option("--global-timeout <seconds>", "override each test's globalTimeout", (v) => Number(v))
+  .action(async (paths: string[], o: { outputDir: string; accel: "auto" | "kvm" | "tcg"; keepVmState: boolean; globalTimeout?: number }) => {
+    const ac = new AbortController();
+    let interrupts = 0;
+    const onSignal = (sig: NodeJS.Signals) => {
+      interrupts++;
+      process.stderr.write(`\nvmrig: ${sig}: stopping machines and cleaning up${interrupts > 1 ? " (again: still cleaning up)" : ""}\n`);
+      ac.abort(sig);
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+    const results: TestResult[] = [];
+    let exit: number = EXIT.ok;
+    for (const file of findTests(paths)) {
+      if (ac.signal.aborted) break;
+      let result: TestResult;
+      try {
+        const loaded = await loadTest(file);
+        result = await runTest(loaded, { ...o, signal: ac.signal });
+      } catch (e) {
+        exit = Math.max(exit, report(e));
+        continue;
+      }
+      results.push(result);
+      if (result.outcome === "failed") exit = Math.max(exit, result.configError ? EXIT.usage : EXIT.failed);
+    }
+    const passed = results.filter((r) => r.outcome === "passed").length;
+    const failed = results.filter((r) => r.outcome === "failed").length;
+    const skipped = results.filter((r) => r.outcome === "skipped").length;
+    process.stderr.write(`\n${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ""} (results in ${o.outputDir}/)\n`);
+    if (ac.signal.aborted) exit = Math.max(exit, EXIT.failed);
+    process.exitCode = exit;
+  });
+
+program
+  .command("build")
+  .description("build the machines' images only")
+  .argument("<file>")
+  .action(async (file: string) => {
+    try {
+      const loaded = await loadTest(file);
+      const { images } = await buildImages(loaded, (m) => process.stderr.write(m + "\n"));
+      for (const [n, img] of Object.entries(images)) process.stdout.write(`${n}: ${img.disk}\n`);
+    } catch (e) {
+      process.exitCode = report(e);
+    }
+  });
+
+program
+  .command("doctor")
+  .description("check what vmrig needs on this host, and whether KVM really works")
+  .action(async () => {
+    process.exitCode = (await doctor()) ? EXIT.ok : EXIT.failed;
+  });
+
+program.parseAsync().catch((e: unknown) => {
+  process.exitCode = report(e);
+});

@@ -1,0 +1,127 @@
+import type { Evaluated, Input, Prioritised } from "./dsl.js";
+import { mergeOptions, optionPaths, PRIORITY, type Definition } from "./merge.js";
+import { nodeOptions, type NodeOptions } from "./options.js";
+import { configError } from "../util/errors.js";
+
+/** A node's configuration after every module is merged. */
+export type EvaluatedConfig = Evaluated<NodeOptions>;
+
+/** What a module may define: any subset of the options, plus imports. */
+export type NodeConfig<N extends string = string> = Input<NodeOptions> & {
+  imports?: NodeModule<N>[];
+};
+
+export type NodesInfo<N extends string = string> = { [K in N]: { config: EvaluatedConfig } };
+
+export interface ModuleArgs<N extends string = string> {
+  /** this node's final configuration (NixOS's `config`) */
+  config: EvaluatedConfig;
+  /** every node's final configuration */
+  nodes: NodesInfo<N>;
+  lib: Lib;
+  /** this node's name */
+  name: string;
+}
+
+export type NodeModule<N extends string = string> = NodeConfig<N> | ((args: ModuleArgs<N>) => NodeConfig<N>);
+
+export interface Lib {
+  /** this definition wins over every normal one */
+  mkForce<V>(value: V): Prioritised<V>;
+  /** a fallback that any normal definition overrides */
+  mkDefault<V>(value: V): Prioritised<V>;
+  mkOverride<V>(priority: number, value: V): Prioritised<V>;
+}
+
+export const lib: Lib = {
+  mkForce: (value) => lib.mkOverride(PRIORITY.force, value),
+  mkDefault: (value) => lib.mkOverride(PRIORITY.default, value),
+  mkOverride: (priority, value) => ({ _vmrigPriority: priority, value }) as Prioritised<typeof value>,
+};
+
+/** Type-checks a module kept in its own file, so a production config can import it too. */
+export function defineModule<N extends string = string>(module: NodeModule<N>): NodeModule<N> {
+  return module;
+}
+
+const allPaths = optionPaths(nodeOptions);
+
+interface Labelled {
+  source: string;
+  module: NodeModule;
+}
+
+function flatten(entry: Labelled, args: ModuleArgs, out: Definition[], depth = 0): void {
+  if (depth > 50) throw configError(`imports nest more than 50 deep at ${entry.source}: is a module importing itself?`);
+  const cfg = typeof entry.module === "function" ? entry.module(args) : entry.module;
+  if (cfg === null || typeof cfg !== "object") {
+    throw configError(`${entry.source} is not a module: expected an attribute set or a function returning one`);
+  }
+  const { imports, ...rest } = cfg as NodeConfig;
+  if (imports !== undefined && !Array.isArray(imports)) throw configError(`${entry.source}.imports must be a list of modules`);
+  (imports ?? []).forEach((m, i) => {
+    const name = typeof m === "function" && m.name ? ` (${m.name})` : "";
+    flatten({ source: `${entry.source}.imports[${i}]${name}`, module: m }, args, out, depth + 1);
+  });
+  out.push({ source: entry.source, value: rest, priority: PRIORITY.normal });
+}
+
+/** The address vmrig gives node `index` (1-based, name order) on `vlan` (SPEC §5). */
+export function vlanAddresses(vlan: number, index: number): { ipv4: string; ipv6: string } {
+  return { ipv4: `192.168.${vlan}.${index}`, ipv6: `2001:db8:${vlan.toString(16)}::${index.toString(16)}` };
+}
+
+/** Defaults vmrig adds to every node: its hostname and its vlan addresses. */
+function builtinModule(name: string, index: number): NodeModule {
+  return ({ config }) => ({
+    networking: {
+      hostName: lib.mkDefault(name),
+      interfaces: Object.fromEntries(
+        config.virtualisation.vlans.map((vlan, i) => {
+          const a = vlanAddresses(vlan, index);
+          return [
+            `eth${i + 1}`,
+            {
+              ipv4: { addresses: [{ address: a.ipv4, prefixLength: 24 }] },
+              ipv6: { addresses: [{ address: a.ipv6, prefixLength: 64 }] },
+            },
+          ];
+        }),
+      ),
+    },
+  });
+}
+
+/**
+ * Evaluate every node. Function modules see the final config (theirs and the
+ * other nodes'), as in NixOS; here by iterating to a fixpoint instead of laziness.
+ */
+export function evalNodes(
+  nodes: Record<string, NodeModule>,
+  defaults?: NodeModule,
+): Record<string, EvaluatedConfig> {
+  const names = Object.keys(nodes).sort();
+  let current: Record<string, EvaluatedConfig> = Object.fromEntries(
+    names.map((n) => [n, mergeOptions(nodeOptions, [], `nodes.${n}`, allPaths) as EvaluatedConfig]),
+  );
+  let previousJson = "";
+  for (let round = 0; round < 6; round++) {
+    const nodesArg = Object.fromEntries(names.map((n) => [n, { config: current[n]! }])) as NodesInfo;
+    const next: Record<string, EvaluatedConfig> = {};
+    for (const [i, name] of names.entries()) {
+      const args: ModuleArgs = { config: current[name]!, nodes: nodesArg, lib, name };
+      const defs: Definition[] = [];
+      flatten({ source: "vmrig's built-in network module", module: builtinModule(name, i + 1) }, args, defs);
+      if (defaults !== undefined) flatten({ source: "defaults", module: defaults }, args, defs);
+      flatten({ source: `nodes.${name}`, module: nodes[name]! }, args, defs);
+      next[name] = mergeOptions(nodeOptions, defs, `nodes.${name}`, allPaths) as EvaluatedConfig;
+    }
+    const json = JSON.stringify(next);
+    current = next;
+    if (json === previousJson) return current;
+    previousJson = json;
+  }
+  throw configError("node configurations do not settle: a module's output keeps changing with its input", {
+    hint: "a function module should not derive an option from the same option",
+  });
+}

@@ -1,0 +1,155 @@
+import { option, t } from "./dsl.js";
+
+/**
+ * Every node option vmrig understands, with NixOS's paths and Debian's meaning.
+ * Options are added here only together with their rendering in image/render.ts;
+ * an option that is accepted but does nothing would be a silent lie.
+ */
+
+const systemdService = t.submodule({
+  enable: option(t.bool, true, "Whether the unit is enabled (false masks a packaged unit)."),
+  description: option(t.str, "", "Unit description."),
+  wantedBy: option(t.listOf(t.str), [], "Targets that pull the unit in (e.g. multi-user.target)."),
+  after: option(t.listOf(t.str), [], "Ordering: start after these units."),
+  before: option(t.listOf(t.str), [], "Ordering: start before these units."),
+  requires: option(t.listOf(t.str), [], "Hard dependencies."),
+  wants: option(t.listOf(t.str), [], "Soft dependencies."),
+  path: option(t.listOf(t.str), [], "Directories (or package bin dirs) prepended to the unit's PATH."),
+  environment: option(t.attrsOf(t.str), {}, "Environment variables of the service."),
+  script: option(t.str, "", "Shell script run as ExecStart (bash, `set -e`)."),
+  preStart: option(t.str, "", "Shell script run as ExecStartPre."),
+  serviceConfig: option(
+    t.attrsOf(t.either(t.str, t.int, t.bool, t.listOf(t.str))),
+    {},
+    "Raw [Service] settings; lists become repeated keys.",
+  ),
+  unitConfig: option(t.attrsOf(t.either(t.str, t.int, t.bool, t.listOf(t.str))), {}, "Raw [Unit] settings."),
+});
+
+const address = t.submodule({
+  address: option(t.str, "", "The address."),
+  prefixLength: option(t.int, 24, "Prefix length."),
+});
+
+const user = t.submodule({
+  isNormalUser: option(t.bool, false, "A human account: uid ≥ 1000, home created, bash shell, group `users`."),
+  isSystemUser: option(t.bool, false, "A system account: uid < 1000, no login shell."),
+  uid: option(t.nullOr(t.int), null, "Fixed uid; allocated when null."),
+  group: option(t.str, "", "Primary group (default: `users` for normal users, a group named after the user otherwise)."),
+  extraGroups: option(t.listOf(t.str), [], "Supplementary groups; groups that do not exist are created."),
+  home: option(t.str, "", "Home directory (default /home/NAME for normal users, /var/empty otherwise)."),
+  createHome: option(t.bool, false, "Create the home directory (always for normal users)."),
+  shell: option(t.str, "", "Login shell (default /bin/bash for normal users, /usr/sbin/nologin otherwise)."),
+  description: option(t.str, "", "GECOS field."),
+  password: option(t.nullOr(t.str), null, "Clear-text password, hashed into /etc/shadow (\"\" = no password)."),
+  hashedPassword: option(t.nullOr(t.str), null, "crypt(3) hash written to /etc/shadow."),
+  packages: option(
+    t.listOf(t.str),
+    [],
+    "Debian packages whose programs are on this user's PATH only.",
+    "Installed system-wide by apt; their executables are moved out of /usr/bin into /etc/profiles/per-user/NAME/bin, which PAM (su, login) and /etc/profile put on that user's PATH.",
+  ),
+});
+
+export const nodeOptions = {
+  system: {
+    stateVersion: option(t.str, "", "Accepted for NixOS compatibility and ignored."),
+  },
+  debian: {
+    suite: option(t.enum(["trixie", "bookworm"]), "trixie", "Debian release of the image."),
+    mirror: option(t.str, "http://deb.debian.org/debian", "Debian mirror used to build the image."),
+  },
+  environment: {
+    systemPackages: option(
+      t.listOf(t.str),
+      [],
+      "Debian packages installed system-wide.",
+      "apt-get install --no-install-recommends into the node's package layer; Debian's default of enabling a packaged service is kept.",
+    ),
+    etc: option(
+      t.attrsOf(
+        t.submodule({
+          text: option(t.nullOr(t.str), null, "File contents."),
+          source: option(t.nullOr(t.str), null, "Host file copied in (path relative to the test file)."),
+          mode: option(t.str, "0644", "Octal mode."),
+          user: option(t.str, "root", "Owner (may be an account a package creates)."),
+          group: option(t.str, "root", "Group."),
+        }),
+      ),
+      {},
+      "Files under /etc, written after every package is installed (so they win over conffiles).",
+    ),
+    variables: option(t.attrsOf(t.str), {}, "Variables set for every login and every backdoor command.", "/etc/environment"),
+  },
+  users: {
+    users: option(t.attrsOf(user), {}, "User accounts.", "/etc/passwd, /etc/shadow and /etc/group written directly"),
+    groups: option(t.attrsOf(t.submodule({ gid: option(t.nullOr(t.int), null, "Fixed gid.") })), {}, "Groups."),
+    mutableUsers: option(t.bool, true, "Accepted for NixOS compatibility; Debian accounts are always mutable."),
+  },
+  networking: {
+    hostName: option(t.str, "", "Host name (default: the node name).", "/etc/hostname"),
+    extraHosts: option(t.str, "", "Lines appended to /etc/hosts."),
+    interfaces: option(
+      t.attrsOf(
+        t.submodule({
+          ipv4: { addresses: option(t.listOf(address), [], "IPv4 addresses of the interface.") },
+          ipv6: { addresses: option(t.listOf(address), [], "IPv6 addresses of the interface.") },
+        }),
+      ),
+      {},
+      "Static addresses. The evaluated config also lists the addresses vmrig assigns on each vlan (eth1, eth2, …).",
+      "set by vmrig-network.service with ip(8) early in boot",
+    ),
+    defaultGateway: option(t.nullOr(t.str), null, "IPv4 default route via this address."),
+    firewall: {
+      enable: option(t.bool, true, "Drop incoming traffic that no rule allows.", "nftables table inet vmrig-firewall"),
+      allowedTCPPorts: option(t.listOf(t.int), [], "TCP ports open on every interface."),
+      allowedUDPPorts: option(t.listOf(t.int), [], "UDP ports open on every interface."),
+      allowPing: option(t.bool, true, "Answer ICMP echo requests."),
+    },
+  },
+  services: {
+    nginx: {
+      enable: option(t.bool, false, "Run nginx.", "Debian package nginx; sites written to /etc/nginx/sites-enabled/"),
+      virtualHosts: option(
+        t.attrsOf(
+          t.submodule({
+            root: option(t.nullOr(t.str), null, "Document root (default: Debian's /var/www/html)."),
+            locations: option(
+              t.attrsOf(
+                t.submodule({
+                  root: option(t.nullOr(t.str), null, "Document root of this location."),
+                  proxyPass: option(t.nullOr(t.str), null, "Upstream URL."),
+                  extraConfig: option(t.str, "", "Raw nginx directives."),
+                }),
+              ),
+              {},
+              "Locations.",
+            ),
+          }),
+        ),
+        {},
+        "Virtual hosts by server name; the first one is also the default server.",
+      ),
+    },
+  },
+  systemd: {
+    services: option(
+      t.attrsOf(systemdService),
+      {},
+      "Units. A name that a package already ships is applied as a drop-in over it; otherwise a new unit.",
+      "/etc/systemd/system/NAME.service or NAME.service.d/vmrig.conf",
+    ),
+  },
+  virtualisation: {
+    memorySize: option(t.int, 1024, "Guest memory in MiB."),
+    cores: option(t.int, 2, "vCPUs (1 on a one-core host). Under TCG two boot about 1.5× faster than one."),
+    diskSize: option(t.int, 2048, "Root file system size in MiB (grown to fit the packages)."),
+    vlans: option(t.listOf(t.int), [1], "Virtual networks the node joins, as eth1, eth2, …"),
+    qemu: {
+      options: option(t.listOf(t.str), [], "Extra QEMU arguments; each entry is split on whitespace."),
+    },
+  },
+} as const;
+
+export type NodeOptions = typeof nodeOptions;

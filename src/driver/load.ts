@@ -1,0 +1,76 @@
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { build } from "esbuild";
+import { isTestDefinition, type TestDefinition } from "./test.js";
+import { configError } from "../util/errors.js";
+
+export interface LoadedTest {
+  file: string;
+  def: TestDefinition;
+  /** the test file and every local module it imports, for the result cache */
+  sources: Record<string, string>;
+}
+
+const packageEntry = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "index.js");
+
+/**
+ * Bundle the test file (TypeScript, local imports) into one ES module and
+ * import it. `vmrig` resolves to this very package, so the test and the driver
+ * share one module instance. Stack traces map back to the user's lines.
+ */
+export async function loadTest(file: string): Promise<LoadedTest> {
+  const abs = path.resolve(file);
+  if (!fs.existsSync(abs)) throw configError(`test file ${file} does not exist`);
+  process.setSourceMapsEnabled(true);
+  let result;
+  try {
+    result = await build({
+      entryPoints: [abs],
+      bundle: true,
+      write: false,
+      format: "esm",
+      platform: "node",
+      target: "node20",
+      sourcemap: "inline",
+      metafile: true,
+      logLevel: "silent",
+      packages: "external",
+      plugins: [
+        {
+          name: "vmrig-self",
+          setup(b) {
+            b.onResolve({ filter: /^vmrig$/ }, () => ({ path: packageEntry, external: true }));
+          },
+        },
+      ],
+    });
+  } catch (e) {
+    const errors = (e as { errors?: { text: string; location?: { file: string; line: number; column: number } }[] }).errors ?? [];
+    throw configError(`cannot compile ${file}`, {
+      output: errors.map((x) => `${x.location ? `${x.location.file}:${x.location.line}:${x.location.column}: ` : ""}${x.text}`).join("\n"),
+    });
+  }
+  const code = result.outputFiles[0]!.text;
+  const sources: Record<string, string> = {};
+  for (const input of Object.keys(result.metafile.inputs)) {
+    const p = path.resolve(input);
+    if (fs.existsSync(p)) sources[path.relative(path.dirname(abs), p)] = createHash("sha256").update(fs.readFileSync(p)).digest("hex");
+  }
+  // Next to the test file, so that bare imports resolve from the user's node_modules.
+  const out = path.join(path.dirname(abs), `.${path.basename(abs)}.${process.pid}.vmrig.mjs`);
+  const tmp = fs.existsSync(path.dirname(out)) ? out : path.join(os.tmpdir(), path.basename(out));
+  fs.writeFileSync(tmp, code);
+  let mod: { default?: unknown };
+  try {
+    mod = (await import(pathToFileURL(tmp).href)) as { default?: unknown };
+  } finally {
+    fs.rmSync(tmp, { force: true });
+  }
+  if (!isTestDefinition(mod.default)) {
+    throw configError(`${file} must \`export default defineTest({ … })\``, { hint: 'import { defineTest } from "vmrig"' });
+  }
+  return { file: abs, def: mod.default, sources };
+}

@@ -1,0 +1,57 @@
+import fs from "node:fs";
+
+/**
+ * The run's nested log: what the user sees live and what goes into log.txt.
+ * Lines from inside `nested()` are indented under their heading, with timing.
+ */
+export class Logger {
+  private depth = 0;
+  private readonly file: fs.WriteStream | undefined;
+  private readonly t0 = Date.now();
+
+  constructor(
+    logPath: string | undefined,
+    private readonly out: (line: string) => void = (l) => process.stderr.write(l + "\n"),
+  ) {
+    this.file = logPath ? fs.createWriteStream(logPath, { flags: "a" }) : undefined;
+  }
+
+  private stamp(): string {
+    return `${((Date.now() - this.t0) / 1000).toFixed(1).padStart(6)}s`;
+  }
+
+  log(message: string, machine?: string): void {
+    const prefix = "  ".repeat(this.depth) + (machine ? `${machine}: ` : "");
+    for (const line of message.split("\n")) {
+      this.out(`${prefix}${line}`);
+      this.file?.write(`${this.stamp()} ${prefix}${line}\n`);
+    }
+  }
+
+  /** Write to the log file only (console output of every machine, stderr of commands). */
+  detail(message: string, machine?: string): void {
+    const prefix = "  ".repeat(this.depth) + (machine ? `${machine} # ` : "");
+    for (const line of message.split("\n")) this.file?.write(`${this.stamp()} ${prefix}${line}\n`);
+  }
+
+  /** Print `message`, run `fn` indented under it, and say how long it took. */
+  async nested<T>(message: string, fn: () => Promise<T>, machine?: string): Promise<T> {
+    this.log(message, machine);
+    const start = Date.now();
+    this.depth++;
+    try {
+      const result = await fn();
+      this.depth--;
+      this.log(`(finished: ${message}, in ${((Date.now() - start) / 1000).toFixed(2)} s)`, machine);
+      return result;
+    } catch (e) {
+      this.depth--;
+      this.log(`(failed: ${message}, after ${((Date.now() - start) / 1000).toFixed(2)} s)`, machine);
+      throw e;
+    }
+  }
+
+  close(): Promise<void> {
+    return new Promise((r) => (this.file ? this.file.end(() => r()) : r()));
+  }
+}

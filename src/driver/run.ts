@@ -1,0 +1,261 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { evalNodes, vlanAddresses, type EvaluatedConfig, type NodesInfo } from "../config/eval.js";
+import { buildNodeImage, prepareBases, type NodeImage } from "../image/image.js";
+import type { HostEntry } from "../image/render.js";
+import { cacheRoot } from "../image/store.js";
+import { Machine } from "../machine/machine.js";
+import { resolveAccel } from "../vm/accel.js";
+import type { Accel } from "../vm/qemu.js";
+import { VlanSwitch } from "../vm/vlan.js";
+import { VmrigError, callerLocation, errorMessage } from "../util/errors.js";
+import { sleep } from "../util/proc.js";
+import { Logger } from "./logger.js";
+import type { LoadedTest } from "./load.js";
+import type { Globals, TestContext } from "./test.js";
+
+export interface RunOptions {
+  outputDir: string;
+  accel: "auto" | Accel;
+  keepVmState: boolean;
+  /** seconds; overrides the test's globalTimeout */
+  globalTimeout?: number;
+  /** where live output goes (default stderr) */
+  print?: (line: string) => void;
+  signal?: AbortSignal;
+}
+
+export type Outcome = "passed" | "failed" | "skipped";
+
+export interface SubtestResult {
+  name: string;
+  outcome: "passed" | "failed";
+  durationMs: number;
+  error?: string;
+}
+
+export interface TestResult {
+  name: string;
+  file: string;
+  outcome: Outcome;
+  /** set when the failure is bad input (exit 2) */
+  configError: boolean;
+  durationMs: number;
+  error?: Error;
+  resultDir: string;
+  subtests: SubtestResult[];
+  bootMs: Record<string, number>;
+}
+
+/** Build images for every node: config errors surface here, before any VM. */
+export async function buildImages(
+  loaded: LoadedTest,
+  progress: (m: string) => void,
+): Promise<{ configs: Record<string, EvaluatedConfig>; images: Record<string, NodeImage> }> {
+  const { def } = loaded;
+  const configs = evalNodes(def.nodes, def.defaults);
+  const bases = await prepareBases(configs, progress);
+  const names = Object.keys(configs).sort();
+  const hosts: HostEntry[] = names.map((n, i) => {
+    const vlan = configs[n]!.virtualisation.vlans[0];
+    if (vlan === undefined) return { name: configs[n]!.networking.hostName };
+    const a = vlanAddresses(vlan, i + 1);
+    return { name: configs[n]!.networking.hostName, ipv4: a.ipv4, ipv6: a.ipv6 };
+  });
+  const images: Record<string, NodeImage> = {};
+  for (const n of names) {
+    const c = configs[n]!;
+    images[n] = await buildNodeImage(n, c, hosts, bases.get(`${c.debian.suite} ${c.debian.mirror}`)!, {
+      progress,
+      sourceDir: path.dirname(loaded.file),
+    });
+  }
+  return { configs, images };
+}
+
+export async function runTest(loaded: LoadedTest, opts: RunOptions): Promise<TestResult> {
+  const { def } = loaded;
+  const resultDir = path.resolve(opts.outputDir, def.name);
+  fs.rmSync(resultDir, { recursive: true, force: true });
+  fs.mkdirSync(resultDir, { recursive: true });
+  const logger = new Logger(path.join(resultDir, "log.txt"), opts.print);
+  const started = Date.now();
+  const result: TestResult = {
+    name: def.name,
+    file: loaded.file,
+    outcome: "passed",
+    configError: false,
+    durationMs: 0,
+    resultDir,
+    subtests: [],
+    bootMs: {},
+  };
+  if (def.meta?.broken) {
+    logger.log(`${def.name}: skipped (meta.broken)`);
+    result.outcome = "skipped";
+    await logger.close();
+    return result;
+  }
+
+  let stateDir: string | undefined;
+  const switches: VlanSwitch[] = [];
+  const machines: Machine[] = [];
+  try {
+    const { configs, images } = await logger.nested(`building images for ${def.name}`, () =>
+      buildImages(loaded, (m) => logger.log(m)),
+    );
+    const accel = await resolveAccel(opts.accel, Object.values(images)[0]?.kernel);
+    logger.log(`accelerator: ${accel}${accel === "tcg" ? " (software emulation: no usable KVM)" : ""}`);
+
+    const keepDir = path.join(cacheRoot(), "vm-state", def.name);
+    stateDir = opts.keepVmState ? keepDir : fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-"));
+    fs.mkdirSync(stateDir, { recursive: true });
+    const names = Object.keys(configs).sort();
+    const vlans = [...new Set(names.flatMap((n) => configs[n]!.virtualisation.vlans))].sort((a, b) => a - b);
+    for (const v of vlans) {
+      const sw = new VlanSwitch(v, stateDir);
+      switches.push(sw);
+      await sw.start();
+    }
+    const hostCores = os.cpus().length;
+    for (const [i, name] of names.entries()) {
+      const c = configs[name]!;
+      const img = images[name]!;
+      machines.push(
+        new Machine(name, {
+          logger,
+          resultDir,
+          spec: () => ({
+            name,
+            disk: img.disk,
+            kernel: img.kernel,
+            initrd: img.initrd,
+            memoryMiB: c.virtualisation.memorySize,
+            cores: Math.max(1, Math.min(c.virtualisation.cores, hostCores)),
+            nics: c.virtualisation.vlans.map((vlan, slot) => ({
+              slot: slot + 1,
+              vlan,
+              nodeIndex: i + 1,
+              switchPath: switches.find((s) => s.vlan === vlan)!.path,
+            })),
+            accel,
+            extraArgs: c.virtualisation.qemu.options,
+            stateDir: stateDir!,
+            consoleLog: path.join(resultDir, `${name}-console.log`),
+            keepState: opts.keepVmState,
+          }),
+        }),
+      );
+    }
+
+    const ctx = makeContext(machines, configs, logger, result);
+    const timeout = Math.min(opts.globalTimeout ?? def.globalTimeout ?? 3600, def.meta?.timeout ?? Infinity);
+    await logger.nested(`running ${def.name}'s test script`, () => withDeadline(def.testScript(ctx as TestContext), timeout, opts.signal));
+    if (result.subtests.some((s) => s.outcome === "failed")) {
+      throw new VmrigError(`${result.subtests.filter((s) => s.outcome === "failed").length} subtest(s) failed`);
+    }
+  } catch (e) {
+    result.outcome = "failed";
+    result.error = e instanceof Error ? e : new Error(String(e));
+    result.configError = e instanceof VmrigError && e.kind === "config";
+    logger.log(`\n${def.name} FAILED:\n${errorMessage(e)}`);
+    await collectFailureArtifacts(machines, resultDir, logger);
+  } finally {
+    for (const m of machines) for (const [k, v] of Object.entries({ [m.name]: m.bootMs })) if (v !== undefined) result.bootMs[k] = v;
+    await Promise.all(machines.map((m) => m.kill().catch(() => undefined)));
+    await Promise.all(switches.map((s) => s.stop().catch(() => undefined)));
+    if (stateDir && !opts.keepVmState) fs.rmSync(stateDir, { recursive: true, force: true });
+    result.durationMs = Date.now() - started;
+    if (result.outcome === "passed") logger.log(`${def.name} passed in ${(result.durationMs / 1000).toFixed(1)} s`);
+    await logger.close();
+    fs.writeFileSync(
+      path.join(resultDir, "result.json"),
+      JSON.stringify({ ...result, error: result.error ? errorMessage(result.error) : undefined }, null, 2),
+    );
+  }
+  return result;
+}
+
+class Deadline extends VmrigError {}
+
+async function withDeadline<T>(p: Promise<T>, seconds: number, signal?: AbortSignal): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  const limits = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new Deadline(`the test ran past its global timeout of ${seconds} s and was stopped`, {
+            hint: "raise globalTimeout (or meta.timeout) if the test is just slow",
+          }),
+        ),
+      seconds * 1000,
+    );
+    onAbort = () => reject(new VmrigError(`interrupted (${String(signal?.reason ?? "signal")})`));
+    if (signal?.aborted) onAbort();
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([p, limits]);
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+/** On failure: a screenshot and the journal's tail of every machine still up. */
+async function collectFailureArtifacts(machines: Machine[], resultDir: string, logger: Logger): Promise<void> {
+  for (const m of machines) {
+    if (!m.pid) continue;
+    try {
+      if (!(await Promise.race([m.isUp(), sleep(3000).then(() => false)]))) continue;
+      await m.screenshot(path.join(resultDir, `failure-${m.name}.png`));
+      const j = await m.execute("journalctl --no-pager -n 100 2>&1 || true", { timeout: 20 });
+      fs.writeFileSync(path.join(resultDir, `failure-${m.name}-journal.txt`), j.stdout);
+    } catch (e) {
+      logger.detail(`could not collect failure artifacts: ${errorMessage(e)}`, m.name);
+    }
+  }
+}
+
+function makeContext(
+  machines: Machine[],
+  configs: Record<string, EvaluatedConfig>,
+  logger: Logger,
+  result: TestResult,
+): TestContext {
+  const nodes = Object.fromEntries(Object.entries(configs).map(([n, c]) => [n, { config: c }])) as NodesInfo;
+  const globals: Globals = {
+    startAll: async () => {
+      await logger.nested("starting all machines", async () => {
+        await Promise.all(machines.map((m) => m.start()));
+      });
+    },
+    subtest: async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+      const start = Date.now();
+      try {
+        const r = await logger.nested(`subtest: ${name}`, fn);
+        result.subtests.push({ name, outcome: "passed", durationMs: Date.now() - start });
+        return r;
+      } catch (e) {
+        result.subtests.push({ name, outcome: "failed", durationMs: Date.now() - start, error: errorMessage(e) });
+        throw e;
+      }
+    },
+    retry: async (fn, timeout = 900) => {
+      const location = callerLocation();
+      const deadline = Date.now() + timeout * 1000;
+      for (;;) {
+        const last = Date.now() >= deadline;
+        if (await fn(last)) return;
+        if (last) throw new VmrigError(`retry: condition still false after ${timeout} s`, { call: "retry()", location });
+        await sleep(1000);
+      }
+    },
+    log: (message) => logger.log(message),
+    machines,
+    nodes,
+  };
+  return Object.assign(Object.fromEntries(machines.map((m) => [m.name, m])), globals) as TestContext;
+}

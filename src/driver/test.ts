@@ -1,0 +1,89 @@
+import type { NodeModule, NodesInfo } from "../config/eval.js";
+import type { Machine } from "../machine/machine.js";
+import { configError } from "../util/errors.js";
+
+/** Script globals (SPEC §4). Function-valued properties: destructuring keeps them bound. */
+export interface Globals<N extends string = string> {
+  /** boot every machine, in parallel */
+  startAll(): Promise<void>;
+  /** a named step: a JUnit test case of its own; a failure is reported and fails the run */
+  subtest<T>(name: string, fn: () => Promise<T>): Promise<T>;
+  /** call `fn` until it returns true (it gets the attempt number), at most `timeout` seconds */
+  retry(fn: (lastTry: boolean) => Promise<boolean> | boolean, timeout?: number): Promise<void>;
+  log(message: string): void;
+  machines: Machine[];
+  nodes: NodesInfo<N>;
+}
+
+export type TestContext<N extends string = string> = { [K in N]: Machine } & Globals<N>;
+
+export const GLOBAL_NAMES = [
+  "startAll",
+  "joinAll",
+  "subtest",
+  "retry",
+  "pollingCondition",
+  "serialStdoutOn",
+  "serialStdoutOff",
+  "log",
+  "machines",
+  "vlans",
+  "nodes",
+  "driver",
+] as const;
+
+export interface TestMeta {
+  /** seconds for the whole test (overrides globalTimeout when smaller) */
+  timeout?: number;
+  /** listed and skipped */
+  broken?: boolean;
+  description?: string;
+}
+
+export interface TestDefinition<N extends string = string> {
+  name: string;
+  nodes: { [K in N]: NodeModule<N> };
+  defaults?: NodeModule<N>;
+  testScript: (ctx: TestContext<N>) => Promise<void>;
+  /** seconds, default 3600; counts from the first VM start */
+  globalTimeout?: number;
+  enableOCR?: boolean;
+  skipTypeCheck?: boolean;
+  skipLint?: boolean;
+  meta?: TestMeta;
+}
+
+const BRAND = Symbol.for("vmrig.test");
+
+/**
+ * Declare a test. Node names become the machines' variables in the script, so
+ * a typo in a destructured name is a compile error.
+ */
+export function defineTest<const N extends string>(def: TestDefinition<N>): TestDefinition<N> {
+  validateDefinition(def as unknown as TestDefinition);
+  Object.defineProperty(def, BRAND, { value: true });
+  return def;
+}
+
+export function isTestDefinition(x: unknown): x is TestDefinition {
+  return typeof x === "object" && x !== null && (x as Record<symbol, unknown>)[BRAND] === true;
+}
+
+export function validateDefinition(def: TestDefinition): void {
+  if (typeof def.name !== "string" || !/^[a-z0-9-]+$/.test(def.name)) {
+    throw configError(`test name ${JSON.stringify(def.name)} must match [a-z0-9-]+ (it names the result folder)`);
+  }
+  if (typeof def.testScript !== "function") throw configError(`test ${def.name}: testScript must be an async function`);
+  const names = Object.keys(def.nodes ?? {});
+  if (names.length === 0) throw configError(`test ${def.name}: declare at least one machine in \`nodes\``);
+  for (const n of names) {
+    if ((GLOBAL_NAMES as readonly string[]).includes(n)) {
+      throw configError(`test ${def.name}: node name \`${n}\` collides with the script global of the same name`, {
+        hint: "rename the node",
+      });
+    }
+    if (!/^[a-z][a-z0-9-]{0,62}$/i.test(n)) {
+      throw configError(`test ${def.name}: node name \`${n}\` is not a valid host name (letters, digits, '-')`);
+    }
+  }
+}

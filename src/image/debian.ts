@@ -1,0 +1,227 @@
+import fs from "node:fs";
+import fsp from "node:fs/promises";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { ensureEntry, type StoreEntry } from "./store.js";
+import { run } from "../util/proc.js";
+import { configError } from "../util/errors.js";
+
+/**
+ * The documented base set: every image has these (SPEC §2), plus what vmrig
+ * itself needs in the guest (busybox-static for the initrd, nftables for the
+ * firewall, the cloud kernel).
+ */
+export const BASE_PACKAGES = [
+  "systemd",
+  "systemd-sysv",
+  "udev",
+  "dbus",
+  "iproute2",
+  "iputils-ping",
+  "procps",
+  "netcat-openbsd",
+  "curl",
+  "kbd",
+  "sudo",
+  "nftables",
+  "less",
+  "ca-certificates",
+  "busybox-static",
+  "linux-image-cloud-amd64",
+] as const;
+
+/** Docs and translations are not installed: smaller layers, faster dpkg. */
+const DPKG_EXCLUDES = [
+  "path-exclude=/usr/share/man/*",
+  "path-exclude=/usr/share/info/*",
+  "path-exclude=/usr/share/doc/*",
+  "path-include=/usr/share/doc/*/copyright",
+  "path-exclude=/usr/share/locale/*",
+  "path-include=/usr/share/locale/locale.alias",
+];
+
+export interface Progress {
+  (message: string): void;
+}
+
+const guestDir = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "guest");
+
+export interface BaseLayer extends StoreEntry {
+  rootfs: string;
+  kernel: string;
+  initrd: string;
+}
+
+/** Modules the cloud kernel has only as modules but the initrd needs. */
+const INITRD_MODULES = ["virtio_blk", "virtio_net"];
+
+export async function baseLayer(suite: string, mirror: string, progress: Progress): Promise<BaseLayer> {
+  const inputs = {
+    layer: "base",
+    suite,
+    mirror,
+    packages: BASE_PACKAGES,
+    dpkg: DPKG_EXCLUDES,
+  };
+  const entry = await ensureEntry(
+    `base-${suite}`,
+    inputs,
+    async (tmp) => {
+      const root = path.join(tmp, "root");
+      progress(`building Debian ${suite} base layer (mmdebstrap, ~30-60 s, once)`);
+      await run(
+        "mmdebstrap",
+        [
+          "--variant=apt",
+          "--mode=root",
+          "--skip=cleanup/apt/lists",
+          `--include=${BASE_PACKAGES.join(",")}`,
+          ...DPKG_EXCLUDES.map((o) => `--dpkgopt=${o}`),
+          suite,
+          root,
+          mirror,
+        ],
+        {
+          onOutput: (chunk) => {
+            const m = /^I: (.*)$/m.exec(chunk);
+            if (m) progress(`  mmdebstrap: ${m[1]}`);
+          },
+          hint: `building the base image needs mmdebstrap and access to ${mirror}; run \`vmrig doctor\``,
+        },
+      );
+      const pkgnames = await run("chroot", [root, "apt-cache", "pkgnames"]);
+      await fsp.writeFile(path.join(tmp, "pkgnames.txt"), pkgnames.stdout.split("\n").sort().join("\n"));
+      // Debian's own initrd is not used: ours boots seconds faster.
+      for (const f of await fsp.readdir(path.join(root, "boot"))) {
+        if (f.startsWith("initrd.img-")) await fsp.rm(path.join(root, "boot", f));
+      }
+    },
+    () => progress("waiting for another vmrig run that is building the same base layer"),
+  );
+  const rootfs = path.join(entry.path, "root");
+  // The kernel and initrd are their own entry, so changing the initrd never re-runs mmdebstrap.
+  const boot = await ensureEntry(
+    "boot",
+    { layer: "boot", base: entry.hash, init: fs.readFileSync(path.join(guestDir, "initrd-init"), "utf8"), modules: INITRD_MODULES },
+    (tmp) => makeBootFiles(rootfs, tmp),
+  );
+  return { ...entry, rootfs, kernel: path.join(boot.path, "vmlinuz"), initrd: path.join(boot.path, "initrd") };
+}
+
+async function makeBootFiles(root: string, out: string): Promise<void> {
+  const versions = await fsp.readdir(path.join(root, "lib/modules"));
+  if (versions.length !== 1) throw new Error(`expected one kernel in the base image, found ${versions.join(", ")}`);
+  const kver = versions[0]!;
+  await fsp.copyFile(path.join(root, "boot", `vmlinuz-${kver}`), path.join(out, "vmlinuz"));
+
+  const modDir = path.join(root, "lib/modules", kver);
+  const deps = parseModulesDep(await fsp.readFile(path.join(modDir, "modules.dep"), "utf8"));
+  const order: string[] = [];
+  const visit = (rel: string): void => {
+    if (order.includes(rel)) return;
+    for (const d of deps.get(rel) ?? []) visit(d);
+    order.push(rel);
+  };
+  for (const name of INITRD_MODULES) {
+    const rel = [...deps.keys()].find((k) => path.basename(k).replace(/\.ko(\.xz|\.zst|\.gz)?$/, "") === name);
+    if (rel) visit(rel); // absent means built in
+  }
+
+  const tree = path.join(out, "initrd.d");
+  await fsp.mkdir(path.join(tree, "bin"), { recursive: true });
+  await fsp.mkdir(path.join(tree, "modules"), { recursive: true });
+  await fsp.copyFile(path.join(root, "bin/busybox"), path.join(tree, "bin/busybox"));
+  await fsp.chmod(path.join(tree, "bin/busybox"), 0o755);
+  await fsp.copyFile(path.join(guestDir, "initrd-init"), path.join(tree, "init"));
+  await fsp.chmod(path.join(tree, "init"), 0o755);
+  const names: string[] = [];
+  for (const rel of order) {
+    const base = path.basename(rel);
+    const plain = base.replace(/\.(xz|zst|gz)$/, "");
+    const src = path.join(modDir, rel);
+    const dst = path.join(tree, "modules", plain);
+    if (base.endsWith(".xz")) await run("sh", ["-c", 'xz -dc "$1" > "$2"', "sh", src, dst]);
+    else if (base.endsWith(".zst")) await run("zstd", ["-dq", src, "-o", dst]);
+    else await fsp.copyFile(src, dst);
+    names.push(plain);
+  }
+  await fsp.writeFile(path.join(tree, "modules.order"), names.join("\n") + "\n");
+  await run("sh", ["-c", "find . -print0 | sort -z | cpio --null -o -H newc --quiet > ../initrd"], { cwd: tree });
+  await fsp.rm(tree, { recursive: true });
+}
+
+function parseModulesDep(text: string): Map<string, string[]> {
+  const deps = new Map<string, string[]>();
+  for (const line of text.split("\n")) {
+    const [mod, rest] = line.split(":");
+    if (!mod) continue;
+    deps.set(mod, (rest ?? "").trim().split(/\s+/).filter(Boolean));
+  }
+  return deps;
+}
+
+/** Every package name the base layer's apt knows, to reject typos before building. */
+export async function knownPackages(base: BaseLayer): Promise<Set<string>> {
+  return new Set((await fsp.readFile(path.join(base.path, "pkgnames.txt"), "utf8")).split("\n"));
+}
+
+export function checkPackages(node: string, packages: Iterable<string>, known: Set<string>, suite: string): void {
+  for (const p of packages) {
+    if (!known.has(p)) {
+      const close = [...known].filter((k) => k.startsWith(p) || p.startsWith(k)).slice(0, 3);
+      throw configError(`node \`${node}\`: unknown Debian package \`${p}\` (not in ${suite})`, {
+        hint: close.length
+          ? `similar package names: ${close.join(", ")}`
+          : `check the name with \`apt-cache search\` on a ${suite} system or on packages.debian.org`,
+      });
+    }
+  }
+}
+
+export interface PackageLayer extends StoreEntry {
+  rootfs: string;
+}
+
+/**
+ * Base plus the node's packages. Keyed by the sorted package set only, so nodes
+ * with the same packages share it and config-only changes never re-run apt.
+ */
+export async function packageLayer(base: BaseLayer, packages: string[], progress: Progress): Promise<PackageLayer> {
+  const inBase = new Set<string>(BASE_PACKAGES);
+  const wanted = [...new Set(packages)].filter((p) => !inBase.has(p)).sort();
+  if (wanted.length === 0) return { ...base, rootfs: base.rootfs };
+  const entry = await ensureEntry(
+    "packages",
+    { layer: "packages", base: base.hash, packages: wanted },
+    async (tmp) => {
+      const root = path.join(tmp, "root");
+      progress(`installing ${wanted.join(" ")} (apt, once per package set)`);
+      await run("cp", ["-a", "--reflink=auto", base.rootfs, root]);
+      // A private mount namespace: the chroot's mounts vanish with the shell.
+      const script = `
+        set -e
+        mount -t proc proc "$1/proc"
+        mount --rbind /dev "$1/dev"
+        mount -t sysfs sysfs "$1/sys"
+        cp /etc/resolv.conf "$1/etc/resolv.conf"
+        printf '#!/bin/sh\\nexit 101\\n' > "$1/usr/sbin/policy-rc.d"; chmod 755 "$1/usr/sbin/policy-rc.d"
+        shift
+        chroot "$ROOT" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
+        chroot "$ROOT" apt-get clean
+        rm -f "$ROOT/usr/sbin/policy-rc.d"
+        : > "$ROOT/etc/resolv.conf"
+      `;
+      await run("unshare", ["--mount", "--propagation", "private", "--", "sh", "-c", script, "sh", root, ...wanted], {
+        env: { ...process.env, ROOT: root },
+        onOutput: (chunk) => {
+          for (const m of chunk.matchAll(/^(Get:\d+ \S+ \S+ \S+ (\S+)|Setting up (\S+))/gm)) {
+            progress(`  apt: ${m[2] ? `downloading ${m[2]}` : `setting up ${m[3]}`}`);
+          }
+        },
+        hint: "apt could not install the packages; the output above says why",
+      });
+    },
+    () => progress("waiting for another vmrig run that is installing the same packages"),
+  );
+  return { ...entry, rootfs: path.join(entry.path, "root") };
+}

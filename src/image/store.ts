@@ -1,0 +1,126 @@
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import fsp from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { sleep } from "../util/proc.js";
+
+/** Bumped whenever the way a layer is built changes, so old entries are not reused. */
+export const STORE_FORMAT = 3;
+
+export function cacheRoot(): string {
+  return process.env.VMRIG_CACHE_DIR ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache"), "vmrig");
+}
+
+export function storeDir(): string {
+  return path.join(cacheRoot(), "store");
+}
+
+/** Stable JSON: object keys sorted, so equal inputs hash equal. */
+export function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
+  if (v !== null && typeof v === "object") {
+    return `{${Object.keys(v)
+      .sort()
+      .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson((v as Record<string, unknown>)[k])}`)
+      .join(",")}}`;
+  }
+  return JSON.stringify(v);
+}
+
+export function hashInputs(inputs: unknown): string {
+  return createHash("sha256").update(canonicalJson({ format: STORE_FORMAT, inputs })).digest("hex").slice(0, 32);
+}
+
+export interface StoreEntry {
+  /** the entry's directory: `<store>/<hash>-<name>` */
+  path: string;
+  hash: string;
+  /** true if this call built it, false if it was already there */
+  built: boolean;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * Take an exclusive lock file. A lock whose owner died (SIGKILL, power loss) is
+ * taken over, so a crashed build never blocks the store.
+ */
+export async function withLock<T>(lockPath: string, fn: () => Promise<T>, onWait?: () => void): Promise<T> {
+  let waited = false;
+  for (;;) {
+    try {
+      const fd = fs.openSync(lockPath, "wx");
+      fs.writeSync(fd, String(process.pid));
+      fs.closeSync(fd);
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+      const owner = Number(fs.readFileSync(lockPath, "utf8").trim() || "0");
+      if (owner > 0 && !pidAlive(owner)) {
+        // Rename first so only one waiter removes a given stale lock.
+        const stale = `${lockPath}.stale-${process.pid}`;
+        try {
+          fs.renameSync(lockPath, stale);
+          fs.rmSync(stale, { force: true });
+        } catch {
+          /* another waiter took it */
+        }
+        continue;
+      }
+      if (!waited) onWait?.();
+      waited = true;
+      await sleep(200);
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    fs.rmSync(lockPath, { force: true });
+  }
+}
+
+/**
+ * Get the entry for `inputs`, building it with `build(tmpDir)` if it is missing.
+ * Builds go to a temporary directory renamed into place, so a store path either
+ * is complete or does not exist; concurrent runs wait on a per-entry lock.
+ */
+export async function ensureEntry(
+  name: string,
+  inputs: unknown,
+  build: (tmpDir: string) => Promise<void>,
+  onWait?: () => void,
+): Promise<StoreEntry> {
+  const hash = hashInputs(inputs);
+  const dir = storeDir();
+  const final = path.join(dir, `${hash}-${name}`);
+  if (fs.existsSync(final)) return { path: final, hash, built: false };
+  await fsp.mkdir(dir, { recursive: true });
+  return withLock(
+    `${final}.lock`,
+    async () => {
+      if (fs.existsSync(final)) return { path: final, hash, built: false };
+      const tmp = `${final}.tmp-${process.pid}`;
+      await fsp.rm(tmp, { recursive: true, force: true });
+      await fsp.mkdir(tmp);
+      try {
+        await build(tmp);
+        await fsp.writeFile(path.join(tmp, ".inputs.json"), JSON.stringify(inputs, null, 2));
+        await fsp.rename(tmp, final);
+      } catch (e) {
+        await fsp.rm(tmp, { recursive: true, force: true });
+        throw e;
+      }
+      return { path: final, hash, built: true };
+    },
+    onWait,
+  );
+}

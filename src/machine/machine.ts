@@ -1,0 +1,496 @@
+import fs from "node:fs";
+import path from "node:path";
+import { Vm, type VmSpec } from "../vm/qemu.js";
+import { BackdoorClosed, CommandTimeout } from "../vm/backdoor.js";
+import type { QmpEvent } from "../vm/qmp.js";
+import { VmrigError, callerLocation, errorMessage, tail } from "../util/errors.js";
+import { sleep } from "../util/proc.js";
+import type { Logger } from "../driver/logger.js";
+
+/** A regex argument: a string is a regular expression, as in NixOS. */
+export type Pattern = string | RegExp;
+
+export interface ExecuteOptions {
+  /** seconds; default 900 */
+  timeout?: number;
+  /** false: do not collect stdout (NixOS `check_output`) */
+  checkOutput?: boolean;
+}
+
+export interface ExecuteResult {
+  status: number;
+  stdout: string;
+}
+
+export interface MachineContext {
+  logger: Logger;
+  resultDir: string;
+  /** the VM spec, made lazily: the image is built before the first start */
+  spec: () => VmSpec;
+}
+
+const DEFAULT_TIMEOUT = 900;
+
+function toRegExp(p: Pattern): RegExp {
+  return typeof p === "string" ? new RegExp(p, "m") : p;
+}
+
+function quote(s: string): string {
+  return JSON.stringify(s);
+}
+
+/**
+ * One test machine. Methods are arrow-function properties, so destructuring
+ * them (`const { succeed } = server`) keeps them bound.
+ */
+export class Machine {
+  private vm: Vm | undefined;
+  private starting: Promise<void> | undefined;
+
+  constructor(
+    readonly name: string,
+    private readonly ctx: MachineContext,
+  ) {}
+
+  /** The QEMU process's PID while it runs, for the driver's leak checks. */
+  get pid(): number | undefined {
+    return this.vm?.pid;
+  }
+
+  /** QEMU start → backdoor answering of the last boot, in ms. */
+  get bootMs(): number | undefined {
+    return this.vm?.bootMs;
+  }
+
+  private fail_(summary: string, call: string, extra: Partial<ConstructorParameters<typeof VmrigError>[1]> & { location?: string | undefined } = {}): VmrigError {
+    return new VmrigError(summary, { machine: this.name, call, ...extra });
+  }
+
+  // ---- power -----------------------------------------------------------------
+
+  /** Boot the machine; resolves when its backdoor answers. Machines also boot on first use. */
+  start = async (): Promise<void> => {
+    const location = callerLocation();
+    if (this.vm?.running) return;
+    if (!this.starting) {
+      this.starting = this.ctx.logger
+        .nested(
+          "starting vm",
+          async () => {
+            const vm = new Vm(this.ctx.spec());
+            this.vm = vm;
+            vm.on("exit", () => this.ctx.logger.detail("QEMU exited", this.name));
+            try {
+              await vm.start();
+            } catch (e) {
+              await vm.kill();
+              throw e instanceof VmrigError ? e : this.fail_(`could not boot: ${errorMessage(e)}`, "start()", { location, cause: e });
+            }
+            vm.backdoor!.on("stray", (b: Buffer) => this.ctx.logger.detail(`(output outside any command) ${b.toString()}`, this.name));
+            this.ctx.logger.log(`booted in ${((vm.bootMs ?? 0) / 1000).toFixed(1)} s`, this.name);
+          },
+          this.name,
+        )
+        .finally(() => (this.starting = undefined));
+    }
+    await this.starting;
+  };
+
+  /** Is the VM process running and its shell answering? */
+  isUp = async (): Promise<boolean> => {
+    if (!this.vm?.running || !this.vm.backdoor) return false;
+    try {
+      await this.vm.backdoor.ping(2000);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  /** Power the machine off cleanly and wait until QEMU has exited. */
+  shutdown = async (): Promise<void> => {
+    if (!this.vm?.running) return;
+    await this.ctx.logger.nested(
+      "shutting down",
+      async () => {
+        this.vm!.backdoor!.run("systemctl poweroff --no-block").catch(() => undefined);
+        await Promise.race([this.vm!.waitForExit(), sleep(120_000)]);
+        if (this.vm!.running) await this.vm!.kill();
+      },
+      this.name,
+    );
+  };
+
+  /** Kill the VM at once, like pulling the plug. */
+  crash = async (): Promise<void> => {
+    if (!this.vm?.running) return;
+    this.ctx.logger.log("crashing (QEMU killed)", this.name);
+    await this.vm.kill();
+  };
+
+  /** Wait until the machine has powered off by itself. */
+  waitForShutdown = async (timeout = DEFAULT_TIMEOUT): Promise<void> => {
+    const location = callerLocation();
+    if (!this.vm?.running) return;
+    const done = await Promise.race([this.vm.waitForExit().then(() => true), sleep(timeout * 1000).then(() => false)]);
+    if (!done) throw this.fail_(`still running after ${timeout} s`, "waitForShutdown()", { location });
+  };
+
+  /** Stop QEMU (used by the driver at the end of a run). */
+  async kill(): Promise<void> {
+    await this.vm?.kill();
+  }
+
+  // ---- commands --------------------------------------------------------------
+
+  private async ensureUp(): Promise<Vm> {
+    if (!this.vm?.running) await this.start();
+    return this.vm!;
+  }
+
+  private async runCommand(cmd: string, call: string, location: string | undefined, timeout: number): Promise<ExecuteResult> {
+    const vm = await this.ensureUp();
+    try {
+      const r = await vm.backdoor!.run(cmd, timeout);
+      const stderr = r.stderr.toString();
+      if (stderr) this.ctx.logger.detail(stderr.trimEnd(), this.name);
+      return { status: r.status, stdout: r.stdout.toString() };
+    } catch (e) {
+      if (e instanceof CommandTimeout) {
+        const out = e.partial.stdout.toString() + e.partial.stderr.toString();
+        throw this.fail_(`timed out after ${timeout} s`, call, {
+          command: cmd,
+          status: null,
+          output: out,
+          location,
+          hint: "the command was killed in the guest; raise `timeout` if it is just slow",
+        });
+      }
+      if (e instanceof BackdoorClosed) {
+        throw this.fail_(e.message, call, {
+          command: cmd,
+          location,
+          output: tail(vm.console?.all ?? "", 15),
+          hint: "the machine's console log in the result folder shows what happened",
+        });
+      }
+      throw e;
+    }
+  }
+
+  /** Run `cmd` in bash as root (`set -euo pipefail`, cwd /root). Never throws on a non-zero status. */
+  execute = async (cmd: string, opts: ExecuteOptions = {}): Promise<ExecuteResult> => {
+    const location = callerLocation();
+    const timeout = opts.timeout ?? DEFAULT_TIMEOUT;
+    return this.ctx.logger.nested(
+      `executing: ${cmd}`,
+      async () => {
+        const r = await this.runCommand(cmd, `execute(${quote(cmd)})`, location, timeout);
+        return opts.checkOutput === false ? { status: r.status, stdout: "" } : r;
+      },
+      this.name,
+    );
+  };
+
+  private async expectStatus(cmds: (string | ExecuteOptions)[], want: "zero" | "nonzero"): Promise<string> {
+    const location = callerLocation();
+    const last = cmds[cmds.length - 1];
+    const opts: ExecuteOptions = typeof last === "object" ? last : {};
+    const commands = cmds.filter((c): c is string => typeof c === "string");
+    const method = want === "zero" ? "succeed" : "fail";
+    let output = "";
+    for (const cmd of commands) {
+      const call = `${method}(${quote(cmd)})`;
+      await this.ctx.logger.nested(
+        `${want === "zero" ? "must succeed" : "must fail"}: ${cmd}`,
+        async () => {
+          const r = await this.runCommand(cmd, call, location, opts.timeout ?? DEFAULT_TIMEOUT);
+          const ok = want === "zero" ? r.status === 0 : r.status !== 0;
+          if (!ok) {
+            throw this.fail_(
+              want === "zero" ? `command failed with exit status ${r.status}` : "command succeeded but was expected to fail",
+              call,
+              {
+                command: cmd,
+                status: r.status,
+                output: r.stdout,
+                location,
+                hint: "stderr of the command is in the run's log.txt",
+              },
+            );
+          }
+          output += r.stdout;
+        },
+        this.name,
+      );
+    }
+    return output;
+  }
+
+  /** Run each command; throw if one exits non-zero. Returns their stdout. */
+  succeed = (...cmds: [string, ...(string | ExecuteOptions)[]]): Promise<string> => this.expectStatus(cmds, "zero");
+
+  /** Run each command; throw if one exits zero. Returns their stdout. */
+  fail = (...cmds: [string, ...(string | ExecuteOptions)[]]): Promise<string> => this.expectStatus(cmds, "nonzero");
+
+  private async poll(
+    call: string,
+    timeout: number,
+    location: string | undefined,
+    attempt: () => Promise<{ done: boolean; last: string; fatal?: VmrigError }>,
+    describe: string,
+  ): Promise<void> {
+    const deadline = Date.now() + timeout * 1000;
+    let last = "";
+    for (;;) {
+      const r = await attempt();
+      if (r.fatal) throw r.fatal;
+      if (r.done) return;
+      last = r.last;
+      if (Date.now() >= deadline) {
+        throw this.fail_(`timed out after ${timeout} s waiting for ${describe}`, call, { output: last, location, status: undefined });
+      }
+      await sleep(Math.min(1000, Math.max(0, deadline - Date.now())));
+    }
+  }
+
+  /** Retry `cmd` every second until it exits 0. Returns its stdout. */
+  waitUntilSucceeds = async (cmd: string, timeout = DEFAULT_TIMEOUT): Promise<string> => {
+    const location = callerLocation();
+    let stdout = "";
+    await this.ctx.logger.nested(
+      `waiting for success: ${cmd}`,
+      () =>
+        this.poll(`waitUntilSucceeds(${quote(cmd)})`, timeout, location, async () => {
+          const r = await this.runCommand(cmd, `waitUntilSucceeds(${quote(cmd)})`, location, timeout);
+          stdout = r.stdout;
+          return { done: r.status === 0, last: `last attempt: exit status ${r.status}\n${r.stdout}` };
+        }, `\`${cmd}\` to succeed`),
+      this.name,
+    );
+    return stdout;
+  };
+
+  /** Retry `cmd` every second until it exits non-zero. Returns its stdout. */
+  waitUntilFails = async (cmd: string, timeout = DEFAULT_TIMEOUT): Promise<string> => {
+    const location = callerLocation();
+    let stdout = "";
+    await this.ctx.logger.nested(
+      `waiting for failure: ${cmd}`,
+      () =>
+        this.poll(`waitUntilFails(${quote(cmd)})`, timeout, location, async () => {
+          const r = await this.runCommand(cmd, `waitUntilFails(${quote(cmd)})`, location, timeout);
+          stdout = r.stdout;
+          return { done: r.status !== 0, last: `last attempt: exit status ${r.status}\n${r.stdout}` };
+        }, `\`${cmd}\` to fail`),
+      this.name,
+    );
+    return stdout;
+  };
+
+  // ---- systemd ---------------------------------------------------------------
+
+  /** `systemctl ARGS` (for `user`: in that user's session manager). */
+  systemctl = async (args: string, user?: string): Promise<ExecuteResult> => {
+    const cmd = user
+      ? `su -l ${user} --shell /bin/sh -c 'XDG_RUNTIME_DIR=/run/user/$(id -u) systemctl --user ${args.replace(/'/g, `'\\''`)}'`
+      : `systemctl ${args}`;
+    return this.execute(cmd);
+  };
+
+  /** Properties of a unit, as `systemctl show` prints them. */
+  getUnitInfo = async (unit: string, user?: string): Promise<Record<string, string>> => {
+    const r = await this.runCommand(
+      user ? `su -l ${user} -s /bin/sh -c 'XDG_RUNTIME_DIR=/run/user/$(id -u) systemctl --user show ${unit}'` : `systemctl show ${quote(unit)}`,
+      `getUnitInfo(${quote(unit)})`,
+      callerLocation(),
+      60,
+    );
+    const info: Record<string, string> = {};
+    for (const line of r.stdout.split("\n")) {
+      const i = line.indexOf("=");
+      if (i > 0) info[line.slice(0, i)] = line.slice(i + 1);
+    }
+    return info;
+  };
+
+  /** Wait until `unit` is active; throw at once if it fails or cannot exist. */
+  waitForUnit = async (unit: string, opts: { user?: string; timeout?: number } = {}): Promise<void> => {
+    const location = callerLocation();
+    const timeout = opts.timeout ?? DEFAULT_TIMEOUT;
+    const call = `waitForUnit(${quote(unit)})`;
+    const userArg = opts.user ? ` --user -M ${opts.user}@` : "";
+    await this.ctx.logger.nested(
+      `waiting for unit ${unit}${opts.user ? ` of ${opts.user}` : ""}`,
+      () =>
+        this.poll(call, timeout, location, async () => {
+          const r = await this.runCommand(
+            `systemctl${userArg} show --property=ActiveState,SubState,LoadState,Result ${quote(unit)} 2>&1; systemctl${userArg} list-jobs --no-legend 2>/dev/null | wc -l`,
+            call,
+            location,
+            60,
+          );
+          const props = Object.fromEntries(
+            r.stdout
+              .split("\n")
+              .filter((l) => l.includes("="))
+              .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+          );
+          const lines = r.stdout.trim().split("\n");
+          const jobs = Number(lines[lines.length - 1] ?? "0");
+          if (props.ActiveState === "active") return { done: true, last: "" };
+          if (props.ActiveState === "failed") {
+            const why = await this.runCommand(`systemctl status --no-pager --lines=20 ${quote(unit)} 2>&1 || true`, call, location, 60);
+            return {
+              done: false,
+              last: "",
+              fatal: this.fail_(`unit ${unit} failed`, call, {
+                output: why.stdout,
+                location,
+                hint: `\`journalctl -u ${unit}\` on the machine has the whole story`,
+              }),
+            };
+          }
+          if (props.LoadState === "not-found" && props.ActiveState === "inactive" && jobs === 0) {
+            return {
+              done: false,
+              last: "",
+              fatal: this.fail_(`unit ${unit} does not exist and nothing is starting it`, call, {
+                location,
+                hint: "check the unit name (`systemctl list-units` on the machine) and that its package is installed",
+              }),
+            };
+          }
+          return { done: false, last: `unit ${unit}: ${props.ActiveState ?? "(systemd not answering yet)"}/${props.SubState ?? ""}` };
+        }, `unit ${unit} to become active`),
+      this.name,
+    );
+  };
+
+  // ---- files and ports -------------------------------------------------------
+
+  waitForFile = async (file: string, timeout = DEFAULT_TIMEOUT): Promise<void> => {
+    const location = callerLocation();
+    await this.ctx.logger.nested(
+      `waiting for file ${file}`,
+      () =>
+        this.poll(`waitForFile(${quote(file)})`, timeout, location, async () => {
+          const r = await this.runCommand(`test -e ${shellQuote(file)}`, `waitForFile(${quote(file)})`, location, 60);
+          return { done: r.status === 0, last: `${file} does not exist` };
+        }, `${file} to exist`),
+      this.name,
+    );
+  };
+
+  private waitPort = async (port: number, addr: string, open: boolean, timeout: number, location: string | undefined): Promise<void> => {
+    const method = open ? "waitForOpenPort" : "waitForClosedPort";
+    const call = `${method}(${port}${addr !== "localhost" ? `, ${quote(addr)}` : ""})`;
+    await this.ctx.logger.nested(
+      `waiting for TCP port ${port} on ${addr} to ${open ? "open" : "close"}`,
+      () =>
+        this.poll(call, timeout, location, async () => {
+          const r = await this.runCommand(`nc -z -w 2 ${shellQuote(addr)} ${port}`, call, location, 60);
+          return { done: (r.status === 0) === open, last: `port ${port} on ${addr} is ${r.status === 0 ? "open" : "closed"}` };
+        }, `port ${port} to ${open ? "open" : "close"}`),
+      this.name,
+    );
+  };
+
+  waitForOpenPort = (port: number, addr = "localhost", timeout = DEFAULT_TIMEOUT): Promise<void> =>
+    this.waitPort(port, addr, true, timeout, callerLocation());
+
+  waitForClosedPort = (port: number, addr = "localhost", timeout = DEFAULT_TIMEOUT): Promise<void> =>
+    this.waitPort(port, addr, false, timeout, callerLocation());
+
+  /** Sleep `secs` seconds of guest time. */
+  sleep = async (secs: number): Promise<void> => {
+    await this.runCommand(`sleep ${secs}`, `sleep(${secs})`, callerLocation(), secs + 60);
+  };
+
+  // ---- console, QEMU ---------------------------------------------------------
+
+  /** Everything the serial console printed since the VM started. */
+  getConsoleLog = (): string => this.vm?.console?.all ?? "";
+
+  waitForConsoleText = async (pattern: Pattern, timeout = DEFAULT_TIMEOUT): Promise<string> => {
+    const location = callerLocation();
+    const re = toRegExp(pattern);
+    const vm = await this.ensureUp();
+    const found = (): string | undefined => re.exec(vm.console?.all ?? "")?.[0];
+    const hit = found();
+    if (hit !== undefined) return hit;
+    return new Promise((resolve, reject) => {
+      const onData = () => {
+        const m = found();
+        if (m === undefined) return;
+        cleanup();
+        resolve(m);
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(this.fail_(`timed out after ${timeout} s waiting for console text ${re}`, `waitForConsoleText(${re})`, { output: tail(vm.console?.all ?? ""), location }));
+      }, timeout * 1000);
+      const cleanup = () => {
+        clearTimeout(timer);
+        vm.console?.off("data", onData);
+      };
+      vm.console?.on("data", onData);
+    });
+  };
+
+  /** A QMP command, e.g. `qmp("query-status")`. */
+  qmp = async (command: string, args?: Record<string, unknown>): Promise<unknown> => {
+    const vm = await this.ensureUp();
+    return vm.qmp!.execute(command, args);
+  };
+
+  /** A QEMU human-monitor command, e.g. `sendMonitorCommand("info network")`. */
+  sendMonitorCommand = async (command: string): Promise<string> => {
+    const vm = await this.ensureUp();
+    return vm.qmp!.hmp(command);
+  };
+
+  waitForQmpEvent = async (filter: (e: QmpEvent) => boolean, timeout = DEFAULT_TIMEOUT): Promise<QmpEvent> => {
+    const location = callerLocation();
+    const vm = await this.ensureUp();
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(this.fail_(`timed out after ${timeout} s waiting for a QMP event`, "waitForQmpEvent()", { location })), timeout * 1000);
+    try {
+      return await vm.qmp!.waitForEvent(filter, 0, ac.signal);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  /** Save a PNG of the screen in the result folder; returns its path. */
+  screenshot = async (name: string): Promise<string> => {
+    const vm = await this.ensureUp();
+    const file = path.resolve(this.ctx.resultDir, name.endsWith(".png") ? name : `${name}.png`);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    await vm.qmp!.execute("screendump", { filename: file, format: "png" });
+    this.ctx.logger.log(`screenshot ${path.relative(process.cwd(), file)}`, this.name);
+    return file;
+  };
+
+  /** Take the machine's vlan links down (it drops off every network). */
+  block = async (): Promise<void> => this.setLinks(false);
+
+  /** Bring the machine's vlan links back up. */
+  unblock = async (): Promise<void> => this.setLinks(true);
+
+  private async setLinks(up: boolean): Promise<void> {
+    const vm = await this.ensureUp();
+    for (const nic of vm.spec.nics) await vm.qmp!.execute("set_link", { name: `vlan${nic.slot}`, up });
+    this.ctx.logger.log(up ? "unblocked (links up)" : "blocked (links down)", this.name);
+  }
+
+  // ---- logging -----------------------------------------------------------------
+
+  log = (message: string): void => this.ctx.logger.log(message, this.name);
+
+  nested = <T>(message: string, fn: () => Promise<T>): Promise<T> => this.ctx.logger.nested(message, fn, this.name);
+}
+
+function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}

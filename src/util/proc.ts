@@ -1,0 +1,93 @@
+import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
+import { VmrigError, tail } from "./errors.js";
+
+export interface RunOptions {
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  input?: string | Buffer;
+  /** called with each chunk of combined output, for progress display */
+  onOutput?: (chunk: string) => void;
+  /** what to suggest if the command fails */
+  hint?: string;
+}
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+}
+
+/** Run a host command to completion; a non-zero exit throws with the command and its output. */
+export function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, {
+      cwd: opts.cwd,
+      env: opts.env ?? process.env,
+      stdio: [opts.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout!.on("data", (d: Buffer) => {
+      out.push(d);
+      opts.onOutput?.(d.toString());
+    });
+    child.stderr!.on("data", (d: Buffer) => {
+      err.push(d);
+      opts.onOutput?.(d.toString());
+    });
+    if (opts.input !== undefined) child.stdin!.end(opts.input);
+    const shown = [cmd, ...args].map(shellQuote).join(" ");
+    child.on("error", (e) =>
+      reject(
+        new VmrigError(`could not start ${cmd}: ${e.message}`, {
+          command: shown,
+          hint: opts.hint ?? `is ${cmd} installed? \`vmrig doctor\` lists what is missing`,
+          cause: e,
+        }),
+      ),
+    );
+    child.on("close", (code, signal) => {
+      const stdout = Buffer.concat(out).toString();
+      const stderr = Buffer.concat(err).toString();
+      if (code === 0) return resolve({ stdout, stderr });
+      reject(
+        new VmrigError(`host command failed (${signal ? `killed by ${signal}` : `exit status ${code}`})`, {
+          command: shown,
+          status: code,
+          output: tail(stderr + stdout, 30),
+          ...(opts.hint ? { hint: opts.hint } : {}),
+        }),
+      );
+    });
+  });
+}
+
+export function shellQuote(s: string): string {
+  return /^[A-Za-z0-9_./:=@%+,-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * Start a long-lived helper (QEMU, a switch) that must never outlive vmrig:
+ * the kernel kills it if our process dies, even by SIGKILL.
+ */
+export function spawnOwned(cmd: string, args: readonly string[], opts: SpawnOptions = {}): ChildProcess {
+  return spawn("setpriv", ["--pdeathsig", "KILL", "--", cmd, ...args], { ...opts, detached: false });
+}
+
+/** Resolves when the child has exited (at once if it already has). */
+export function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once("exit", () => resolve()));
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. */
+export async function terminate(child: ChildProcess, graceMs = 2000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+  await exited(child);
+  clearTimeout(timer);
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

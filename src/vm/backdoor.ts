@@ -1,0 +1,277 @@
+import { randomBytes } from "node:crypto";
+import { EventEmitter } from "node:events";
+import type { Socket } from "node:net";
+
+/** Result of one command run through the backdoor. */
+export interface CommandResult {
+  status: number;
+  stdout: Buffer;
+  stderr: Buffer;
+}
+
+export class BackdoorClosed extends Error {
+  constructor(reason: string) {
+    super(reason);
+    this.name = "BackdoorClosed";
+  }
+}
+
+export class CommandTimeout extends Error {
+  constructor(
+    readonly seconds: number,
+    readonly partial: CommandResult,
+  ) {
+    super(`timed out after ${seconds} s`);
+    this.name = "CommandTimeout";
+  }
+}
+
+const SAFE = /^[A-Za-z0-9 ,._+:@%/=-]$/;
+
+/** Escape a command so that it is one line and bash's `printf %b` restores it byte for byte. */
+export function encodeCommand(cmd: string): string {
+  let out = "";
+  for (const byte of Buffer.from(cmd, "utf8")) {
+    const ch = String.fromCharCode(byte);
+    out += byte < 0x80 && SAFE.test(ch) ? ch : `\\x${byte.toString(16).padStart(2, "0")}`;
+  }
+  return out;
+}
+
+/** A growable byte buffer that finds a marker without rescanning what it already scanned. */
+class Accumulator {
+  private chunks: Buffer[] = [];
+  private length = 0;
+  private scanned = 0;
+  private flat: Buffer | undefined;
+
+  push(b: Buffer): void {
+    this.chunks.push(b);
+    this.length += b.length;
+    this.flat = undefined;
+  }
+
+  private buffer(): Buffer {
+    if (!this.flat) {
+      this.flat = Buffer.concat(this.chunks, this.length);
+      this.chunks = [this.flat];
+    }
+    return this.flat;
+  }
+
+  /** Position of `marker` (searching only new bytes), or -1. */
+  find(marker: Buffer): number {
+    if (this.length < marker.length) return -1;
+    const b = this.buffer();
+    const from = Math.max(0, this.scanned - marker.length + 1);
+    const at = b.indexOf(marker, from);
+    this.scanned = at >= 0 ? at : this.length;
+    return at;
+  }
+
+  take(n: number, skip = 0): Buffer {
+    const b = this.buffer();
+    const out = Buffer.from(b.subarray(0, n));
+    this.flat = b.subarray(n + skip);
+    this.chunks = [this.flat];
+    this.length = this.flat.length;
+    this.scanned = 0;
+    return out;
+  }
+
+  get size(): number {
+    return this.length;
+  }
+
+  bytes(): Buffer {
+    return this.buffer();
+  }
+}
+
+interface Running {
+  id: string;
+  pid: number | undefined;
+  started: boolean;
+  status: number | undefined;
+  stdout: Buffer | undefined;
+  stderr: Buffer | undefined;
+  resolve: (r: CommandResult) => void;
+  reject: (e: Error) => void;
+}
+
+const RS = "\x1e";
+
+/**
+ * Host side of the guest's backdoor shell (guest/backdoor). Commands run one at
+ * a time, in order. Emits "ready" (with the guest's boot id) whenever the guest
+ * shell (re)starts, and "stray" for bytes outside any command.
+ */
+export class Backdoor extends EventEmitter {
+  private out = new Accumulator();
+  private err = new Accumulator();
+  private queue: Promise<unknown> = Promise.resolve();
+  private current: Running | undefined;
+  private closed: Error | undefined;
+  bootId: string | undefined;
+
+  constructor(
+    private readonly cmd: Socket,
+    private readonly errSock: Socket,
+    private readonly ctl: Socket,
+  ) {
+    super();
+    cmd.on("data", (d: Buffer) => {
+      this.out.push(d);
+      this.pump();
+    });
+    errSock.on("data", (d: Buffer) => {
+      this.err.push(d);
+      this.pump();
+    });
+    for (const s of [cmd, errSock, ctl]) {
+      s.on("error", () => undefined);
+      s.on("close", () => this.close("the VM's backdoor connection closed (QEMU exited)"));
+    }
+  }
+
+  close(reason: string): void {
+    if (this.closed) return;
+    this.closed = new BackdoorClosed(reason);
+    this.current?.reject(this.closed);
+    this.current = undefined;
+    for (const s of [this.cmd, this.errSock, this.ctl]) s.destroy();
+  }
+
+  private pump(): void {
+    for (;;) {
+      const cur = this.current;
+      if (!cur || !cur.started) {
+        // Between commands: look for banners and start markers.
+        const at = this.out.find(Buffer.from(RS + "V:"));
+        if (at < 0) {
+          if (this.out.size > 4096) this.emit("stray", this.out.take(this.out.size - 8));
+          return;
+        }
+        if (at > 0) this.emit("stray", this.out.take(at));
+        const bytes = this.out.bytes();
+        const end = bytes.indexOf(RS, 1);
+        if (end < 0) return;
+        const header = bytes.subarray(1, end).toString();
+        const ready = /^V:READY:(.*)$/.exec(header);
+        const pong = /^V:PONG:(.*)$/.exec(header);
+        const start = /^V:([0-9a-f]+):O:(\d+)$/.exec(header);
+        if (ready) {
+          this.out.take(end + 1);
+          this.bootId = ready[1];
+          if (cur) {
+            // The shell restarted (reboot, crash) while a command was waiting for it.
+            this.current = undefined;
+            cur.reject(new BackdoorClosed("the machine's shell restarted (reboot or crash) before the command finished"));
+          }
+          this.emit("ready", ready[1]);
+        } else if (pong) {
+          this.out.take(end + 1);
+          this.emit("pong", pong[1]);
+        } else if (start && cur && start[1] === cur.id) {
+          this.out.take(end + 1);
+          cur.started = true;
+          cur.pid = Number(start[2]);
+        } else {
+          // Someone else's marker (a stale command after a resync): drop it.
+          this.emit("stray", this.out.take(end + 1));
+        }
+        continue;
+      }
+      if (cur.stdout === undefined) {
+        const marker = Buffer.from(`${RS}V:${cur.id}:E:`);
+        const at = this.out.find(marker);
+        if (at < 0) return;
+        const rest = this.out.bytes().subarray(at + marker.length);
+        const close = rest.indexOf(RS + "\n");
+        if (close < 0) return;
+        cur.status = Number(rest.subarray(0, close).toString());
+        cur.stdout = this.out.take(at, marker.length + close + 2);
+      }
+      if (cur.stderr === undefined) {
+        const marker = Buffer.from(`${RS}V:${cur.id}:E${RS}`);
+        const at = this.err.find(marker);
+        if (at < 0) return;
+        cur.stderr = this.err.take(at, marker.length);
+      }
+      this.current = undefined;
+      cur.resolve({ status: cur.status!, stdout: cur.stdout, stderr: cur.stderr });
+    }
+  }
+
+  /** Run one command; `timeoutSec` kills its whole process group in the guest. */
+  run(command: string, timeoutSec?: number): Promise<CommandResult> {
+    const job = this.queue.then(() => this.runNow(command, timeoutSec));
+    this.queue = job.catch(() => undefined);
+    return job;
+  }
+
+  private runNow(command: string, timeoutSec?: number): Promise<CommandResult> {
+    if (this.closed) return Promise.reject(this.closed);
+    const id = randomBytes(8).toString("hex");
+    return new Promise<CommandResult>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      let timedOut = false;
+      const running: Running = {
+        id,
+        pid: undefined,
+        started: false,
+        status: undefined,
+        stdout: undefined,
+        stderr: undefined,
+        resolve: (r) => {
+          clearTimeout(timer);
+          if (timedOut) reject(new CommandTimeout(timeoutSec!, r));
+          else resolve(r);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+      this.current = running;
+      if (timeoutSec !== undefined && Number.isFinite(timeoutSec)) {
+        timer = setTimeout(() => {
+          timedOut = true;
+          // Kill in the guest and let the command's end marker arrive, so the
+          // shell stays in step; if even that does not come, give up on it.
+          if (running.pid !== undefined) this.ctl.write(`kill ${running.pid}\n`);
+          timer = setTimeout(() => {
+            if (this.current === running) this.current = undefined;
+            reject(new CommandTimeout(timeoutSec, { status: -1, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0) }));
+          }, 5000);
+        }, timeoutSec * 1000);
+      }
+      this.cmd.write(`${id} ${encodeCommand(command)}\n`);
+      this.pump();
+    });
+  }
+
+  /** Confirm the shell is alive and in step (e.g. after a restore): ping with a nonce. */
+  ping(timeoutMs = 5000): Promise<void> {
+    const nonce = randomBytes(6).toString("hex");
+    const job = this.queue.then(
+      () =>
+        new Promise<void>((resolve, reject) => {
+          const onPong = (n: string) => {
+            if (n !== nonce) return;
+            clearTimeout(timer);
+            this.off("pong", onPong);
+            resolve();
+          };
+          const timer = setTimeout(() => {
+            this.off("pong", onPong);
+            reject(new Error("the backdoor did not answer a ping"));
+          }, timeoutMs);
+          this.on("pong", onPong);
+          this.cmd.write(`ping ${nonce}\n`);
+        }),
+    );
+    this.queue = job.catch(() => undefined);
+    return job;
+  }
+}

@@ -1,0 +1,248 @@
+import type { ChildProcess } from "node:child_process";
+import { EventEmitter } from "node:events";
+import fs from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { accelArgs } from "./accel.js";
+import { Backdoor } from "./backdoor.js";
+import { ConsoleLog } from "./console.js";
+import { Qmp } from "./qmp.js";
+import { exited, run, spawnOwned, terminate } from "../util/proc.js";
+import { VmrigError, tail } from "../util/errors.js";
+
+export type Accel = "kvm" | "tcg";
+
+export interface NicSpec {
+  /** position in the node's vlan list, 1-based: the guest sees eth<slot> */
+  slot: number;
+  vlan: number;
+  /** the vlan switch's socket directory */
+  switchPath: string;
+  /** node index (1-based, name order), for a stable MAC */
+  nodeIndex: number;
+}
+
+export interface VmSpec {
+  name: string;
+  disk: string;
+  kernel: string;
+  initrd: string;
+  memoryMiB: number;
+  cores: number;
+  nics: NicSpec[];
+  accel: Accel;
+  extraArgs: string[];
+  /** where sockets and the disk overlay live (short: unix socket paths are limited to 107 bytes) */
+  stateDir: string;
+  /** the serial console log */
+  consoleLog: string;
+  /** keep the disk overlay between runs (NixOS -K) */
+  keepState?: boolean;
+}
+
+export function macFor(nic: NicSpec): string {
+  const hex = (n: number) => (n & 0xff).toString(16).padStart(2, "0");
+  return `52:54:00:${hex(nic.slot)}:${hex(nic.vlan)}:${hex(nic.nodeIndex)}`;
+}
+
+export function qemuArgs(spec: VmSpec, sockets: Record<"cmd" | "err" | "ctl" | "con" | "qmp", string>, overlay: string): string[] {
+  const accel = accelArgs(spec.accel);
+  const args = [
+    "-name",
+    `${spec.name},debug-threads=on`,
+    "-machine",
+    "pc",
+    ...accel,
+    "-m",
+    String(spec.memoryMiB),
+    "-smp",
+    String(spec.cores),
+    "-nodefaults",
+    "-no-user-config",
+    "-display",
+    "none",
+    "-vga",
+    "std",
+    "-kernel",
+    spec.kernel,
+    "-initrd",
+    spec.initrd,
+    "-append",
+    "console=tty1 console=ttyS0,115200 vmrig.root=/dev/vda panic=1 net.ifnames=0 loglevel=4 systemd.show_status=auto",
+    "-drive",
+    `file=${overlay},if=none,id=root,format=qcow2,cache=unsafe,discard=unmap`,
+    "-device",
+    "virtio-blk-pci,drive=root",
+    "-device",
+    "virtio-serial-pci,id=vs",
+    "-chardev",
+    `socket,id=cmd,path=${sockets.cmd}`,
+    "-device",
+    "virtserialport,bus=vs.0,chardev=cmd,name=vmrig.cmd",
+    "-chardev",
+    `socket,id=err,path=${sockets.err}`,
+    "-device",
+    "virtserialport,bus=vs.0,chardev=err,name=vmrig.err",
+    "-chardev",
+    `socket,id=ctl,path=${sockets.ctl}`,
+    "-device",
+    "virtserialport,bus=vs.0,chardev=ctl,name=vmrig.ctl",
+    "-chardev",
+    `socket,id=con,path=${sockets.con}`,
+    "-serial",
+    "chardev:con",
+    "-chardev",
+    `socket,id=qmp,path=${sockets.qmp}`,
+    "-mon",
+    "chardev=qmp,mode=control",
+    "-device",
+    "virtio-rng-pci",
+  ];
+  for (const nic of spec.nics) {
+    args.push(
+      "-netdev",
+      `vde,id=vlan${nic.slot},sock=${nic.switchPath}`,
+      "-device",
+      `virtio-net-pci,netdev=vlan${nic.slot},mac=${macFor(nic)}`,
+    );
+  }
+  // NixOS semantics: each entry is split on whitespace.
+  for (const opt of spec.extraArgs) args.push(...opt.split(/\s+/).filter(Boolean));
+  return args;
+}
+
+/** Listen on a unix socket and resolve with the one connection QEMU makes to it. */
+function acceptOne(sockPath: string): { server: net.Server; connection: Promise<net.Socket> } {
+  fs.rmSync(sockPath, { force: true });
+  const server = net.createServer();
+  const connection = new Promise<net.Socket>((resolve, reject) => {
+    server.once("connection", (s) => {
+      server.close();
+      resolve(s);
+    });
+    server.once("error", reject);
+  });
+  server.listen(sockPath);
+  return { server, connection };
+}
+
+/**
+ * One QEMU process. vmrig listens on every socket and QEMU connects to them,
+ * so nothing the guest prints can be lost to a connect race.
+ */
+export class Vm extends EventEmitter {
+  private child: ChildProcess | undefined;
+  private servers: net.Server[] = [];
+  qmp: Qmp | undefined;
+  backdoor: Backdoor | undefined;
+  console: ConsoleLog | undefined;
+  private stderr = "";
+  /** QEMU start → backdoor answering, in ms */
+  bootMs: number | undefined;
+  readonly overlay: string;
+
+  constructor(readonly spec: VmSpec) {
+    super();
+    this.overlay = path.join(spec.stateDir, `${spec.name}.qcow2`);
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  get running(): boolean {
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** Start QEMU and resolve once the guest's backdoor has announced itself. */
+  async start(signal?: AbortSignal): Promise<void> {
+    const { spec } = this;
+    fs.mkdirSync(spec.stateDir, { recursive: true });
+    if (!(spec.keepState && fs.existsSync(this.overlay))) {
+      await run("qemu-img", ["create", "-q", "-f", "qcow2", "-b", spec.disk, "-F", "raw", this.overlay]);
+    }
+    const sock = (k: string) => path.join(spec.stateDir, `${spec.name.slice(0, 20)}.${k}`);
+    const sockets = { cmd: sock("cmd"), err: sock("err"), ctl: sock("ctl"), con: sock("con"), qmp: sock("qmp") };
+    const accepts = Object.fromEntries(Object.entries(sockets).map(([k, p]) => [k, acceptOne(p)])) as Record<
+      keyof typeof sockets,
+      ReturnType<typeof acceptOne>
+    >;
+    this.servers = Object.values(accepts).map((a) => a.server);
+    await Promise.all(this.servers.map((s) => new Promise((r) => (s.listening ? r(undefined) : s.once("listening", r)))));
+
+    this.console = new ConsoleLog(spec.consoleLog);
+    this.stderr = "";
+    const started = Date.now();
+    const child = spawnOwned("qemu-system-x86_64", qemuArgs(spec, sockets, this.overlay), { stdio: ["ignore", "ignore", "pipe"] });
+    this.child = child;
+    child.stderr!.on("data", (d: Buffer) => {
+      this.stderr += d.toString();
+      this.console?.write(Buffer.from(`[qemu] ${d.toString()}`));
+    });
+    const died = new Promise<never>((_, reject) => {
+      child.once("exit", (code, sig) => {
+        reject(
+          new VmrigError(`QEMU exited during boot (${sig ?? `exit status ${code}`})`, {
+            machine: spec.name,
+            call: "start()",
+            output: tail(this.stderr || this.console?.all || "", 30),
+            hint: "the console log in the result folder shows how far the boot got",
+          }),
+        );
+      });
+    });
+    died.catch(() => undefined);
+    child.once("exit", () => this.onExit());
+
+    const aborted = new Promise<never>((_, reject) => {
+      if (!signal) return;
+      const onAbort = () => reject(signal.reason instanceof Error ? signal.reason : new Error("aborted"));
+      if (signal.aborted) onAbort();
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
+    aborted.catch(() => undefined);
+    const race = <T>(p: Promise<T>) => Promise.race([p, died, aborted]);
+
+    const [cmd, err, ctl, con, qmpSock] = await race(
+      Promise.all([accepts.cmd.connection, accepts.err.connection, accepts.ctl.connection, accepts.con.connection, accepts.qmp.connection]),
+    );
+    con.on("data", (d: Buffer) => this.console?.write(d));
+    con.on("error", () => undefined);
+    this.qmp = new Qmp(qmpSock);
+    this.backdoor = new Backdoor(cmd, err, ctl);
+    const ready = new Promise<void>((resolve) => this.backdoor!.once("ready", () => resolve()));
+    await race(this.qmp.handshake());
+    await race(ready);
+    this.bootMs = Date.now() - started;
+  }
+
+  private onExit(): void {
+    this.backdoor?.close("QEMU exited");
+    this.qmp?.close();
+    for (const s of this.servers) s.close();
+    this.servers = [];
+    void this.console?.close();
+    this.emit("exit", this.child?.exitCode, this.child?.signalCode);
+  }
+
+  /** Resolves when QEMU has exited. */
+  async waitForExit(): Promise<void> {
+    if (this.child) await exited(this.child);
+  }
+
+  /** Stop QEMU now (QMP quit, then signals) and remove its sockets; the overlay stays for the caller. */
+  async kill(): Promise<void> {
+    const child = this.child;
+    if (!child) return;
+    if (this.running) {
+      try {
+        await Promise.race([this.qmp?.execute("quit"), new Promise((r) => setTimeout(r, 1000))]);
+      } catch {
+        /* already gone */
+      }
+      await Promise.race([exited(child), new Promise((r) => setTimeout(r, 2000))]);
+      await terminate(child, 2000);
+    }
+    await exited(child);
+  }
+}

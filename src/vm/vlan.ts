@@ -1,0 +1,46 @@
+import type { ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { spawnOwned, sleep, terminate } from "../util/proc.js";
+import { VmrigError } from "../util/errors.js";
+
+/**
+ * One private switch per vlan: a vde_switch in the foreground as our child
+ * (a daemonised switch outlives its parent). No host interface joins it.
+ */
+export class VlanSwitch {
+  private child: ChildProcess | undefined;
+  readonly path: string;
+
+  constructor(
+    readonly vlan: number,
+    stateDir: string,
+  ) {
+    this.path = path.join(stateDir, `vlan${vlan}`);
+  }
+
+  async start(): Promise<void> {
+    this.child = spawnOwned("vde_switch", ["--sock", this.path, "--dirmode", "0700"], {
+      stdio: ["pipe", "ignore", "pipe"],
+    });
+    let stderr = "";
+    this.child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+    // vde_switch exits when its stdin closes, unless it has one: keep it open.
+    const ctl = path.join(this.path, "ctl");
+    for (let i = 0; i < 100; i++) {
+      if (fs.existsSync(ctl)) return;
+      if (this.child.exitCode !== null) break;
+      await sleep(20);
+    }
+    throw new VmrigError(`the switch for vlan ${this.vlan} did not start`, {
+      command: `vde_switch --sock ${this.path}`,
+      output: stderr,
+      hint: "is vde2 installed? `vmrig doctor` checks",
+    });
+  }
+
+  async stop(): Promise<void> {
+    if (this.child) await terminate(this.child, 1000);
+    fs.rmSync(this.path, { recursive: true, force: true });
+  }
+}
