@@ -58,6 +58,8 @@ export class VmrigError extends Error {
     this.hint = details.hint;
     this.location = details.location;
     this.summary = summary;
+    // Error's constructor defines an own `message`; drop it so the report getter below is used.
+    delete (this as { message?: string }).message;
   }
 
   readonly summary: string;
