@@ -1,0 +1,92 @@
+import { describe, expect, it } from "vitest";
+import { evalNodes, lib, defineModule, type NodeModule } from "../../src/config/eval.js";
+import { VmrigError } from "../../src/util/errors.js";
+
+function errorOf(fn: () => unknown): VmrigError {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(VmrigError);
+    return e as VmrigError;
+  }
+  throw new Error("expected an error");
+}
+
+describe("module evaluation", () => {
+  it("fills defaults and gives each node its hostname and vlan addresses", () => {
+    const c = evalNodes({ b: {}, a: { virtualisation: { vlans: [1, 2] } } });
+    expect(c.a!.networking.hostName).toBe("a");
+    expect(c.a!.networking.interfaces.eth1!.ipv4.addresses).toEqual([{ address: "192.168.1.1", prefixLength: 24 }]);
+    expect(c.a!.networking.interfaces.eth2!.ipv6.addresses).toEqual([{ address: "2001:db8:2::1", prefixLength: 64 }]);
+    expect(c.b!.networking.interfaces.eth1!.ipv4.addresses[0]!.address).toBe("192.168.1.2");
+    expect(c.b!.virtualisation.memorySize).toBe(1024);
+    expect(c.b!.networking.firewall.enable).toBe(true);
+  });
+
+  it("concatenates lists and merges attribute sets across imports and defaults", () => {
+    const shared: NodeModule = { environment: { systemPackages: ["curl"] }, users: { users: { bob: { isNormalUser: true } } } };
+    const c = evalNodes(
+      { m: { imports: [shared], environment: { systemPackages: ["tree"] }, users: { users: { alice: { uid: 1234 } } } } },
+      { environment: { systemPackages: ["less"] } },
+    );
+    expect(c.m!.environment.systemPackages.sort()).toEqual(["curl", "less", "tree"]);
+    expect(Object.keys(c.m!.users.users).sort()).toEqual(["alice", "bob"]);
+    expect(c.m!.users.users.alice!.uid).toBe(1234);
+  });
+
+  it("rejects two different scalar values, naming both definitions", () => {
+    const e = errorOf(() =>
+      evalNodes({ m: { imports: [{ virtualisation: { memorySize: 512 } }], virtualisation: { memorySize: 2048 } } }),
+    );
+    expect(e.kind).toBe("config");
+    expect(e.message).toContain("nodes.m.virtualisation.memorySize");
+    expect(e.message).toContain("512");
+    expect(e.message).toContain("2048");
+    expect(e.message).toContain("nodes.m.imports[0]");
+    expect(e.message).toContain("mkForce");
+  });
+
+  it("lets mkForce win and mkDefault yield", () => {
+    const c = evalNodes({
+      m: {
+        imports: [{ virtualisation: { memorySize: lib.mkForce(512) } }, { networking: { hostName: lib.mkDefault("fallback") } }],
+        virtualisation: { memorySize: 2048 },
+        networking: { hostName: "chosen" },
+      },
+    });
+    expect(c.m!.virtualisation.memorySize).toBe(512);
+    expect(c.m!.networking.hostName).toBe("chosen");
+  });
+
+  it("reports an unknown option with its full path and a suggestion", () => {
+    const e = errorOf(() => evalNodes({ server: { services: { ngnix: { enable: true } } } as never }));
+    expect(e.kind).toBe("config");
+    expect(e.message).toContain("unknown option `nodes.server.services.ngnix`");
+    expect(e.message).toContain("did you mean `nodes.server.services.nginx`?");
+  });
+
+  it("suggests the right place for a misplaced option", () => {
+    const e = errorOf(() => evalNodes({ m: { allowedTCPPorts: [80] } as never }));
+    expect(e.message).toContain("networking.firewall.allowedTCPPorts");
+  });
+
+  it("reports a wrong type with what was expected", () => {
+    const e = errorOf(() => evalNodes({ m: { networking: { firewall: { allowedTCPPorts: ["80"] } } } as never }));
+    expect(e.message).toMatch(/expects integer/);
+    expect(e.message).toContain("nodes.m.networking.firewall.allowedTCPPorts[0]");
+  });
+
+  it("gives function modules the final config of their own and of other nodes", () => {
+    const server = defineModule(({ config }) => ({
+      networking: { firewall: { allowedTCPPorts: [config.virtualisation.memorySize === 2048 ? 443 : 80] } },
+    }));
+    const c = evalNodes({
+      server: { imports: [server], virtualisation: { memorySize: 2048 } },
+      client: ({ nodes }) => ({
+        environment: { etc: { "server-ports": { text: String(nodes.server!.config.networking.firewall.allowedTCPPorts) } } },
+      }),
+    });
+    expect(c.server!.networking.firewall.allowedTCPPorts).toEqual([443]);
+    expect(c.client!.environment.etc["server-ports"]!.text).toBe("443");
+  });
+});

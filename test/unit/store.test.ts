@@ -1,0 +1,42 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { beforeEach, describe, expect, it } from "vitest";
+import { canonicalJson, ensureEntry, hashInputs } from "../../src/image/store.js";
+
+beforeEach(() => {
+  process.env.VMRIG_CACHE_DIR = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-store-"));
+});
+
+describe("content-addressed store", () => {
+  it("hashes inputs independent of key order, and differently for different inputs", () => {
+    expect(canonicalJson({ b: 1, a: [2, { d: 3, c: 4 }] })).toBe('{"a":[2,{"c":4,"d":3}],"b":1}');
+    expect(hashInputs({ a: 1, b: 2 })).toBe(hashInputs({ b: 2, a: 1 }));
+    expect(hashInputs({ packages: ["nginx"] })).not.toBe(hashInputs({ packages: ["nginx", "curl"] }));
+  });
+
+  it("builds an entry once, even when asked concurrently", async () => {
+    let builds = 0;
+    const build = async (dir: string) => {
+      builds++;
+      await new Promise((r) => setTimeout(r, 100));
+      fs.writeFileSync(path.join(dir, "out"), "x");
+    };
+    const [a, b] = await Promise.all([ensureEntry("t", { k: 1 }, build), ensureEntry("t", { k: 1 }, build)]);
+    const c = await ensureEntry("t", { k: 1 }, build);
+    expect(builds).toBe(1);
+    expect(a.path).toBe(b.path);
+    expect(c.built).toBe(false);
+    expect(fs.readFileSync(path.join(c.path, "out"), "utf8")).toBe("x");
+  });
+
+  it("leaves no entry behind when a build fails, and takes over a dead process's lock", async () => {
+    await expect(ensureEntry("t", { k: 2 }, () => Promise.reject(new Error("boom")))).rejects.toThrow("boom");
+    const dir = path.join(process.env.VMRIG_CACHE_DIR!, "store");
+    expect(fs.readdirSync(dir).filter((e) => !e.endsWith(".lock"))).toEqual([]);
+    const hash = hashInputs({ k: 3 });
+    fs.writeFileSync(path.join(dir, `${hash}-t.lock`), "999999999"); // no such PID
+    const e = await ensureEntry("t", { k: 3 }, async () => undefined);
+    expect(e.built).toBe(true);
+  });
+});
