@@ -34,7 +34,7 @@ function report(e: unknown): number {
 const program = new Command()
   .name("vmrig")
   .description("NixOS-style integration tests on real Debian VMs, driven from typed TypeScript")
-  .version(JSON.parse(fs.readFileSync(new URL("../../package.json", import.meta.url), "utf8")).version as string)
+  .version((JSON.parse(fs.readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version)
   .showHelpAfterError();
 
 program

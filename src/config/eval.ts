@@ -36,7 +36,7 @@ export interface Lib {
 export const lib: Lib = {
   mkForce: (value) => lib.mkOverride(PRIORITY.force, value),
   mkDefault: (value) => lib.mkOverride(PRIORITY.default, value),
-  mkOverride: (priority, value) => ({ _vmrigPriority: priority, value }) as Prioritised<typeof value>,
+  mkOverride: (priority, value) => ({ _vmrigPriority: priority, value }),
 };
 
 /** Type-checks a module kept in its own file, so a production config can import it too. */
@@ -57,7 +57,7 @@ function flatten(entry: Labelled, args: ModuleArgs, out: Definition[], depth = 0
   if (cfg === null || typeof cfg !== "object") {
     throw configError(`${entry.source} is not a module: expected an attribute set or a function returning one`);
   }
-  const { imports, ...rest } = cfg as NodeConfig;
+  const { imports, ...rest } = cfg;
   if (imports !== undefined && !Array.isArray(imports)) throw configError(`${entry.source}.imports must be a list of modules`);
   (imports ?? []).forEach((m, i) => {
     const name = typeof m === "function" && m.name ? ` (${m.name})` : "";

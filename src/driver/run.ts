@@ -151,7 +151,7 @@ export async function runTest(loaded: LoadedTest, opts: RunOptions): Promise<Tes
 
     const ctx = makeContext(machines, configs, logger, result);
     const timeout = Math.min(opts.globalTimeout ?? def.globalTimeout ?? 3600, def.meta?.timeout ?? Infinity);
-    await logger.nested(`running ${def.name}'s test script`, () => withDeadline(def.testScript(ctx as TestContext), timeout, opts.signal));
+    await logger.nested(`running ${def.name}'s test script`, () => withDeadline(def.testScript(ctx), timeout, opts.signal));
     if (result.subtests.some((s) => s.outcome === "failed")) {
       throw new VmrigError(`${result.subtests.filter((s) => s.outcome === "failed").length} subtest(s) failed`);
     }
@@ -225,7 +225,7 @@ function makeContext(
   logger: Logger,
   result: TestResult,
 ): TestContext {
-  const nodes = Object.fromEntries(Object.entries(configs).map(([n, c]) => [n, { config: c }])) as NodesInfo;
+  const nodes: NodesInfo = Object.fromEntries(Object.entries(configs).map(([n, c]) => [n, { config: c }]));
   const globals: Globals = {
     startAll: async () => {
       await logger.nested("starting all machines", async () => {
@@ -257,5 +257,6 @@ function makeContext(
     machines,
     nodes,
   };
-  return Object.assign(Object.fromEntries(machines.map((m) => [m.name, m])), globals) as TestContext;
+  const byName: Record<string, Machine> = Object.fromEntries(machines.map((m) => [m.name, m]));
+  return { ...byName, ...globals } as TestContext;
 }

@@ -95,6 +95,8 @@ function renderBoot(name: string, config: EvaluatedConfig, patch: Patch): void {
     file("/etc/hostname", `${config.networking.hostName}\n`),
     file("/etc/machine-id", createHash("sha256").update(`vmrig:${name}`).digest("hex").slice(0, 32) + "\n", 0o444),
     file("/etc/fstab", "# vmrig: the root file system is mounted by vmrig's initrd\n"),
+    // Debian's "D /tmp" empties /tmp at boot, after the early backdoor may have written there.
+    file("/etc/tmpfiles.d/tmp.conf", "# vmrig: /tmp is a fresh tmpfs each boot; do not empty it under running commands\nd /tmp 1777 root root -\n"),
     file("/etc/resolv.conf", "# vmrig: guests have no DNS server; names resolve through /etc/hosts\n"),
   );
   // The backdoor is started by /usr/lib/vmrig/init before systemd (guest/init).

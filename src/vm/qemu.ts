@@ -68,7 +68,7 @@ export function qemuArgs(spec: VmSpec, sockets: Record<"cmd" | "err" | "ctl" | "
     "-initrd",
     spec.initrd,
     "-append",
-    "console=tty1 console=ttyS0,115200 vmrig.root=/dev/vda panic=1 net.ifnames=0 loglevel=4 systemd.show_status=auto",
+    "console=tty1 console=ttyS0,115200 vmrig.root=/dev/vda panic=1 net.ifnames=0 loglevel=4 systemd.show_status=true",
     "-drive",
     `file=${overlay},if=none,id=root,format=qcow2,cache=unsafe,discard=unmap`,
     "-device",

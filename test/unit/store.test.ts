@@ -36,7 +36,7 @@ describe("content-addressed store", () => {
     expect(fs.readdirSync(dir).filter((e) => !e.endsWith(".lock"))).toEqual([]);
     const hash = hashInputs({ k: 3 });
     fs.writeFileSync(path.join(dir, `${hash}-t.lock`), "999999999"); // no such PID
-    const e = await ensureEntry("t", { k: 3 }, async () => undefined);
+    const e = await ensureEntry("t", { k: 3 }, () => Promise.resolve());
     expect(e.built).toBe(true);
   });
 });

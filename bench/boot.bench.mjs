@@ -1,0 +1,86 @@
+// Boot and command benchmark. Prints numbers and ratios against the targets;
+// asserts nothing. `node bench/boot.bench.mjs [--cold] [--boots N]`
+//   --cold   also time a cold image build into an empty store (~1 min)
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { evalNodes } from "../dist/config/eval.js";
+import { buildNodeImage, prepareBases } from "../dist/image/image.js";
+import { resolveAccel } from "../dist/vm/accel.js";
+import { Vm } from "../dist/vm/qemu.js";
+
+const args = process.argv.slice(2);
+const boots = Number(args[args.indexOf("--boots") + 1] || 3) || 3;
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const fmt = (ms) => `${(ms / 1000).toFixed(2)} s`;
+const row = (what, value, target) => console.log(`${what.padEnd(44)} ${value.padStart(10)}${target ? `   target ${target}` : ""}`);
+
+async function build(module, name = "bench") {
+  const configs = evalNodes({ [name]: module });
+  const t0 = performance.now();
+  const base = [...(await prepareBases(configs, () => {})).values()][0];
+  const img = await buildNodeImage(name, configs[name], [], base, { progress: () => {}, sourceDir: process.cwd() });
+  return { img, ms: performance.now() - t0 };
+}
+
+if (args.includes("--cold")) {
+  const saved = process.env.VMRIG_CACHE_DIR;
+  process.env.VMRIG_CACHE_DIR = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-bench-cold-"));
+  const { ms } = await build({});
+  row("image build, cold (empty store)", fmt(ms));
+  fs.rmSync(process.env.VMRIG_CACHE_DIR, { recursive: true, force: true });
+  if (saved === undefined) delete process.env.VMRIG_CACHE_DIR;
+  else process.env.VMRIG_CACHE_DIR = saved;
+}
+
+const { img } = await build({});
+const cached = await build({});
+row("image build, cached (nothing changed)", fmt(cached.ms), "≤ 1 s");
+const changed = await build({ networking: { hostName: `bench-${Date.now()}` } }, "bench2");
+row("image build after a config-only change", fmt(changed.ms), "≤ 3 s");
+
+const accel = await resolveAccel("auto", img.kernel);
+console.log(`accelerator: ${accel}, host cores: ${os.cpus().length}`);
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-bench-"));
+const bootTimes = [];
+let rtts = [];
+let rss;
+try {
+  for (let i = 0; i < boots; i++) {
+    const vm = new Vm({
+      name: "bench", disk: img.disk, kernel: img.kernel, initrd: img.initrd, memoryMiB: 1024,
+      cores: Math.min(2, os.cpus().length), nics: [], accel, extraArgs: [], stateDir: dir,
+      consoleLog: path.join(dir, "console.log"),
+    });
+    try {
+      await vm.start();
+      bootTimes.push(vm.bootMs);
+      if (i === boots - 1) {
+        for (let j = 0; j < 50; j++) {
+          const t = performance.now();
+          await vm.backdoor.run("true");
+          rtts.push(performance.now() - t);
+        }
+        await vm.backdoor.run("systemctl is-system-running --wait >/dev/null 2>&1 || true");
+        const after = [];
+        for (let j = 0; j < 50; j++) {
+          const t = performance.now();
+          await vm.backdoor.run("true");
+          after.push(performance.now() - t);
+        }
+        rtts = { during: rtts, idle: after };
+        rss = Number(fs.readFileSync(`/proc/${vm.pid}/status`, "utf8").match(/VmRSS:\s+(\d+)/)[1]) / 1024;
+      }
+    } finally {
+      await vm.kill();
+    }
+  }
+} finally {
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+const boot = median(bootTimes);
+row(`QEMU start → backdoor ready (median of ${boots})`, fmt(boot), "≤ 6 s");
+console.log(`  all boots: ${bootTimes.map(fmt).join(", ")}; ratio to target ${(boot / 6000).toFixed(2)}`);
+row("succeed(\"true\") round trip, median of 50, idle", `${median(rtts.idle).toFixed(1)} ms`, "≤ 10 ms");
+row("  … while systemd is still booting", `${median(rtts.during).toFixed(1)} ms`);
+row("QEMU RSS after boot (1024 MiB guest)", `${rss.toFixed(0)} MiB`);

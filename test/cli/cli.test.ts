@@ -1,0 +1,90 @@
+import { execFileSync, spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+
+const root = path.resolve(import.meta.dirname, "../..");
+const cli = path.join(root, "dist/cli/main.js");
+
+/** Write an inline test file (Playwright-style black-box test) and run the CLI on it. */
+function runInline(name: string, body: string, extra: string[] = []) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-cli-"));
+  const file = path.join(dir, `${name}.vmrig.ts`);
+  fs.writeFileSync(file, `import { defineTest } from "vmrig";\nexport default defineTest(${body});\n`);
+  return runCli(["run", file, "--output-dir", path.join(dir, "results"), ...extra], dir);
+}
+
+function runCli(args: string[], cwd = root) {
+  const r = spawnSync("node", [cli, ...args], { cwd, encoding: "utf8", timeout: 600_000 });
+  return { status: r.status, output: r.stdout + r.stderr, cwd };
+}
+
+function qemuPids(): string[] {
+  try {
+    return execFileSync("pgrep", ["-x", "qemu-system-x86"], { encoding: "utf8" }).split("\n").filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
+describe("vmrig run (black box)", () => {
+  it("catches an unknown option before anything boots: exit 2 with a suggestion", () => {
+    const r = runInline(
+      "typo",
+      `{ name: "typo", nodes: { server: { services: { ngnix: { enable: true } } } as never }, async testScript() {} }`,
+    );
+    expect(r.status).toBe(2);
+    expect(r.output).toContain("unknown option `nodes.server.services.ngnix`");
+    expect(r.output).toContain("did you mean `nodes.server.services.nginx`?");
+    expect(r.output).not.toContain("starting vm");
+  });
+
+  it("catches an unknown Debian package before anything boots: exit 2 naming node and package", () => {
+    const r = runInline(
+      "nopkg",
+      `{ name: "nopkg", nodes: { box: { environment: { systemPackages: ["definitely-not-a-package"] } } }, async testScript() {} }`,
+    );
+    expect(r.status).toBe(2);
+    expect(r.output).toContain("node `box`: unknown Debian package `definitely-not-a-package`");
+    expect(r.output).not.toContain("starting vm");
+  });
+
+  it("fails a succeed() of a command that exits 3 with exit 1, a full report, and no QEMU left", () => {
+    const before = qemuPids();
+    const r = runInline(
+      "failing",
+      `{
+        name: "failing",
+        nodes: { machine: {} },
+        async testScript({ machine }) {
+          await machine.succeed("echo about to fail; exit 3");
+        },
+      }`,
+    );
+    expect(r.status).toBe(1);
+    expect(r.output).toContain(`machine.succeed("echo about to fail; exit 3"): command failed with exit status 3`);
+    expect(r.output).toContain("status:  3");
+    expect(r.output).toContain("about to fail");
+    expect(r.output).toMatch(/at .*failing\.vmrig\.ts:6:\d+/);
+    expect(qemuPids()).toEqual(before);
+    const results = path.join(r.cwd, "results", "failing");
+    expect(fs.existsSync(path.join(results, "log.txt"))).toBe(true);
+    expect(fs.readFileSync(path.join(results, "machine-console.log"), "utf8").length).toBeGreaterThan(0);
+    expect(fs.existsSync(path.join(results, "failure-machine.png"))).toBe(true);
+  });
+
+  it("passes the seeds' minimal example (alice has firefox-esr, root does not)", () => {
+    const r = runCli(["run", "examples/minimal.vmrig.ts", "--output-dir", fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-out-"))]);
+    expect(r.output).toContain("1 passed, 0 failed");
+    expect(r.status).toBe(0);
+  });
+
+  it("passes the seeds' client-server example over a virtual network", () => {
+    const before = qemuPids();
+    const r = runCli(["run", "examples/client-server.vmrig.ts", "--output-dir", fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-out-"))]);
+    expect(r.output).toContain("1 passed, 0 failed");
+    expect(r.status).toBe(0);
+    expect(qemuPids()).toEqual(before);
+  });
+});

@@ -1,0 +1,30 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { evalNodes, type NodeModule } from "../../src/config/eval.js";
+import { buildNodeImage, prepareBases } from "../../src/image/image.js";
+import { Vm } from "../../src/vm/qemu.js";
+
+/** Build a one-node image and boot it on the vm layer directly (no driver). */
+export async function bootVm(name: string, module: NodeModule = {}): Promise<{ vm: Vm; dir: string }> {
+  const configs = evalNodes({ [name]: module });
+  const bases = await prepareBases(configs, () => undefined);
+  const base = [...bases.values()][0]!;
+  const img = await buildNodeImage(name, configs[name]!, [], base, { progress: () => undefined, sourceDir: process.cwd() });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-test-"));
+  const vm = new Vm({
+    name,
+    disk: img.disk,
+    kernel: img.kernel,
+    initrd: img.initrd,
+    memoryMiB: 1024,
+    cores: Math.min(2, os.cpus().length),
+    nics: [],
+    accel: "tcg",
+    extraArgs: [],
+    stateDir: dir,
+    consoleLog: path.join(dir, "console.log"),
+  });
+  await vm.start();
+  return { vm, dir };
+}
