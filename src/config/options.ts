@@ -101,6 +101,11 @@ export const nodeOptions = {
       "set by vmrig-network.service with ip(8) early in boot",
     ),
     defaultGateway: option(t.nullOr(t.str), null, "IPv4 default route via this address."),
+    nat: {
+      enable: option(t.bool, false, "Route and masquerade traffic from the internal interfaces out of the external one.", "ip_forward=1 and nftables table ip vmrig-nat"),
+      internalInterfaces: option(t.listOf(t.str), [], "Interfaces whose traffic is translated (e.g. eth1)."),
+      externalInterface: option(t.nullOr(t.str), null, "The interface traffic leaves by (e.g. eth2)."),
+    },
     firewall: {
       enable: option(t.bool, true, "Drop incoming traffic that no rule allows.", "nftables table inet vmrig-firewall"),
       allowedTCPPorts: option(t.listOf(t.int), [], "TCP ports open on every interface."),

@@ -28,7 +28,18 @@ export class Logger {
     }
   }
 
-  /** Write to the log file only (console output of every machine, stderr of commands). */
+  /** Serial console lines are shown live (NixOS's serial_stdout_on) unless turned off. */
+  serialStdout = true;
+
+  /** A line of a machine's serial console: to the log file, and live if enabled. */
+  consoleLine(machine: string, line: string): void {
+    if (!line.trim()) return;
+    const text = `${machine} # ${line}`;
+    if (this.serialStdout) this.out(`${"  ".repeat(this.depth)}${text}`);
+    this.file?.write(`${this.stamp()} ${"  ".repeat(this.depth)}${text}\n`);
+  }
+
+  /** Write to the log file only (stderr of commands, diagnostics). */
   detail(message: string, machine?: string): void {
     const prefix = "  ".repeat(this.depth) + (machine ? `${machine} # ` : "");
     for (const line of message.split("\n")) this.file?.write(`${this.stamp()} ${prefix}${line}\n`);

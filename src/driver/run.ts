@@ -119,6 +119,7 @@ export async function runTest(loaded: LoadedTest, opts: RunOptions): Promise<Tes
       await sw.start();
     }
     const hostCores = os.cpus().length;
+    const conditions = new Set<ActiveCondition>();
     for (const [i, name] of names.entries()) {
       const c = configs[name]!;
       const img = images[name]!;
@@ -126,6 +127,7 @@ export async function runTest(loaded: LoadedTest, opts: RunOptions): Promise<Tes
         new Machine(name, {
           logger,
           resultDir,
+          beforeCommand: () => checkConditions(conditions),
           spec: () => ({
             name,
             disk: img.disk,
@@ -149,7 +151,11 @@ export async function runTest(loaded: LoadedTest, opts: RunOptions): Promise<Tes
       );
     }
 
-    const ctx = makeContext(machines, configs, logger, result);
+    const ctx = makeContext(machines, configs, logger, result, {
+      conditions,
+      vlans: vlans.map((v) => ({ vlan: v, members: names.filter((n) => configs[n]!.virtualisation.vlans.includes(v)) })),
+      driver: { testName: def.name, resultDir, accel },
+    });
     const timeout = Math.min(opts.globalTimeout ?? def.globalTimeout ?? 3600, def.meta?.timeout ?? Infinity);
     await logger.nested(`running ${def.name}'s test script`, () => withDeadline(def.testScript(ctx), timeout, opts.signal));
     if (result.subtests.some((s) => s.outcome === "failed")) {
@@ -219,11 +225,33 @@ async function collectFailureArtifacts(machines: Machine[], resultDir: string, l
   }
 }
 
+interface ActiveCondition {
+  fn: () => Promise<boolean> | boolean;
+  description: string;
+  interval: number;
+  lastCheck: number;
+  checking: boolean;
+}
+
+async function checkConditions(conditions: Set<ActiveCondition>): Promise<void> {
+  for (const c of conditions) {
+    if (c.checking || Date.now() - c.lastCheck < c.interval * 1000) continue;
+    c.checking = true; // the condition's own commands must not re-enter it
+    try {
+      c.lastCheck = Date.now();
+      if (!(await c.fn())) throw new VmrigError(`polling condition failed: ${c.description}`, { call: "pollingCondition()" });
+    } finally {
+      c.checking = false;
+    }
+  }
+}
+
 function makeContext(
   machines: Machine[],
   configs: Record<string, EvaluatedConfig>,
   logger: Logger,
   result: TestResult,
+  extra: { conditions: Set<ActiveCondition>; vlans: Globals["vlans"]; driver: Globals["driver"] },
 ): TestContext {
   const nodes: NodesInfo = Object.fromEntries(Object.entries(configs).map(([n, c]) => [n, { config: c }]));
   const globals: Globals = {
@@ -254,8 +282,41 @@ function makeContext(
       }
     },
     log: (message) => logger.log(message),
+    joinAll: async () => {
+      await logger.nested("waiting for all machines to shut down", async () => {
+        await Promise.all(machines.map((m) => m.waitForShutdown()));
+      });
+    },
+    pollingCondition: (fn, opts = {}) => {
+      const cond: ActiveCondition = {
+        fn,
+        description: opts.description ?? (fn.name || "condition"),
+        interval: opts.interval ?? 0,
+        lastCheck: 0,
+        checking: false,
+      };
+      return {
+        check: () => checkConditions(new Set([{ ...cond, lastCheck: 0 }])),
+        during: async (body) => {
+          extra.conditions.add(cond);
+          try {
+            return await body();
+          } finally {
+            extra.conditions.delete(cond);
+          }
+        },
+      };
+    },
+    serialStdoutOn: () => {
+      logger.serialStdout = true;
+    },
+    serialStdoutOff: () => {
+      logger.serialStdout = false;
+    },
     machines,
     nodes,
+    vlans: extra.vlans,
+    driver: extra.driver,
   };
   const byName: Record<string, Machine> = Object.fromEntries(machines.map((m) => [m.name, m]));
   return { ...byName, ...globals } as TestContext;

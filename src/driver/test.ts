@@ -11,8 +11,33 @@ export interface Globals<N extends string = string> {
   /** call `fn` until it returns true (it gets the attempt number), at most `timeout` seconds */
   retry(fn: (lastTry: boolean) => Promise<boolean> | boolean, timeout?: number): Promise<void>;
   log(message: string): void;
+  /** wait until every machine has shut down by itself */
+  joinAll(): Promise<void>;
+  /**
+   * A condition that must keep holding: inside `during(body)` it is checked
+   * (at most every `interval` seconds) before each machine command, and the
+   * test fails as soon as it does not hold.
+   */
+  pollingCondition(fn: () => Promise<boolean> | boolean, opts?: { interval?: number; description?: string }): PollingCondition;
+  /** show (default) or hide the machines' serial consoles in the live output */
+  serialStdoutOn(): void;
+  serialStdoutOff(): void;
   machines: Machine[];
   nodes: NodesInfo<N>;
+  /** the vlans in use, with their members */
+  vlans: { vlan: number; members: string[] }[];
+  driver: DriverInfo;
+}
+
+export interface PollingCondition {
+  during<T>(body: () => Promise<T>): Promise<T>;
+  check(): Promise<void>;
+}
+
+export interface DriverInfo {
+  testName: string;
+  resultDir: string;
+  accel: "kvm" | "tcg";
 }
 
 export type TestContext<N extends string = string> = { [K in N]: Machine } & Globals<N>;

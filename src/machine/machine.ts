@@ -1,5 +1,9 @@
+import { execFile } from "node:child_process";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
+import { promisify } from "node:util";
+import { keyFor } from "./keys.js";
 import { Vm, type VmSpec } from "../vm/qemu.js";
 import { BackdoorClosed, CommandTimeout } from "../vm/backdoor.js";
 import type { QmpEvent } from "../vm/qmp.js";
@@ -27,6 +31,8 @@ export interface MachineContext {
   resultDir: string;
   /** the VM spec, made lazily: the image is built before the first start */
   spec: () => VmSpec;
+  /** run before every command (the script's active polling conditions) */
+  beforeCommand?: () => Promise<void>;
 }
 
 const DEFAULT_TIMEOUT = 900;
@@ -79,7 +85,9 @@ export class Machine {
           async () => {
             const vm = new Vm(this.ctx.spec());
             this.vm = vm;
+            this.hostNic = false;
             vm.on("exit", () => this.ctx.logger.detail("QEMU exited", this.name));
+            vm.on("console", (line: string) => this.ctx.logger.consoleLine(this.name, line));
             try {
               await vm.start();
             } catch (e) {
@@ -150,6 +158,7 @@ export class Machine {
 
   private async runCommand(cmd: string, call: string, location: string | undefined, timeout: number): Promise<ExecuteResult> {
     const vm = await this.ensureUp();
+    await this.ctx.beforeCommand?.();
     try {
       const r = await vm.backdoor!.run(cmd, timeout);
       const stderr = r.stderr.toString();
@@ -483,6 +492,233 @@ export class Machine {
     for (const nic of vm.spec.nics) await vm.qmp!.execute("set_link", { name: `vlan${nic.slot}`, up });
     this.ctx.logger.log(up ? "unblocked (links up)" : "blocked (links down)", this.name);
   }
+
+  // ---- more power ------------------------------------------------------------
+
+  /** Reboot (always allowed) and resolve when the machine's shell answers again. */
+  reboot = async (timeout = DEFAULT_TIMEOUT): Promise<void> => {
+    const location = callerLocation();
+    const vm = await this.ensureUp();
+    await this.ctx.logger.nested(
+      "rebooting",
+      async () => {
+        const before = vm.backdoor!.bootId;
+        const rebooted = new Promise<void>((resolve) => {
+          const onReady = (id: string) => {
+            if (id === before) return;
+            vm.backdoor!.off("ready", onReady);
+            resolve();
+          };
+          vm.backdoor!.on("ready", onReady);
+        });
+        vm.backdoor!.run("systemctl reboot --no-block").catch(() => undefined);
+        const ok = await Promise.race([rebooted.then(() => true), sleep(timeout * 1000).then(() => false)]);
+        if (!ok) throw this.fail_(`did not come back within ${timeout} s of rebooting`, "reboot()", { location, output: tail(vm.console?.all ?? "") });
+      },
+      this.name,
+    );
+  };
+
+  // ---- files -----------------------------------------------------------------
+
+  /** Copy a host file or directory to `target` in the guest (binary-safe, any size). */
+  copyFromHost = async (source: string, target: string): Promise<void> => {
+    const location = callerLocation();
+    const call = `copyFromHost(${quote(source)}, ${quote(target)})`;
+    const src = path.resolve(source);
+    if (!fs.existsSync(src)) throw this.fail_(`host path ${src} does not exist`, call, { location });
+    const vm = await this.ensureUp();
+    await this.ctx.logger.nested(
+      `copying ${source} to ${target}`,
+      async () => {
+        const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-xfer-"));
+        try {
+          const tar = path.join(tmp, "x.tar");
+          await promisify(execFile)("tar", ["-cf", tar, "-C", path.dirname(src), path.basename(src)]);
+          const size = fs.statSync(tar).size;
+          // The guest reads exactly `size` bytes from the transfer port while we stream the archive into it.
+          const dst = shellQuote(target);
+          const cmd = [
+            `port=$(for p in /sys/class/virtio-ports/*; do [ "$(cat "$p/name")" = vmrig.xfer ] && echo "/dev/\${p##*/}"; done)`,
+            `mkdir -p "$(dirname ${dst})"`,
+            `t=$(mktemp -d -p "$(dirname ${dst})" .vmrig-xfer-XXXXXX)`,
+            `head -c ${size} "$port" | tar -x -C "$t"`,
+            `rm -rf ${dst}`,
+            `mv "$t"/${shellQuote(path.basename(src))} ${dst}`,
+            `rmdir "$t"`,
+          ].join("; ");
+          const running = this.runCommand(cmd, call, location, Math.max(120, size / 1e6));
+          await new Promise<void>((resolve, reject) => {
+            const rs = fs.createReadStream(tar);
+            rs.on("error", reject);
+            rs.on("end", () => resolve());
+            rs.pipe(vm.xfer!, { end: false });
+          });
+          const r = await running;
+          if (r.status !== 0) throw this.fail_(`copy failed with exit status ${r.status}`, call, { command: cmd, status: r.status, output: r.stdout, location });
+        } finally {
+          fs.rmSync(tmp, { recursive: true, force: true });
+        }
+      },
+      this.name,
+    );
+  };
+
+  /** Copy a guest file or directory to the host (default: the test's result folder); returns the host path. */
+  copyFromMachine = async (source: string, targetDir?: string): Promise<string> => {
+    const location = callerLocation();
+    const call = `copyFromMachine(${quote(source)})`;
+    const dir = path.resolve(targetDir ?? this.ctx.resultDir);
+    fs.mkdirSync(dir, { recursive: true });
+    return this.ctx.logger.nested(
+      `copying ${source} from the machine to ${path.relative(process.cwd(), dir) || "."}`,
+      async () => {
+        const vm = await this.ensureUp();
+        const cmd = `tar -c -C "$(dirname ${shellQuote(source)})" "$(basename ${shellQuote(source)})"`;
+        const r = await vm.backdoor!.run(cmd, 3600).catch((e: unknown) => {
+          throw this.fail_(`copy failed: ${errorMessage(e)}`, call, { command: cmd, location });
+        });
+        if (r.status !== 0) {
+          throw this.fail_(`copy failed with exit status ${r.status}`, call, { command: cmd, status: r.status, output: r.stderr.toString(), location });
+        }
+        const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-xfer-"));
+        try {
+          fs.writeFileSync(path.join(tmp, "x.tar"), r.stdout);
+          await promisify(execFile)("tar", ["-xf", path.join(tmp, "x.tar"), "-C", dir]);
+        } finally {
+          fs.rmSync(tmp, { recursive: true, force: true });
+        }
+        return path.join(dir, path.basename(source));
+      },
+      this.name,
+    );
+  };
+
+  /** Wait until a unix socket accepts connections. */
+  waitForOpenUnixSocket = async (socketPath: string, timeout = DEFAULT_TIMEOUT): Promise<void> => {
+    const location = callerLocation();
+    const call = `waitForOpenUnixSocket(${quote(socketPath)})`;
+    await this.ctx.logger.nested(
+      `waiting for unix socket ${socketPath}`,
+      () =>
+        this.poll(call, timeout, location, async () => {
+          const r = await this.runCommand(`nc -U -z ${shellQuote(socketPath)}`, call, location, 60);
+          return { done: r.status === 0, last: `${socketPath} does not accept connections` };
+        }, `${socketPath} to accept connections`),
+      this.name,
+    );
+  };
+
+  // ---- more systemd ----------------------------------------------------------
+
+  startJob = (unit: string, user?: string): Promise<ExecuteResult> => this.systemctl(`start ${unit}`, user);
+
+  stopJob = (unit: string, user?: string): Promise<ExecuteResult> => this.systemctl(`stop ${unit}`, user);
+
+  getUnitProperty = async (unit: string, property: string, user?: string): Promise<string> => {
+    const info = await this.getUnitInfo(unit, user);
+    if (!(property in info)) {
+      throw this.fail_(`unit ${unit} has no property ${property}`, `getUnitProperty(${quote(unit)}, ${quote(property)})`, {
+        location: callerLocation(),
+      });
+    }
+    return info[property]!;
+  };
+
+  /** Throw unless `unit` is in `state` (default "active") right now. */
+  requireUnitState = async (unit: string, state = "active", user?: string): Promise<void> => {
+    const location = callerLocation();
+    const info = await this.getUnitInfo(unit, user);
+    if (info.ActiveState !== state) {
+      throw this.fail_(`unit ${unit} is ${info.ActiveState ?? "unknown"}, expected ${state}`, `requireUnitState(${quote(unit)}, ${quote(state)})`, {
+        location,
+      });
+    }
+  };
+
+  // ---- input, terminals ------------------------------------------------------
+
+  /** Press a key combination, QEMU `sendkey` syntax: "ctrl-alt-f1", "ret", "shift-a". */
+  sendKey = async (key: string): Promise<void> => {
+    const vm = await this.ensureUp();
+    await vm.qmp!.hmp(`sendkey ${key}`);
+  };
+
+  /** Type `text` on the keyboard (US layout). */
+  sendChars = async (text: string): Promise<void> => {
+    const vm = await this.ensureUp();
+    this.ctx.logger.log(`sending keys ${JSON.stringify(text)}`, this.name);
+    for (const ch of text) await vm.qmp!.hmp(`sendkey ${keyFor(ch)}`);
+  };
+
+  /** Write `text` to the serial console, as if typed there. */
+  sendConsole = async (text: string): Promise<void> => {
+    const vm = await this.ensureUp();
+    vm.consoleSocket!.write(text);
+  };
+
+  /** The text on virtual terminal `tty` (1-based), line-wrapped at its width. */
+  getTtyText = async (tty: number): Promise<string> => {
+    const r = await this.runCommand(
+      `fold -w "$(stty -F /dev/tty${tty} size | cut -d' ' -f2)" /dev/vcs${tty}`,
+      `getTtyText(${tty})`,
+      callerLocation(),
+      60,
+    );
+    return r.stdout;
+  };
+
+  waitUntilTtyMatches = async (tty: number, pattern: Pattern, timeout = DEFAULT_TIMEOUT): Promise<void> => {
+    const location = callerLocation();
+    const re = toRegExp(pattern);
+    const call = `waitUntilTtyMatches(${tty}, ${re})`;
+    await this.ctx.logger.nested(
+      `waiting for ${re} on tty${tty}`,
+      () =>
+        this.poll(call, timeout, location, async () => {
+          const text = await this.getTtyText(tty);
+          return { done: re.test(text), last: `tty${tty} shows:\n${text.trimEnd()}` };
+        }, `${re} on tty${tty}`),
+      this.name,
+    );
+  };
+
+  dumpTtyContents = async (tty: number): Promise<void> => {
+    this.ctx.logger.log(`tty${tty}:\n${(await this.getTtyText(tty)).trimEnd()}`, this.name);
+  };
+
+  // ---- host access -------------------------------------------------------------
+
+  /**
+   * Forward host TCP `hostPort` (on 127.0.0.1) to `guestPort`. The guest gets a
+   * user-mode NIC (eth0) that can reach nothing but lets the host in; its
+   * firewall trusts eth0. Guests have no such NIC unless a test asks.
+   */
+  forwardPort = async (hostPort: number, guestPort: number): Promise<void> => {
+    const location = callerLocation();
+    const vm = await this.ensureUp();
+    await this.ctx.logger.nested(
+      `forwarding host port ${hostPort} to guest port ${guestPort}`,
+      async () => {
+        if (!this.hostNic) {
+          await vm.qmp!.execute("netdev_add", { type: "user", id: "hostfwd", restrict: true, net: "10.0.2.0/24" });
+          await vm.qmp!.execute("device_add", { driver: "virtio-net-pci", netdev: "hostfwd", id: "hostfwd-nic", mac: "52:54:00:00:00:01" });
+          const cmd =
+            "for i in $(seq 100); do n=$(grep -l 52:54:00:00:00:01 /sys/class/net/*/address | cut -d/ -f5); [ -n \"$n\" ] && break; sleep 0.1; done; " +
+            '[ "$n" = eth0 ] || ip link set "$n" name eth0; ip link set eth0 up; ip addr replace 10.0.2.15/24 dev eth0; ' +
+            '(nft list table inet vmrig-firewall >/dev/null 2>&1 && nft insert rule inet vmrig-firewall input iifname eth0 accept) || true';
+          const r = await this.runCommand(cmd, `forwardPort(${hostPort}, ${guestPort})`, location, 60);
+          if (r.status !== 0) throw this.fail_("could not set up the host-forwarding NIC", `forwardPort(${hostPort}, ${guestPort})`, { command: cmd, status: r.status, output: r.stdout, location });
+          this.hostNic = true;
+        }
+        const out = await vm.qmp!.hmp(`hostfwd_add hostfwd tcp:127.0.0.1:${hostPort}-10.0.2.15:${guestPort}`);
+        if (out.trim()) throw this.fail_(`QEMU refused the forward: ${out.trim()}`, `forwardPort(${hostPort}, ${guestPort})`, { location, hint: "is the host port already in use?" });
+      },
+      this.name,
+    );
+  };
+
+  private hostNic = false;
 
   // ---- logging -----------------------------------------------------------------
 

@@ -45,7 +45,9 @@ export function macFor(nic: NicSpec): string {
   return `52:54:00:${hex(nic.slot)}:${hex(nic.vlan)}:${hex(nic.nodeIndex)}`;
 }
 
-export function qemuArgs(spec: VmSpec, sockets: Record<"cmd" | "err" | "ctl" | "con" | "qmp", string>, overlay: string): string[] {
+export type SocketName = "cmd" | "err" | "ctl" | "xfer" | "con" | "qmp";
+
+export function qemuArgs(spec: VmSpec, sockets: Record<SocketName, string>, overlay: string): string[] {
   const accel = accelArgs(spec.accel);
   const args = [
     "-name",
@@ -87,6 +89,10 @@ export function qemuArgs(spec: VmSpec, sockets: Record<"cmd" | "err" | "ctl" | "
     `socket,id=ctl,path=${sockets.ctl}`,
     "-device",
     "virtserialport,bus=vs.0,chardev=ctl,name=vmrig.ctl",
+    "-chardev",
+    `socket,id=xfer,path=${sockets.xfer}`,
+    "-device",
+    "virtserialport,bus=vs.0,chardev=xfer,name=vmrig.xfer",
     "-chardev",
     `socket,id=con,path=${sockets.con}`,
     "-serial",
@@ -137,6 +143,10 @@ export class Vm extends EventEmitter {
   backdoor: Backdoor | undefined;
   console: ConsoleLog | undefined;
   private stderr = "";
+  /** the serial console, for input (sendConsole) */
+  consoleSocket: net.Socket | undefined;
+  /** a raw byte channel into the guest (port vmrig.xfer), for copyFromHost */
+  xfer: net.Socket | undefined;
   /** QEMU start → backdoor answering, in ms */
   bootMs: number | undefined;
   readonly overlay: string;
@@ -162,15 +172,23 @@ export class Vm extends EventEmitter {
       await run("qemu-img", ["create", "-q", "-f", "qcow2", "-b", spec.disk, "-F", "raw", this.overlay]);
     }
     const sock = (k: string) => path.join(spec.stateDir, `${spec.name.slice(0, 20)}.${k}`);
-    const sockets = { cmd: sock("cmd"), err: sock("err"), ctl: sock("ctl"), con: sock("con"), qmp: sock("qmp") };
+    const sockets: Record<SocketName, string> = {
+      cmd: sock("cmd"),
+      err: sock("err"),
+      ctl: sock("ctl"),
+      xfer: sock("xfer"),
+      con: sock("con"),
+      qmp: sock("qmp"),
+    };
     const accepts = Object.fromEntries(Object.entries(sockets).map(([k, p]) => [k, acceptOne(p)])) as Record<
-      keyof typeof sockets,
+      SocketName,
       ReturnType<typeof acceptOne>
     >;
     this.servers = Object.values(accepts).map((a) => a.server);
     await Promise.all(this.servers.map((s) => new Promise((r) => (s.listening ? r(undefined) : s.once("listening", r)))));
 
     this.console = new ConsoleLog(spec.consoleLog);
+    this.console.on("line", (line: string) => this.emit("console", line));
     this.stderr = "";
     const started = Date.now();
     const child = spawnOwned("qemu-system-x86_64", qemuArgs(spec, sockets, this.overlay), { stdio: ["ignore", "ignore", "pipe"] });
@@ -203,11 +221,21 @@ export class Vm extends EventEmitter {
     aborted.catch(() => undefined);
     const race = <T>(p: Promise<T>) => Promise.race([p, died, aborted]);
 
-    const [cmd, err, ctl, con, qmpSock] = await race(
-      Promise.all([accepts.cmd.connection, accepts.err.connection, accepts.ctl.connection, accepts.con.connection, accepts.qmp.connection]),
+    const [cmd, err, ctl, xfer, con, qmpSock] = await race(
+      Promise.all([
+        accepts.cmd.connection,
+        accepts.err.connection,
+        accepts.ctl.connection,
+        accepts.xfer.connection,
+        accepts.con.connection,
+        accepts.qmp.connection,
+      ]),
     );
     con.on("data", (d: Buffer) => this.console?.write(d));
     con.on("error", () => undefined);
+    xfer.on("error", () => undefined);
+    this.consoleSocket = con;
+    this.xfer = xfer;
     this.qmp = new Qmp(qmpSock);
     this.backdoor = new Backdoor(cmd, err, ctl);
     const ready = new Promise<void>((resolve) => this.backdoor!.once("ready", () => resolve()));

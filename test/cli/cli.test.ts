@@ -88,3 +88,49 @@ describe("vmrig run (black box)", () => {
     expect(qemuPids()).toEqual(before);
   });
 });
+
+describe("clean-up", () => {
+  const runDirs = () => fs.readdirSync(os.tmpdir()).filter((e) => /^vmrig-[A-Za-z0-9]{6}$/.test(e));
+
+  it("on Ctrl-C stops every VM and switch, removes its temp dir, and exits 1", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-cli-"));
+    const file = path.join(dir, "interrupted.vmrig.ts");
+    fs.writeFileSync(
+      file,
+      `import { defineTest } from "vmrig";
+export default defineTest({
+  name: "interrupted",
+  nodes: { a: {}, b: {} },
+  async testScript({ a, startAll }) {
+    await startAll();
+    a.log("both up");
+    await a.succeed("sleep 600");
+  },
+});
+`,
+    );
+    const before = { qemu: qemuPids(), dirs: runDirs() };
+    const { spawn } = await import("node:child_process");
+    const child = spawn("node", [cli, "run", file, "--output-dir", path.join(dir, "results")], { cwd: dir });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    const deadline = Date.now() + 300_000;
+    while (!out.includes("both up") && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 200));
+    expect(out).toContain("both up");
+    expect(execFileSync("pgrep", ["-c", "vde_switch"], { encoding: "utf8" }).trim()).not.toBe("0");
+    child.kill("SIGINT");
+    const code = await new Promise<number | null>((r) => child.on("exit", (c) => r(c)));
+    expect(code).toBe(1);
+    expect(out).toContain("interrupted (SIGINT)");
+    expect(qemuPids()).toEqual(before.qemu);
+    expect(runDirs()).toEqual(before.dirs);
+    let switches = "0";
+    try {
+      switches = execFileSync("pgrep", ["-c", "vde_switch"], { encoding: "utf8" }).trim();
+    } catch {
+      /* pgrep exits 1 when nothing matches */
+    }
+    expect(switches).toBe("0");
+  });
+});
