@@ -3,7 +3,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { Command, Option } from "commander";
 import { loadTest } from "../driver/load.js";
-import { buildImages, runTest, type TestResult } from "../driver/run.js";
+import { runTest, type TestResult } from "../driver/run.js";
+import { buildImages } from "../driver/topology.js";
 import { doctor } from "./doctor.js";
 import { VmrigError, errorMessage } from "../util/errors.js";
 
@@ -85,7 +86,7 @@ program
   .action(async (file: string) => {
     try {
       const loaded = await loadTest(file);
-      const { images } = await buildImages(loaded, (m) => process.stderr.write(m + "\n"));
+      const { images } = await buildImages(loaded.def, path.dirname(loaded.file), (m) => process.stderr.write(m + "\n"));
       for (const [n, img] of Object.entries(images)) process.stdout.write(`${n}: ${img.disk}\n`);
     } catch (e) {
       process.exitCode = report(e);

@@ -1,14 +1,9 @@
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import { evalNodes, vlanAddresses, type EvaluatedConfig, type NodesInfo } from "../config/eval.js";
-import { buildNodeImage, prepareBases, type NodeImage } from "../image/image.js";
-import type { HostEntry } from "../image/render.js";
-import { cacheRoot } from "../image/store.js";
-import { Machine } from "../machine/machine.js";
-import { resolveAccel } from "../vm/accel.js";
+import type { EvaluatedConfig, NodesInfo } from "../config/eval.js";
+import type { Machine } from "../machine/machine.js";
 import type { Accel } from "../vm/qemu.js";
-import { VlanSwitch } from "../vm/vlan.js";
+import { createTopology, type Topology } from "./topology.js";
 import { VmrigError, callerLocation, errorMessage } from "../util/errors.js";
 import { sleep } from "../util/proc.js";
 import { Logger } from "./logger.js";
@@ -48,32 +43,6 @@ export interface TestResult {
   bootMs: Record<string, number>;
 }
 
-/** Build images for every node: config errors surface here, before any VM. */
-export async function buildImages(
-  loaded: LoadedTest,
-  progress: (m: string) => void,
-): Promise<{ configs: Record<string, EvaluatedConfig>; images: Record<string, NodeImage> }> {
-  const { def } = loaded;
-  const configs = evalNodes(def.nodes, def.defaults);
-  const bases = await prepareBases(configs, progress);
-  const names = Object.keys(configs).sort();
-  const hosts: HostEntry[] = names.map((n, i) => {
-    const vlan = configs[n]!.virtualisation.vlans[0];
-    if (vlan === undefined) return { name: configs[n]!.networking.hostName };
-    const a = vlanAddresses(vlan, i + 1);
-    return { name: configs[n]!.networking.hostName, ipv4: a.ipv4, ipv6: a.ipv6 };
-  });
-  const images: Record<string, NodeImage> = {};
-  for (const n of names) {
-    const c = configs[n]!;
-    images[n] = await buildNodeImage(n, c, hosts, bases.get(`${c.debian.suite} ${c.debian.mirror}`)!, {
-      progress,
-      sourceDir: path.dirname(loaded.file),
-    });
-  }
-  return { configs, images };
-}
-
 export async function runTest(loaded: LoadedTest, opts: RunOptions): Promise<TestResult> {
   const { def } = loaded;
   const resultDir = path.resolve(opts.outputDir, def.name);
@@ -98,64 +67,19 @@ export async function runTest(loaded: LoadedTest, opts: RunOptions): Promise<Tes
     return result;
   }
 
-  let stateDir: string | undefined;
-  const switches: VlanSwitch[] = [];
-  const machines: Machine[] = [];
+  let topology: Topology | undefined;
+  const conditions = new Set<ActiveCondition>();
   try {
-    const { configs, images } = await logger.nested(`building images for ${def.name}`, () =>
-      buildImages(loaded, (m) => logger.log(m)),
-    );
-    const accel = await resolveAccel(opts.accel, Object.values(images)[0]?.kernel);
-    logger.log(`accelerator: ${accel}${accel === "tcg" ? " (software emulation: no usable KVM)" : ""}`);
-
-    const keepDir = path.join(cacheRoot(), "vm-state", def.name);
-    stateDir = opts.keepVmState ? keepDir : fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-"));
-    fs.mkdirSync(stateDir, { recursive: true });
-    const names = Object.keys(configs).sort();
-    const vlans = [...new Set(names.flatMap((n) => configs[n]!.virtualisation.vlans))].sort((a, b) => a - b);
-    for (const v of vlans) {
-      const sw = new VlanSwitch(v, stateDir);
-      switches.push(sw);
-      await sw.start();
-    }
-    const hostCores = os.cpus().length;
-    const conditions = new Set<ActiveCondition>();
-    for (const [i, name] of names.entries()) {
-      const c = configs[name]!;
-      const img = images[name]!;
-      machines.push(
-        new Machine(name, {
-          logger,
-          resultDir,
-          beforeCommand: () => checkConditions(conditions),
-          spec: () => ({
-            name,
-            disk: img.disk,
-            kernel: img.kernel,
-            initrd: img.initrd,
-            memoryMiB: c.virtualisation.memorySize,
-            cores: Math.max(1, Math.min(c.virtualisation.cores, hostCores)),
-            nics: c.virtualisation.vlans.map((vlan, slot) => ({
-              slot: slot + 1,
-              vlan,
-              nodeIndex: i + 1,
-              switchPath: switches.find((s) => s.vlan === vlan)!.path,
-            })),
-            accel,
-            extraArgs: c.virtualisation.qemu.options,
-            stateDir: stateDir!,
-            consoleLog: path.join(resultDir, `${name}-console.log`),
-            keepState: opts.keepVmState,
-          }),
-        }),
-      );
-    }
-
-    const ctx = makeContext(machines, configs, logger, result, {
-      conditions,
-      vlans: vlans.map((v) => ({ vlan: v, members: names.filter((n) => configs[n]!.virtualisation.vlans.includes(v)) })),
-      driver: { testName: def.name, resultDir, accel },
+    topology = await createTopology(def, {
+      logger,
+      resultDir,
+      sourceDir: path.dirname(loaded.file),
+      accel: opts.accel,
+      keepVmState: opts.keepVmState,
+      beforeCommand: () => checkConditions(conditions),
     });
+    const { machines, configs, vlans, accel } = topology;
+    const ctx = makeContext(machines, configs, logger, result, { conditions, vlans, driver: { testName: def.name, resultDir, accel } });
     const timeout = Math.min(opts.globalTimeout ?? def.globalTimeout ?? 3600, def.meta?.timeout ?? Infinity);
     await logger.nested(`running ${def.name}'s test script`, () => withDeadline(def.testScript(ctx), timeout, opts.signal));
     if (result.subtests.some((s) => s.outcome === "failed")) {
@@ -166,12 +90,10 @@ export async function runTest(loaded: LoadedTest, opts: RunOptions): Promise<Tes
     result.error = e instanceof Error ? e : new Error(String(e));
     result.configError = e instanceof VmrigError && e.kind === "config";
     logger.log(`\n${def.name} FAILED:\n${errorMessage(e)}`);
-    await collectFailureArtifacts(machines, resultDir, logger);
+    await collectFailureArtifacts(topology?.machines ?? [], resultDir, logger);
   } finally {
-    for (const m of machines) for (const [k, v] of Object.entries({ [m.name]: m.bootMs })) if (v !== undefined) result.bootMs[k] = v;
-    await Promise.all(machines.map((m) => m.kill().catch(() => undefined)));
-    await Promise.all(switches.map((s) => s.stop().catch(() => undefined)));
-    if (stateDir && !opts.keepVmState) fs.rmSync(stateDir, { recursive: true, force: true });
+    for (const m of topology?.machines ?? []) if (m.bootMs !== undefined) result.bootMs[m.name] = m.bootMs;
+    await topology?.close();
     result.durationMs = Date.now() - started;
     if (result.outcome === "passed") logger.log(`${def.name} passed in ${(result.durationMs / 1000).toFixed(1)} s`);
     await logger.close();

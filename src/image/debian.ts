@@ -23,6 +23,7 @@ export const BASE_PACKAGES = [
   "curl",
   "kbd",
   "sudo",
+  "login",
   "nftables",
   "less",
   "ca-certificates",

@@ -26,6 +26,16 @@ export interface ExecuteResult {
   stdout: string;
 }
 
+interface CommandOutput extends ExecuteResult {
+  stderr: string;
+}
+
+/** What a failed command printed, for the error report: stdout, then stderr. */
+function shown(r: CommandOutput): string {
+  if (!r.stderr.trim()) return r.stdout;
+  return `${r.stdout}${r.stdout && !r.stdout.endsWith("\n") ? "\n" : ""}--- stderr ---\n${r.stderr}`;
+}
+
 export interface MachineContext {
   logger: Logger;
   resultDir: string;
@@ -36,6 +46,9 @@ export interface MachineContext {
 }
 
 const DEFAULT_TIMEOUT = 900;
+
+/** Loops in the guest (no host round trips) until systemd answers on its private socket. */
+const SYSTEMD_READY = "until systemctl show -p Version --value >/dev/null 2>&1; do sleep 0.05; done";
 
 function toRegExp(p: Pattern): RegExp {
   return typeof p === "string" ? new RegExp(p, "m") : p;
@@ -68,6 +81,9 @@ export class Machine {
     return this.vm?.bootMs;
   }
 
+  /** QEMU start → backdoor and systemd both answering (what start() waits for), in ms. */
+  systemdReadyMs: number | undefined;
+
   private fail_(summary: string, call: string, extra: Partial<ConstructorParameters<typeof VmrigError>[1]> & { location?: string | undefined } = {}): VmrigError {
     return new VmrigError(summary, { machine: this.name, call, ...extra });
   }
@@ -83,6 +99,7 @@ export class Machine {
         .nested(
           "starting vm",
           async () => {
+            const startedAt = Date.now();
             const vm = new Vm(this.ctx.spec());
             this.vm = vm;
             this.hostNic = false;
@@ -95,7 +112,18 @@ export class Machine {
               throw e instanceof VmrigError ? e : this.fail_(`could not boot: ${errorMessage(e)}`, "start()", { location, cause: e });
             }
             vm.backdoor!.on("stray", (b: Buffer) => this.ctx.logger.detail(`(output outside any command) ${b.toString()}`, this.name));
-            this.ctx.logger.log(`booted in ${((vm.bootMs ?? 0) / 1000).toFixed(1)} s`, this.name);
+            // The backdoor starts before systemd (guest/init); as in NixOS, where it is a
+            // unit, a started machine must also take `systemctl` requests.
+            const ready = await vm.backdoor!.run(SYSTEMD_READY, 300).catch((e: unknown) => ({ status: -1, stdout: Buffer.from(errorMessage(e)) }));
+            if (ready.status !== 0) {
+              await vm.kill();
+              throw this.fail_("systemd did not start taking requests within 300 s", "start()", { location, output: tail(vm.console?.all ?? "", 30) });
+            }
+            this.systemdReadyMs = Date.now() - startedAt;
+            this.ctx.logger.log(
+              `booted in ${(this.systemdReadyMs / 1000).toFixed(1)} s (shell after ${((vm.bootMs ?? 0) / 1000).toFixed(1)} s)`,
+              this.name,
+            );
           },
           this.name,
         )
@@ -156,14 +184,14 @@ export class Machine {
     return this.vm!;
   }
 
-  private async runCommand(cmd: string, call: string, location: string | undefined, timeout: number): Promise<ExecuteResult> {
+  private async runCommand(cmd: string, call: string, location: string | undefined, timeout: number): Promise<CommandOutput> {
     const vm = await this.ensureUp();
     await this.ctx.beforeCommand?.();
     try {
       const r = await vm.backdoor!.run(cmd, timeout);
       const stderr = r.stderr.toString();
       if (stderr) this.ctx.logger.detail(stderr.trimEnd(), this.name);
-      return { status: r.status, stdout: r.stdout.toString() };
+      return { status: r.status, stdout: r.stdout.toString(), stderr };
     } catch (e) {
       if (e instanceof CommandTimeout) {
         const out = e.partial.stdout.toString() + e.partial.stderr.toString();
@@ -195,7 +223,7 @@ export class Machine {
       `executing: ${cmd}`,
       async () => {
         const r = await this.runCommand(cmd, `execute(${quote(cmd)})`, location, timeout);
-        return opts.checkOutput === false ? { status: r.status, stdout: "" } : r;
+        return { status: r.status, stdout: opts.checkOutput === false ? "" : r.stdout };
       },
       this.name,
     );
@@ -222,9 +250,8 @@ export class Machine {
               {
                 command: cmd,
                 status: r.status,
-                output: r.stdout,
+                output: shown(r),
                 location,
-                hint: "stderr of the command is in the run's log.txt",
               },
             );
           }
@@ -273,7 +300,7 @@ export class Machine {
         this.poll(`waitUntilSucceeds(${quote(cmd)})`, timeout, location, async () => {
           const r = await this.runCommand(cmd, `waitUntilSucceeds(${quote(cmd)})`, location, timeout);
           stdout = r.stdout;
-          return { done: r.status === 0, last: `last attempt: exit status ${r.status}\n${r.stdout}` };
+          return { done: r.status === 0, last: `last attempt: exit status ${r.status}\n${shown(r)}` };
         }, `\`${cmd}\` to succeed`),
       this.name,
     );
@@ -290,7 +317,7 @@ export class Machine {
         this.poll(`waitUntilFails(${quote(cmd)})`, timeout, location, async () => {
           const r = await this.runCommand(cmd, `waitUntilFails(${quote(cmd)})`, location, timeout);
           stdout = r.stdout;
-          return { done: r.status !== 0, last: `last attempt: exit status ${r.status}\n${r.stdout}` };
+          return { done: r.status !== 0, last: `last attempt: exit status ${r.status}\n${shown(r)}` };
         }, `\`${cmd}\` to fail`),
       this.name,
     );
@@ -555,7 +582,7 @@ export class Machine {
             rs.pipe(vm.xfer!, { end: false });
           });
           const r = await running;
-          if (r.status !== 0) throw this.fail_(`copy failed with exit status ${r.status}`, call, { command: cmd, status: r.status, output: r.stdout, location });
+          if (r.status !== 0) throw this.fail_(`copy failed with exit status ${r.status}`, call, { command: cmd, status: r.status, output: shown(r), location });
         } finally {
           fs.rmSync(tmp, { recursive: true, force: true });
         }
@@ -704,11 +731,12 @@ export class Machine {
           await vm.qmp!.execute("netdev_add", { type: "user", id: "hostfwd", restrict: true, net: "10.0.2.0/24" });
           await vm.qmp!.execute("device_add", { driver: "virtio-net-pci", netdev: "hostfwd", id: "hostfwd-nic", mac: "52:54:00:00:00:01" });
           const cmd =
-            "for i in $(seq 100); do n=$(grep -l 52:54:00:00:00:01 /sys/class/net/*/address | cut -d/ -f5); [ -n \"$n\" ] && break; sleep 0.1; done; " +
+            "n=; for i in $(seq 100); do n=$(grep -l 52:54:00:00:00:01 /sys/class/net/*/address | cut -d/ -f5 || true); [ -n \"$n\" ] && break; sleep 0.1; done; " +
+            '[ -n "$n" ] || { echo "the hot-plugged NIC did not appear" >&2; exit 1; }; ' +
             '[ "$n" = eth0 ] || ip link set "$n" name eth0; ip link set eth0 up; ip addr replace 10.0.2.15/24 dev eth0; ' +
             '(nft list table inet vmrig-firewall >/dev/null 2>&1 && nft insert rule inet vmrig-firewall input iifname eth0 accept) || true';
           const r = await this.runCommand(cmd, `forwardPort(${hostPort}, ${guestPort})`, location, 60);
-          if (r.status !== 0) throw this.fail_("could not set up the host-forwarding NIC", `forwardPort(${hostPort}, ${guestPort})`, { command: cmd, status: r.status, output: r.stdout, location });
+          if (r.status !== 0) throw this.fail_("could not set up the host-forwarding NIC", `forwardPort(${hostPort}, ${guestPort})`, { command: cmd, status: r.status, output: shown(r), location });
           this.hostNic = true;
         }
         const out = await vm.qmp!.hmp(`hostfwd_add hostfwd tcp:127.0.0.1:${hostPort}-10.0.2.15:${guestPort}`);

@@ -1,0 +1,127 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { evalNodes, vlanAddresses, type EvaluatedConfig, type NodeModule } from "../config/eval.js";
+import { buildNodeImage, prepareBases, type NodeImage } from "../image/image.js";
+import type { HostEntry } from "../image/render.js";
+import { cacheRoot } from "../image/store.js";
+import { Machine } from "../machine/machine.js";
+import { resolveAccel } from "../vm/accel.js";
+import type { Accel } from "../vm/qemu.js";
+import { VlanSwitch } from "../vm/vlan.js";
+import type { Logger } from "./logger.js";
+
+export interface TopologyDefinition {
+  name: string;
+  nodes: Record<string, NodeModule>;
+  defaults?: NodeModule | undefined;
+}
+
+/** Evaluate the nodes and build their images: config errors surface here, before any VM. */
+export async function buildImages(
+  def: TopologyDefinition,
+  sourceDir: string,
+  progress: (m: string) => void,
+): Promise<{ configs: Record<string, EvaluatedConfig>; images: Record<string, NodeImage> }> {
+  const configs = evalNodes(def.nodes, def.defaults);
+  const bases = await prepareBases(configs, progress);
+  const names = Object.keys(configs).sort();
+  const hosts: HostEntry[] = names.map((n, i) => {
+    const vlan = configs[n]!.virtualisation.vlans[0];
+    if (vlan === undefined) return { name: configs[n]!.networking.hostName };
+    const a = vlanAddresses(vlan, i + 1);
+    return { name: configs[n]!.networking.hostName, ipv4: a.ipv4, ipv6: a.ipv6 };
+  });
+  const images: Record<string, NodeImage> = {};
+  for (const n of names) {
+    const c = configs[n]!;
+    images[n] = await buildNodeImage(n, c, hosts, bases.get(`${c.debian.suite} ${c.debian.mirror}`)!, { progress, sourceDir });
+  }
+  return { configs, images };
+}
+
+export interface TopologyOptions {
+  logger: Logger;
+  resultDir: string;
+  sourceDir: string;
+  accel: "auto" | Accel;
+  keepVmState: boolean;
+  /** run before every machine command (the script's polling conditions) */
+  beforeCommand?: () => Promise<void>;
+}
+
+/** Everything a test's machines need, running: switches up, machines ready to boot on first use. */
+export interface Topology {
+  machines: Machine[];
+  configs: Record<string, EvaluatedConfig>;
+  vlans: { vlan: number; members: string[] }[];
+  accel: Accel;
+  /** kill every VM and switch and remove the run's temporary files */
+  close(): Promise<void>;
+}
+
+export async function createTopology(def: TopologyDefinition, opts: TopologyOptions): Promise<Topology> {
+  const { logger } = opts;
+  const { configs, images } = await logger.nested(`building images for ${def.name}`, () =>
+    buildImages(def, opts.sourceDir, (m) => logger.log(m)),
+  );
+  const accel = await resolveAccel(opts.accel, Object.values(images)[0]?.kernel);
+  logger.log(`accelerator: ${accel}${accel === "tcg" ? " (software emulation: no usable KVM)" : ""}`);
+
+  const stateDir = opts.keepVmState
+    ? path.join(cacheRoot(), "vm-state", def.name)
+    : fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-"));
+  fs.mkdirSync(stateDir, { recursive: true });
+  const switches: VlanSwitch[] = [];
+  const machines: Machine[] = [];
+  const close = async () => {
+    await Promise.all(machines.map((m) => m.kill().catch(() => undefined)));
+    await Promise.all(switches.map((s) => s.stop().catch(() => undefined)));
+    if (!opts.keepVmState) fs.rmSync(stateDir, { recursive: true, force: true });
+  };
+  try {
+    const names = Object.keys(configs).sort();
+    const vlanIds = [...new Set(names.flatMap((n) => configs[n]!.virtualisation.vlans))].sort((a, b) => a - b);
+    for (const v of vlanIds) {
+      const sw = new VlanSwitch(v, stateDir);
+      switches.push(sw);
+      await sw.start();
+    }
+    const hostCores = os.cpus().length;
+    for (const [i, name] of names.entries()) {
+      const c = configs[name]!;
+      const img = images[name]!;
+      machines.push(
+        new Machine(name, {
+          logger,
+          resultDir: opts.resultDir,
+          ...(opts.beforeCommand ? { beforeCommand: opts.beforeCommand } : {}),
+          spec: () => ({
+            name,
+            disk: img.disk,
+            kernel: img.kernel,
+            initrd: img.initrd,
+            memoryMiB: c.virtualisation.memorySize,
+            cores: Math.max(1, Math.min(c.virtualisation.cores, hostCores)),
+            nics: c.virtualisation.vlans.map((vlan, slot) => ({
+              slot: slot + 1,
+              vlan,
+              nodeIndex: i + 1,
+              switchPath: switches.find((s) => s.vlan === vlan)!.path,
+            })),
+            accel,
+            extraArgs: c.virtualisation.qemu.options,
+            stateDir,
+            consoleLog: path.join(opts.resultDir, `${name}-console.log`),
+            keepState: opts.keepVmState,
+          }),
+        }),
+      );
+    }
+    const vlans = vlanIds.map((v) => ({ vlan: v, members: names.filter((n) => configs[n]!.virtualisation.vlans.includes(v)) }));
+    return { machines, configs, vlans, accel, close };
+  } catch (e) {
+    await close();
+    throw e;
+  }
+}
