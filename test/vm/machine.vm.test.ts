@@ -205,7 +205,7 @@ describe("console, keyboard, screen, QEMU", () => {
   });
 
   it("logs nested steps to the run log", async () => {
-    await a.nested("an outer step", async () => a.log("inside it"));
+    await a.nested("an outer step", () => Promise.resolve(a.log("inside it")));
     expect(lines).toContain("  a: inside it");
     expect(fs.readFileSync(path.join(resultDir, "log.txt"), "utf8")).toContain("a: an outer step");
   });
