@@ -51,9 +51,23 @@ interface Labelled {
   module: NodeModule;
 }
 
-function flatten(entry: Labelled, args: ModuleArgs, out: Definition[], depth = 0): void {
+interface ModuleFailure {
+  source: string;
+  error: unknown;
+}
+
+function flatten(entry: Labelled, args: ModuleArgs, out: Definition[], failures: ModuleFailure[], depth = 0): void {
   if (depth > 50) throw configError(`imports nest more than 50 deep at ${entry.source}: is a module importing itself?`);
-  const cfg = typeof entry.module === "function" ? entry.module(args) : entry.module;
+  let cfg: NodeConfig;
+  if (typeof entry.module === "function") {
+    try {
+      cfg = entry.module(args);
+    } catch (error) {
+      // Often a read of a value that a later round provides (Nix would be lazy here).
+      failures.push({ source: entry.source, error });
+      return;
+    }
+  } else cfg = entry.module;
   if (cfg === null || typeof cfg !== "object") {
     throw configError(`${entry.source} is not a module: expected an attribute set or a function returning one`);
   }
@@ -61,7 +75,7 @@ function flatten(entry: Labelled, args: ModuleArgs, out: Definition[], depth = 0
   if (imports !== undefined && !Array.isArray(imports)) throw configError(`${entry.source}.imports must be a list of modules`);
   (imports ?? []).forEach((m, i) => {
     const name = typeof m === "function" && m.name ? ` (${m.name})` : "";
-    flatten({ source: `${entry.source}.imports[${i}]${name}`, module: m }, args, out, depth + 1);
+    flatten({ source: `${entry.source}.imports[${i}]${name}`, module: m }, args, out, failures, depth + 1);
   });
   out.push({ source: entry.source, value: rest, priority: PRIORITY.normal });
 }
@@ -105,20 +119,32 @@ export function evalNodes(
     names.map((n) => [n, mergeOptions(nodeOptions, [], `nodes.${n}`, allPaths) as EvaluatedConfig]),
   );
   let previousJson = "";
-  for (let round = 0; round < 6; round++) {
+  let failures: ModuleFailure[] = [];
+  for (let round = 0; round < 8; round++) {
     const nodesArg = Object.fromEntries(names.map((n) => [n, { config: current[n]! }])) as NodesInfo;
     const next: Record<string, EvaluatedConfig> = {};
+    failures = [];
     for (const [i, name] of names.entries()) {
       const args: ModuleArgs = { config: current[name]!, nodes: nodesArg, lib, name };
       const defs: Definition[] = [];
-      flatten({ source: "vmrig's built-in network module", module: builtinModule(name, i + 1) }, args, defs);
-      if (defaults !== undefined) flatten({ source: "defaults", module: defaults }, args, defs);
-      flatten({ source: `nodes.${name}`, module: nodes[name]! }, args, defs);
+      flatten({ source: "vmrig's built-in network module", module: builtinModule(name, i + 1) }, args, defs, failures);
+      if (defaults !== undefined) flatten({ source: "defaults", module: defaults }, args, defs, failures);
+      flatten({ source: `nodes.${name}`, module: nodes[name]! }, args, defs, failures);
       next[name] = mergeOptions(nodeOptions, defs, `nodes.${name}`, allPaths) as EvaluatedConfig;
     }
     const json = JSON.stringify(next);
     current = next;
-    if (json === previousJson) return current;
+    if (json === previousJson) {
+      // Settled. A module still failing now fails for good.
+      const f = failures[0];
+      if (f) {
+        throw configError(`${f.source}: the module threw: ${f.error instanceof Error ? f.error.message : String(f.error)}`, {
+          hint: "a module may read `config` and `nodes`, but only options that exist (see docs/options.md)",
+          cause: f.error,
+        });
+      }
+      return current;
+    }
     previousJson = json;
   }
   throw configError("node configurations do not settle: a module's output keeps changing with its input", {

@@ -137,6 +137,41 @@ export const nodeOptions = {
         "Virtual hosts by server name; the first one is also the default server.",
       ),
     },
+    mysql: {
+      enable: option(t.bool, false, "Run MariaDB (Debian's MySQL).", "package mariadb-server, unit mariadb.service (alias mysql.service)"),
+      settings: option(
+        t.attrsOf(t.attrsOf(t.either(t.str, t.int, t.bool))),
+        {},
+        "my.cnf sections, e.g. { mysqld: { \"bind-address\": \"0.0.0.0\" } }.",
+        "/etc/mysql/mariadb.conf.d/90-vmrig.cnf",
+      ),
+      initialScript: option(t.nullOr(t.str), null, "SQL run once, as root, when the server first starts."),
+      initialDatabases: option(
+        t.listOf(t.submodule({ name: option(t.str, "", "Database name."), schema: option(t.nullOr(t.str), null, "SQL run in it once.") })),
+        [],
+        "Databases created on first start, with an optional schema.",
+      ),
+      ensureDatabases: option(t.listOf(t.str), [], "Databases that must exist."),
+      ensureUsers: option(
+        t.listOf(
+          t.submodule({
+            name: option(t.str, "", "User name; authenticated by the unix socket (the system user of the same name)."),
+            ensurePermissions: option(t.attrsOf(t.str), {}, "{ \"db.*\": \"ALL PRIVILEGES\" }"),
+          }),
+        ),
+        [],
+        "Users that must exist, with their grants.",
+      ),
+      replication: {
+        role: option(t.enum(["none", "master", "slave"]), "none", "Replication role."),
+        serverId: option(t.int, 1, "server-id of this server."),
+        masterHost: option(t.str, "", "The primary's host name (for a slave)."),
+        masterUser: option(t.str, "", "Replication user."),
+        masterPassword: option(t.str, "", "Replication user's password."),
+        masterPort: option(t.int, 3306, "The primary's port."),
+        slaveHost: option(t.str, "%", "Host the replication user may connect from (for a master)."),
+      },
+    },
   },
   systemd: {
     services: option(

@@ -5,7 +5,7 @@ import type { Machine } from "../machine/machine.js";
 import type { Accel } from "../vm/qemu.js";
 import { createTopology, type Topology } from "./topology.js";
 import { VmrigError, callerLocation, errorMessage } from "../util/errors.js";
-import { sleep } from "../util/proc.js";
+import { sleep, within } from "../util/proc.js";
 import { Logger } from "./logger.js";
 import type { LoadedTest } from "./load.js";
 import type { Globals, TestContext } from "./test.js";
@@ -137,7 +137,7 @@ async function collectFailureArtifacts(machines: Machine[], resultDir: string, l
   for (const m of machines) {
     if (!m.pid) continue;
     try {
-      if (!(await Promise.race([m.isUp(), sleep(3000).then(() => false)]))) continue;
+      if (!(await within(m.isUp(), 3000))) continue;
       await m.screenshot(path.join(resultDir, `failure-${m.name}.png`));
       const j = await m.execute("journalctl --no-pager -n 100 2>&1 || true", { timeout: 20 });
       fs.writeFileSync(path.join(resultDir, `failure-${m.name}-journal.txt`), j.stdout);

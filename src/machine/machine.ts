@@ -8,7 +8,7 @@ import { Vm, type VmSpec } from "../vm/qemu.js";
 import { BackdoorClosed, CommandTimeout } from "../vm/backdoor.js";
 import type { QmpEvent } from "../vm/qmp.js";
 import { VmrigError, callerLocation, errorMessage, tail } from "../util/errors.js";
-import { sleep } from "../util/proc.js";
+import { sleep, within } from "../util/proc.js";
 import type { Logger } from "../driver/logger.js";
 
 /** A regex argument: a string is a regular expression, as in NixOS. */
@@ -150,7 +150,7 @@ export class Machine {
       "shutting down",
       async () => {
         this.vm!.backdoor!.run("systemctl poweroff --no-block").catch(() => undefined);
-        await Promise.race([this.vm!.waitForExit(), sleep(120_000)]);
+        await within(this.vm!.waitForExit(), 120_000);
         if (this.vm!.running) await this.vm!.kill();
       },
       this.name,
@@ -168,7 +168,7 @@ export class Machine {
   waitForShutdown = async (timeout = DEFAULT_TIMEOUT): Promise<void> => {
     const location = callerLocation();
     if (!this.vm?.running) return;
-    const done = await Promise.race([this.vm.waitForExit().then(() => true), sleep(timeout * 1000).then(() => false)]);
+    const done = await within(this.vm.waitForExit().then(() => true), timeout * 1000);
     if (!done) throw this.fail_(`still running after ${timeout} s`, "waitForShutdown()", { location });
   };
 
@@ -387,14 +387,22 @@ export class Machine {
               }),
             };
           }
-          if (props.LoadState === "not-found" && props.ActiveState === "inactive" && jobs === 0) {
+          if (props.ActiveState === "inactive" && jobs === 0) {
+            // As in NixOS: nothing will ever start it, so waiting longer cannot help.
+            const missing = props.LoadState === "not-found";
             return {
               done: false,
               last: "",
-              fatal: this.fail_(`unit ${unit} does not exist and nothing is starting it`, call, {
-                location,
-                hint: "check the unit name (`systemctl list-units` on the machine) and that its package is installed",
-              }),
+              fatal: this.fail_(
+                missing ? `unit ${unit} does not exist and nothing is starting it` : `unit ${unit} is inactive and there are no pending jobs`,
+                call,
+                {
+                  location,
+                  hint: missing
+                    ? "check the unit name (`systemctl list-units` on the machine) and that its package is installed"
+                    : `nothing pulls ${unit} in: enable it (e.g. systemd.services.<name>.wantedBy) or start it with startJob()`,
+                },
+              ),
             };
           }
           return { done: false, last: `unit ${unit}: ${props.ActiveState ?? "(systemd not answering yet)"}/${props.SubState ?? ""}` };
@@ -539,7 +547,7 @@ export class Machine {
           vm.backdoor!.on("ready", onReady);
         });
         vm.backdoor!.run("systemctl reboot --no-block").catch(() => undefined);
-        const ok = await Promise.race([rebooted.then(() => true), sleep(timeout * 1000).then(() => false)]);
+        const ok = await within(rebooted.then(() => true), timeout * 1000);
         if (!ok) throw this.fail_(`did not come back within ${timeout} s of rebooting`, "reboot()", { location, output: tail(vm.console?.all ?? "") });
       },
       this.name,

@@ -91,3 +91,16 @@ export async function terminate(child: ChildProcess, graceMs = 2000): Promise<vo
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
+
+/**
+ * Resolve with `p`'s value, or with `undefined` after `ms` — and clear the
+ * timer either way, so a finished race never keeps the process alive.
+ */
+export async function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

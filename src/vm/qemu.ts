@@ -7,7 +7,7 @@ import { accelArgs } from "./accel.js";
 import { Backdoor } from "./backdoor.js";
 import { ConsoleLog } from "./console.js";
 import { Qmp } from "./qmp.js";
-import { exited, run, spawnOwned, terminate } from "../util/proc.js";
+import { exited, run, spawnOwned, terminate, within } from "../util/proc.js";
 import { VmrigError, tail } from "../util/errors.js";
 
 export type Accel = "kvm" | "tcg";
@@ -263,12 +263,8 @@ export class Vm extends EventEmitter {
     const child = this.child;
     if (!child) return;
     if (this.running) {
-      try {
-        await Promise.race([this.qmp?.execute("quit"), new Promise((r) => setTimeout(r, 1000))]);
-      } catch {
-        /* already gone */
-      }
-      await Promise.race([exited(child), new Promise((r) => setTimeout(r, 2000))]);
+      await within(this.qmp?.execute("quit").catch(() => undefined) ?? Promise.resolve(), 1000);
+      await within(exited(child), 2000);
       await terminate(child, 2000);
     }
     await exited(child);

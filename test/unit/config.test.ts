@@ -90,3 +90,26 @@ describe("module evaluation", () => {
     expect(c.client!.environment.etc["server-ports"]!.text).toBe("443");
   });
 });
+
+describe("modules reading other nodes", () => {
+  it("may read values that only exist after a first round, as Nix's laziness allows", () => {
+    const c = evalNodes({
+      client: ({ nodes }) => ({
+        networking: { defaultGateway: nodes.router!.config.networking.interfaces.eth1!.ipv4.addresses[0]!.address },
+      }),
+      router: { virtualisation: { vlans: [1, 2] } },
+    });
+    expect(c.client!.networking.defaultGateway).toBe("192.168.1.2");
+  });
+
+  it("reports a module that keeps throwing, naming it", () => {
+    const e = errorOf(() =>
+      evalNodes({
+        m: () => {
+          throw new Error("broken module");
+        },
+      }),
+    );
+    expect(e.message).toContain("nodes.m: the module threw: broken module");
+  });
+});
