@@ -5,23 +5,23 @@ import { configError } from "../util/errors.js";
 /** Script globals (SPEC §4). Function-valued properties: destructuring keeps them bound. */
 export interface Globals<N extends string = string> {
   /** boot every machine, in parallel */
-  startAll(): Promise<void>;
+  startAll: () => Promise<void>;
   /** a named step: a JUnit test case of its own; a failure is reported and fails the run */
-  subtest<T>(name: string, fn: () => Promise<T>): Promise<T>;
+  subtest: <T>(name: string, fn: () => Promise<T>) => Promise<T>;
   /** call `fn` until it returns true (it gets the attempt number), at most `timeout` seconds */
-  retry(fn: (lastTry: boolean) => Promise<boolean> | boolean, timeout?: number): Promise<void>;
-  log(message: string): void;
+  retry: (fn: (lastTry: boolean) => Promise<boolean> | boolean, timeout?: number) => Promise<void>;
+  log: (message: string) => void;
   /** wait until every machine has shut down by itself */
-  joinAll(): Promise<void>;
+  joinAll: () => Promise<void>;
   /**
    * A condition that must keep holding: inside `during(body)` it is checked
    * (at most every `interval` seconds) before each machine command, and the
    * test fails as soon as it does not hold.
    */
-  pollingCondition(fn: () => Promise<boolean> | boolean, opts?: { interval?: number; description?: string }): PollingCondition;
+  pollingCondition: (fn: () => Promise<boolean> | boolean, opts?: { interval?: number; description?: string }) => PollingCondition;
   /** show (default) or hide the machines' serial consoles in the live output */
-  serialStdoutOn(): void;
-  serialStdoutOff(): void;
+  serialStdoutOn: () => void;
+  serialStdoutOff: () => void;
   machines: Machine[];
   nodes: NodesInfo<N>;
   /** the vlans in use, with their members */
@@ -30,8 +30,8 @@ export interface Globals<N extends string = string> {
 }
 
 export interface PollingCondition {
-  during<T>(body: () => Promise<T>): Promise<T>;
-  check(): Promise<void>;
+  during: <T>(body: () => Promise<T>) => Promise<T>;
+  check: () => Promise<void>;
 }
 
 export interface DriverInfo {
