@@ -1,6 +1,5 @@
 import { createHash } from "node:crypto";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { build } from "esbuild";
@@ -25,12 +24,16 @@ export async function loadTest(file: string): Promise<LoadedTest> {
   const abs = path.resolve(file);
   if (!fs.existsSync(abs)) throw configError(`test file ${file} does not exist`);
   process.setSourceMapsEnabled(true);
+  // Next to the test file, so that bare imports resolve from the user's node_modules;
+  // esbuild is told this path so the source map's paths are relative to it.
+  const out = path.join(path.dirname(abs), `.${path.basename(abs)}.${process.pid}.vmrig.mjs`);
   let result;
   try {
     result = await build({
       entryPoints: [abs],
       bundle: true,
       write: false,
+      outfile: out,
       format: "esm",
       platform: "node",
       target: "node20",
@@ -59,9 +62,7 @@ export async function loadTest(file: string): Promise<LoadedTest> {
     const p = path.resolve(input);
     if (fs.existsSync(p)) sources[path.relative(path.dirname(abs), p)] = createHash("sha256").update(fs.readFileSync(p)).digest("hex");
   }
-  // Next to the test file, so that bare imports resolve from the user's node_modules.
-  const out = path.join(path.dirname(abs), `.${path.basename(abs)}.${process.pid}.vmrig.mjs`);
-  const tmp = fs.existsSync(path.dirname(out)) ? out : path.join(os.tmpdir(), path.basename(out));
+  const tmp = out;
   fs.writeFileSync(tmp, code);
   let mod: { default?: unknown };
   try {

@@ -67,7 +67,7 @@ export function renderMysql(config: EvaluatedConfig, patch: Patch): void {
   patch.files.push(
     file(
       "/etc/systemd/system/mariadb.service.d/vmrig-setup.conf",
-      unit({ Service: { ExecStartPost: "/etc/vmrig/mysql-setup", TimeoutStartSec: "600" } }),
+      unit({ Service: { ExecStartPost: "+/etc/vmrig/mysql-setup", TimeoutStartSec: "600" } }),
     ),
   );
 }

@@ -1,0 +1,48 @@
+// Compile-time tests of vmrig's types, checked by `npm run typecheck` (part of `npm test`).
+// Each @ts-expect-error must be an error, or tsc fails.
+import { defineModule, defineTest, lib, type Machine } from "vmrig";
+
+export const typed = defineTest({
+  name: "types",
+  nodes: {
+    server: { services: { nginx: { enable: true } } },
+    client: ({ nodes }) => ({
+      // `nodes` is typed by the test's node names
+      networking: { extraHosts: `${nodes.server.config.networking.hostName} alias` },
+    }),
+  },
+  async testScript({ server, client, nodes, startAll }) {
+    const s: Machine = server;
+    const out: string = await client.succeed("true");
+    const port: number[] = nodes.server.config.networking.firewall.allowedTCPPorts;
+    await startAll();
+    void [s, out, port];
+  },
+});
+
+export const typoInScript = defineTest({
+  name: "typo",
+  nodes: { server: {} },
+  // @ts-expect-error: there is no machine called `sever`
+  async testScript({ sever }) {
+    await (sever as Machine).succeed("true");
+  },
+});
+
+export const typoInOption = defineTest({
+  name: "option-typo",
+  // @ts-expect-error: `ngnix` is not an option
+  nodes: { server: { services: { ngnix: { enable: true } } } },
+  async testScript() {},
+});
+
+export const wrongType = defineTest({
+  name: "wrong-type",
+  // @ts-expect-error: ports are numbers
+  nodes: { server: { networking: { firewall: { allowedTCPPorts: ["80"] } } } },
+  async testScript() {},
+});
+
+export const module = defineModule(({ config }) => ({
+  virtualisation: { memorySize: lib.mkDefault(config.virtualisation.memorySize * 2) },
+}));
