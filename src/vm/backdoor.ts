@@ -38,43 +38,53 @@ export function encodeCommand(cmd: string): string {
   return out;
 }
 
-/** A growable byte buffer that finds a marker without rescanning what it already scanned. */
+/**
+ * The bytes received so far, as a list of chunks. Finding a marker scans only
+ * bytes not scanned before (plus the marker's length of overlap), and nothing
+ * is concatenated until a frame is complete, so a 100 MB output costs O(n).
+ */
 class Accumulator {
   private chunks: Buffer[] = [];
   private length = 0;
   private scanned = 0;
-  private flat: Buffer | undefined;
 
   push(b: Buffer): void {
     this.chunks.push(b);
     this.length += b.length;
-    this.flat = undefined;
   }
 
-  private buffer(): Buffer {
-    if (!this.flat) {
-      this.flat = Buffer.concat(this.chunks, this.length);
-      this.chunks = [this.flat];
+  /** Bytes [start, end) as one buffer; copies only that range. */
+  private slice(start: number, end: number): Buffer {
+    const parts: Buffer[] = [];
+    let pos = 0;
+    for (const c of this.chunks) {
+      const cEnd = pos + c.length;
+      if (cEnd > start && pos < end) parts.push(c.subarray(Math.max(0, start - pos), Math.min(c.length, end - pos)));
+      pos = cEnd;
+      if (pos >= end) break;
     }
-    return this.flat;
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
   }
 
-  /** Position of `marker` (searching only new bytes), or -1. */
+  /** Position of `marker`, or -1; a later call continues where this one stopped. */
   find(marker: Buffer): number {
     if (this.length < marker.length) return -1;
-    const b = this.buffer();
     const from = Math.max(0, this.scanned - marker.length + 1);
-    const at = b.indexOf(marker, from);
-    this.scanned = at >= 0 ? at : this.length;
-    return at;
+    const at = this.slice(from, this.length).indexOf(marker);
+    if (at >= 0) {
+      this.scanned = from + at;
+      return from + at;
+    }
+    this.scanned = this.length;
+    return -1;
   }
 
+  /** Remove and return the first `n` bytes, dropping `skip` more after them. */
   take(n: number, skip = 0): Buffer {
-    const b = this.buffer();
-    const out = Buffer.from(b.subarray(0, n));
-    this.flat = b.subarray(n + skip);
-    this.chunks = [this.flat];
-    this.length = this.flat.length;
+    const out = Buffer.from(this.slice(0, n));
+    const rest = this.length > n + skip ? this.slice(n + skip, this.length) : Buffer.alloc(0);
+    this.chunks = rest.length ? [rest] : [];
+    this.length = rest.length;
     this.scanned = 0;
     return out;
   }
@@ -83,8 +93,14 @@ class Accumulator {
     return this.length;
   }
 
-  bytes(): Buffer {
-    return this.buffer();
+  /** The first `n` bytes (or all), without removing them: for short headers. */
+  peek(n = this.length): Buffer {
+    return this.slice(0, Math.min(n, this.length));
+  }
+
+  /** Bytes from `start`, up to `max` of them, without removing them. */
+  peekFrom(start: number, max: number): Buffer {
+    return this.slice(start, Math.min(this.length, start + max));
   }
 }
 
@@ -153,7 +169,7 @@ export class Backdoor extends EventEmitter {
           return;
         }
         if (at > 0) this.emit("stray", this.out.take(at));
-        const bytes = this.out.bytes();
+        const bytes = this.out.peek(256);
         const end = bytes.indexOf(RS, 1);
         if (end < 0) return;
         const header = bytes.subarray(1, end).toString();
@@ -186,7 +202,7 @@ export class Backdoor extends EventEmitter {
         const marker = Buffer.from(`${RS}V:${cur.id}:E:`);
         const at = this.out.find(marker);
         if (at < 0) return;
-        const rest = this.out.bytes().subarray(at + marker.length);
+        const rest = this.out.peekFrom(at + marker.length, 16);
         const close = rest.indexOf(RS + "\n");
         if (close < 0) return;
         cur.status = Number(rest.subarray(0, close).toString());
