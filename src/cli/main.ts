@@ -2,7 +2,11 @@
 import fs from "node:fs";
 import path from "node:path";
 import { Command, Option } from "commander";
-import { loadTest } from "../driver/load.js";
+import { evalNodes } from "../config/eval.js";
+import { cachedPass, recordPass, resultKey } from "../driver/cache.js";
+import { checkTestFile, reportFindings } from "../driver/check.js";
+import { loadTest, type LoadedTest } from "../driver/load.js";
+import { vmrigVersion } from "../util/version.js";
 import { runTest, type TestResult } from "../driver/run.js";
 import { buildImages } from "../driver/topology.js";
 import { doctor } from "./doctor.js";
@@ -35,7 +39,7 @@ function report(e: unknown): number {
 const program = new Command()
   .name("vmrig")
   .description("NixOS-style integration tests on real Debian VMs, driven from typed TypeScript")
-  .version((JSON.parse(fs.readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version)
+  .version(vmrigVersion())
   .showHelpAfterError();
 
 program
@@ -45,8 +49,9 @@ program
   .option("--output-dir <dir>", "where results go", "vmrig-results")
   .addOption(new Option("--accel <accel>", "accelerator").choices(["auto", "kvm", "tcg"]).default("auto"))
   .option("--keep-vm-state", "keep disks between runs (NixOS -K)", false)
+  .option("--rerun", "run even if an identical run passed before", false)
   .option("--global-timeout <seconds>", "override each test's globalTimeout", (v) => Number(v))
-  .action(async (paths: string[], o: { outputDir: string; accel: "auto" | "kvm" | "tcg"; keepVmState: boolean; globalTimeout?: number }) => {
+  .action(async (paths: string[], o: { outputDir: string; accel: "auto" | "kvm" | "tcg"; keepVmState: boolean; rerun: boolean; globalTimeout?: number }) => {
     const ac = new AbortController();
     let interrupts = 0;
     const onSignal = (sig: NodeJS.Signals) => {
@@ -61,22 +66,63 @@ program
     for (const file of findTests(paths)) {
       if (ac.signal.aborted) break;
       let result: TestResult;
+      let key: string;
+      let loaded: LoadedTest;
       try {
-        const loaded = await loadTest(file);
+        loaded = await loadTest(file);
+        key = resultKey(loaded, evalNodes(loaded.def.nodes, loaded.def.defaults));
+        const hit = o.rerun || o.keepVmState ? undefined : cachedPass(key);
+        if (hit) {
+          process.stderr.write(`${loaded.def.name}: cached (passed ${hit.passedAt}, nothing it depends on changed; --rerun runs it anyway)\n`);
+          results.push({ name: hit.name, file: loaded.file, outcome: "passed", cached: true, configError: false, durationMs: 0, resultDir: "", subtests: [], bootMs: {} });
+          continue;
+        }
+        if (!loaded.def.meta?.broken) await check(loaded);
         result = await runTest(loaded, { ...o, signal: ac.signal });
       } catch (e) {
         exit = Math.max(exit, report(e));
         continue;
       }
+      if (result.outcome === "passed") {
+        recordPass(key, { name: result.name, file: result.file, passedAt: new Date().toISOString(), durationMs: result.durationMs });
+      }
       results.push(result);
       if (result.outcome === "failed") exit = Math.max(exit, result.configError ? EXIT.usage : EXIT.failed);
     }
     const passed = results.filter((r) => r.outcome === "passed").length;
+    const cached = results.filter((r) => r.cached).length;
     const failed = results.filter((r) => r.outcome === "failed").length;
     const skipped = results.filter((r) => r.outcome === "skipped").length;
-    process.stderr.write(`\n${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ""} (results in ${o.outputDir}/)\n`);
+    process.stderr.write(
+      `\n${passed} passed${cached ? ` (${cached} cached)` : ""}, ${failed} failed${skipped ? `, ${skipped} skipped` : ""} (results in ${o.outputDir}/)\n`,
+    );
     if (ac.signal.aborted) exit = Math.max(exit, EXIT.failed);
     process.exitCode = exit;
+  });
+
+async function check(loaded: LoadedTest): Promise<void> {
+  const { def } = loaded;
+  const typeCheck = !def.skipTypeCheck;
+  const lint = !def.skipLint;
+  if (!typeCheck && !lint) return;
+  const t0 = Date.now();
+  reportFindings(loaded.file, await checkTestFile(loaded.file, { typeCheck, lint }));
+  process.stderr.write(`${def.name}: ${[typeCheck && "type-checked", lint && "linted"].filter(Boolean).join(" and ")} in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+}
+
+program
+  .command("check")
+  .description("type-check and lint test files only")
+  .argument("<files...>")
+  .action(async (files: string[]) => {
+    for (const file of files) {
+      try {
+        reportFindings(file, await checkTestFile(file, { typeCheck: true, lint: true }));
+        process.stderr.write(`${file}: ok\n`);
+      } catch (e) {
+        process.exitCode = Math.max(Number(process.exitCode ?? 0), report(e));
+      }
+    }
   });
 
 program

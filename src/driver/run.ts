@@ -34,6 +34,8 @@ export interface TestResult {
   name: string;
   file: string;
   outcome: Outcome;
+  /** a pass taken from the result cache */
+  cached?: boolean;
   /** set when the failure is bad input (exit 2) */
   configError: boolean;
   durationMs: number;

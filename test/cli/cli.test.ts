@@ -12,7 +12,7 @@ function runInline(name: string, body: string, extra: string[] = []) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-cli-"));
   const file = path.join(dir, `${name}.vmrig.ts`);
   fs.writeFileSync(file, `import { defineTest } from "vmrig";\nexport default defineTest(${body});\n`);
-  return runCli(["run", file, "--output-dir", path.join(dir, "results"), ...extra], dir);
+  return runCli(["run", file, "--rerun", "--output-dir", path.join(dir, "results"), ...extra], dir);
 }
 
 function runCli(args: string[], cwd = root) {
@@ -75,14 +75,14 @@ describe("vmrig run (black box)", () => {
   });
 
   it("passes the seeds' minimal example (alice has firefox-esr, root does not)", () => {
-    const r = runCli(["run", "examples/minimal.vmrig.ts", "--output-dir", fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-out-"))]);
+    const r = runCli(["run", "examples/minimal.vmrig.ts", "--rerun", "--output-dir", fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-out-"))]);
     expect(r.output).toContain("1 passed, 0 failed");
     expect(r.status).toBe(0);
   });
 
   it("passes the seeds' client-server example over a virtual network", () => {
     const before = qemuPids();
-    const r = runCli(["run", "examples/client-server.vmrig.ts", "--output-dir", fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-out-"))]);
+    const r = runCli(["run", "examples/client-server.vmrig.ts", "--rerun", "--output-dir", fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-out-"))]);
     expect(r.output).toContain("1 passed, 0 failed");
     expect(r.status).toBe(0);
     expect(qemuPids()).toEqual(before);
@@ -111,7 +111,7 @@ export default defineTest({
     );
     const before = { qemu: qemuPids(), dirs: runDirs() };
     const { spawn } = await import("node:child_process");
-    const child = spawn("node", [cli, "run", file, "--output-dir", path.join(dir, "results")], { cwd: dir });
+    const child = spawn("node", [cli, "run", file, "--rerun", "--output-dir", path.join(dir, "results")], { cwd: dir });
     let out = "";
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));
     child.stderr.on("data", (d: Buffer) => (out += d.toString()));
@@ -132,5 +132,75 @@ export default defineTest({
       /* pgrep exits 1 when nothing matches */
     }
     expect(switches).toBe("0");
+  });
+});
+
+describe("before anything boots", () => {
+  it("rejects a typo'd machine name and a floating promise: exit 2, the TypeScript error, no VM", () => {
+    const r = runInline(
+      "unchecked",
+      `{
+        name: "unchecked",
+        nodes: { server: {} },
+        async testScript({ sever, server }) {
+          server.succeed("true");
+          await sever.succeed("true");
+        },
+      }`,
+    );
+    expect(r.status).toBe(2);
+    expect(r.output).toContain("Property 'sever' does not exist");
+    expect(r.output).toContain("no-floating-promises");
+    expect(r.output).toContain("nothing was built or booted");
+    expect(r.output).not.toContain("starting vm");
+    const check = runCli(["check", path.join(r.cwd, "unchecked.vmrig.ts")]);
+    expect(check.status).toBe(2);
+    expect(check.output).toContain("no-floating-promises");
+  });
+
+  it("runs a test that opts out with skipTypeCheck and skipLint", () => {
+    const r = runInline(
+      "unchecked-ok",
+      `{
+        name: "unchecked-ok",
+        skipTypeCheck: true,
+        skipLint: true,
+        nodes: { server: {} },
+        async testScript(ctx) {
+          await (ctx as any).server.succeed("true");
+        },
+      }`,
+    );
+    expect(r.output).toContain("1 passed, 0 failed");
+  });
+});
+
+describe("result cache", () => {
+  it("says cached on a second run, and runs again when the test changes", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-cache-"));
+    const file = path.join(dir, "cached.vmrig.ts");
+    const body = (n: number) => `import { defineTest } from "vmrig";
+export default defineTest({
+  name: "memo-${process.pid}",
+  nodes: { m: {} },
+  async testScript({ m }) {
+    await m.succeed("test ${n} -eq ${n}");
+  },
+});
+`;
+    fs.writeFileSync(file, body(1));
+    const first = runCli(["run", file, "--output-dir", path.join(dir, "r")], dir);
+    expect(first.output).toContain("1 passed, 0 failed");
+    const second = runCli(["run", file, "--output-dir", path.join(dir, "r")], dir);
+    expect(second.status).toBe(0);
+    expect(second.output).toContain("cached");
+    expect(second.output).toContain("1 passed (1 cached), 0 failed");
+    expect(second.output).not.toContain("starting vm");
+    fs.writeFileSync(file, body(2));
+    const third = runCli(["run", file, "--output-dir", path.join(dir, "r")], dir);
+    expect(third.output).not.toContain(": cached (");
+    expect(third.output).toContain("1 passed, 0 failed");
+    const forced = runCli(["run", file, "--rerun", "--output-dir", path.join(dir, "r")], dir);
+    expect(forced.output).toContain("starting vm");
   });
 });

@@ -9,7 +9,7 @@ const cli = path.join(root, "dist/cli/main.js");
 
 function run(file: string) {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-out-"));
-  const r = spawnSync("node", [cli, "run", file, "--output-dir", out], { cwd: path.dirname(file), encoding: "utf8", timeout: 900_000 });
+  const r = spawnSync("node", [cli, "run", file, "--rerun", "--output-dir", out], { cwd: path.dirname(file), encoding: "utf8", timeout: 900_000 });
   return { status: r.status, output: r.stdout + r.stderr, out };
 }
 

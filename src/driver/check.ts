@@ -1,0 +1,108 @@
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import ts from "typescript";
+import { ESLint, type Linter } from "eslint";
+import tseslint from "typescript-eslint";
+import { configError } from "../util/errors.js";
+
+const typesEntry = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "index.d.ts");
+
+/** Rules that catch the typical bugs of an async test script. */
+const LINT_RULES: Linter.RulesRecord = {
+  "@typescript-eslint/no-floating-promises": "error",
+  "@typescript-eslint/no-misused-promises": "error",
+  "@typescript-eslint/await-thenable": "error",
+  "@typescript-eslint/unbound-method": "error",
+};
+
+export interface CheckOptions {
+  typeCheck: boolean;
+  lint: boolean;
+}
+
+export interface Finding {
+  file: string;
+  line: number;
+  column: number;
+  message: string;
+  source: "typescript" | "eslint";
+}
+
+function compilerOptions(): ts.CompilerOptions {
+  return {
+    strict: true,
+    noEmit: true,
+    target: ts.ScriptTarget.ES2022,
+    module: ts.ModuleKind.ESNext,
+    moduleResolution: ts.ModuleResolutionKind.Bundler,
+    skipLibCheck: true,
+    allowImportingTsExtensions: true,
+    types: [],
+    // The test imports "vmrig": this very package, wherever the test lives.
+    paths: { vmrig: [typesEntry] },
+  };
+}
+
+/**
+ * Type-check and lint a test file (and its local imports) before anything is
+ * built: a typo'd machine name or a forgotten `await` costs no VM boot.
+ */
+export async function checkTestFile(file: string, opts: CheckOptions): Promise<Finding[]> {
+  const abs = path.resolve(file);
+  const findings: Finding[] = [];
+  const program = ts.createProgram([abs], compilerOptions());
+  if (opts.typeCheck) {
+    for (const d of ts.getPreEmitDiagnostics(program)) {
+      if (!d.file || d.file.fileName.includes("/node_modules/")) continue;
+      const { line, character } = d.file.getLineAndCharacterOfPosition(d.start ?? 0);
+      findings.push({
+        file: d.file.fileName,
+        line: line + 1,
+        column: character + 1,
+        message: ts.flattenDiagnosticMessageText(d.messageText, "\n"),
+        source: "typescript",
+      });
+    }
+  }
+  if (opts.lint) {
+    const eslint = new ESLint({
+      cwd: path.dirname(abs),
+      overrideConfigFile: true,
+      overrideConfig: [
+        {
+          files: ["**/*.ts", "**/*.mts"],
+          languageOptions: { parser: tseslint.parser, parserOptions: { programs: [program] } },
+          plugins: { "@typescript-eslint": tseslint.plugin as unknown as ESLint.Plugin },
+          rules: LINT_RULES,
+        },
+      ],
+    });
+    const files = program
+      .getSourceFiles()
+      .map((f) => f.fileName)
+      .filter((f) => !f.includes("/node_modules/") && !f.endsWith(".d.ts"));
+    for (const r of await eslint.lintFiles(files)) {
+      for (const m of r.messages) {
+        findings.push({ file: r.filePath, line: m.line, column: m.column, message: `${m.message} (${m.ruleId ?? "eslint"})`, source: "eslint" });
+      }
+    }
+  }
+  return findings;
+}
+
+/** Throw a configuration error (exit 2) listing every finding. */
+export function reportFindings(file: string, findings: Finding[]): void {
+  if (findings.length === 0) return;
+  const rel = (f: string) => {
+    const r = path.relative(process.cwd(), f);
+    return r && !r.startsWith("..") ? r : f;
+  };
+  const kinds = [...new Set(findings.map((f) => (f.source === "typescript" ? "type" : "lint")))].join(" and ");
+  throw configError(`${rel(file)} has ${findings.length} ${kinds} error(s); nothing was built or booted`, {
+    output: findings.map((f) => `${rel(f.file)}:${f.line}:${f.column}: ${f.message}`).join("\n"),
+    hint:
+      findings.some((f) => f.message.includes("no-floating-promises"))
+        ? "every Machine call returns a promise: `await` it"
+        : "fix the errors, or set skipTypeCheck / skipLint in defineTest to run anyway",
+  });
+}
