@@ -5,6 +5,7 @@ import { Command, Option } from "commander";
 import { evalNodes } from "../config/eval.js";
 import { cachedPass, recordPass, resultKey } from "../driver/cache.js";
 import { checkTestFile, reportFindings } from "../driver/check.js";
+import { sweepLeftovers } from "../driver/leftovers.js";
 import { loadTest, type LoadedTest } from "../driver/load.js";
 import { vmrigVersion } from "../util/version.js";
 import { runTest, type TestResult } from "../driver/run.js";
@@ -61,6 +62,7 @@ program
     };
     process.on("SIGINT", onSignal);
     process.on("SIGTERM", onSignal);
+    for (const d of sweepLeftovers()) process.stderr.write(`vmrig: removed ${d}, left behind by a vmrig run that was killed\n`);
     const results: TestResult[] = [];
     let exit: number = EXIT.ok;
     for (const file of findTests(paths)) {

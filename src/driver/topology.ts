@@ -9,6 +9,7 @@ import { Machine } from "../machine/machine.js";
 import { resolveAccel } from "../vm/accel.js";
 import type { Accel } from "../vm/qemu.js";
 import { VlanSwitch } from "../vm/vlan.js";
+import { claim } from "./leftovers.js";
 import type { Logger } from "./logger.js";
 
 export interface TopologyDefinition {
@@ -72,6 +73,7 @@ export async function createTopology(def: TopologyDefinition, opts: TopologyOpti
     ? path.join(cacheRoot(), "vm-state", def.name)
     : fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-"));
   fs.mkdirSync(stateDir, { recursive: true });
+  claim(stateDir);
   const switches: VlanSwitch[] = [];
   const machines: Machine[] = [];
   const close = async () => {

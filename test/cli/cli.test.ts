@@ -204,3 +204,51 @@ export default defineTest({
     expect(forced.output).toContain("starting vm");
   });
 });
+
+describe("timeouts and crashes", () => {
+  const runDirs = () => fs.readdirSync(os.tmpdir()).filter((e) => /^vmrig-[A-Za-z0-9]{6}$/.test(e));
+  const sleeper = (name: string, extra = "") => `{
+    name: "${name}",${extra}
+    nodes: { m: {} },
+    async testScript({ m }) {
+      await m.succeed("true");
+      m.log("sleeping");
+      await m.succeed("sleep 600");
+    },
+  }`;
+
+  it("stops a script that runs past globalTimeout: exit 1, nothing left running", () => {
+    const before = { qemu: qemuPids(), dirs: runDirs() };
+    const t0 = Date.now();
+    const r = runInline("slow", sleeper("slow", " globalTimeout: 30,"));
+    const seconds = (Date.now() - t0) / 1000;
+    expect(r.status).toBe(1);
+    expect(r.output).toContain("ran past its global timeout of 30 s");
+    expect(seconds).toBeLessThan(120); // build + ~5 s boot + 30 s; a timeout that never fires would hit 600 s
+    expect(qemuPids()).toEqual(before.qemu);
+    expect(runDirs()).toEqual(before.dirs);
+  });
+
+  it("after vmrig is SIGKILLed, its VMs die with it and the next run removes its temp dir", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-cli-"));
+    const file = path.join(dir, "killed.vmrig.ts");
+    fs.writeFileSync(file, `import { defineTest } from "vmrig";\nexport default defineTest(${sleeper("killed")});\n`);
+    const before = { qemu: qemuPids(), dirs: runDirs() };
+    const { spawn } = await import("node:child_process");
+    const child = spawn("node", [cli, "run", file, "--rerun", "--output-dir", path.join(dir, "results")], { cwd: dir });
+    let out = "";
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    const deadline = Date.now() + 300_000;
+    while (!out.includes("sleeping") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    const leftBehind = runDirs().filter((d) => !before.dirs.includes(d));
+    expect(leftBehind).toHaveLength(1);
+    expect(qemuPids().length).toBe(before.qemu.length + 1);
+    child.kill("SIGKILL");
+    await new Promise((r) => child.on("exit", r));
+    for (let i = 0; i < 50 && qemuPids().length > before.qemu.length; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(qemuPids()).toEqual(before.qemu);
+    const next = runCli(["run", path.join(dir, "nothing-here")], dir);
+    expect(next.output).toContain(`removed ${path.join(os.tmpdir(), leftBehind[0]!)}`);
+    expect(runDirs()).toEqual(before.dirs);
+  });
+});
