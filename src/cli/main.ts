@@ -7,6 +7,7 @@ import { cachedPass, recordPass, resultKey } from "../driver/cache.js";
 import { checkTestFile, reportFindings } from "../driver/check.js";
 import { sweepLeftovers } from "../driver/leftovers.js";
 import { loadTest, type LoadedTest } from "../driver/load.js";
+import { writeJunit } from "../reporters/junit.js";
 import { vmrigVersion } from "../util/version.js";
 import { runTest, type TestResult } from "../driver/run.js";
 import { buildImages } from "../driver/topology.js";
@@ -51,8 +52,9 @@ program
   .addOption(new Option("--accel <accel>", "accelerator").choices(["auto", "kvm", "tcg"]).default("auto"))
   .option("--keep-vm-state", "keep disks between runs (NixOS -K)", false)
   .option("--rerun", "run even if an identical run passed before", false)
+  .option("--reporter <list>", "list (always), junit: <output-dir>/junit.xml", "list")
   .option("--global-timeout <seconds>", "override each test's globalTimeout", (v) => Number(v))
-  .action(async (paths: string[], o: { outputDir: string; accel: "auto" | "kvm" | "tcg"; keepVmState: boolean; rerun: boolean; globalTimeout?: number }) => {
+  .action(async (paths: string[], o: { outputDir: string; accel: "auto" | "kvm" | "tcg"; keepVmState: boolean; rerun: boolean; reporter: string; globalTimeout?: number }) => {
     const ac = new AbortController();
     let interrupts = 0;
     const onSignal = (sig: NodeJS.Signals) => {
@@ -98,6 +100,9 @@ program
     process.stderr.write(
       `\n${passed} passed${cached ? ` (${cached} cached)` : ""}, ${failed} failed${skipped ? `, ${skipped} skipped` : ""} (results in ${o.outputDir}/)\n`,
     );
+    const reporters = o.reporter.split(",").map((r) => r.trim());
+    for (const r of reporters) if (!["list", "junit"].includes(r)) process.stderr.write(`vmrig: unknown reporter ${r} (list, junit)\n`);
+    if (reporters.includes("junit")) process.stderr.write(`JUnit XML: ${writeJunit(o.outputDir, results)}\n`);
     if (ac.signal.aborted) exit = Math.max(exit, EXIT.failed);
     process.exitCode = exit;
   });

@@ -7,9 +7,9 @@ import { describe, expect, it } from "vitest";
 const root = path.resolve(import.meta.dirname, "../..");
 const cli = path.join(root, "dist/cli/main.js");
 
-function run(file: string) {
+function run(file: string, extra: string[] = []) {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-out-"));
-  const r = spawnSync("node", [cli, "run", file, "--rerun", "--output-dir", out], { cwd: path.dirname(file), encoding: "utf8", timeout: 900_000 });
+  const r = spawnSync("node", [cli, "run", file, "--rerun", "--output-dir", out, ...extra], { cwd: path.dirname(file), encoding: "utf8", timeout: 900_000 });
   return { status: r.status, output: r.stdout + r.stderr, out };
 }
 
@@ -70,9 +70,12 @@ export default defineTest({
 });
 `,
     );
-    const r = run(file);
+    const r = run(file, ["--reporter", "list,junit"]);
     expect(r.output).toContain("1 passed, 0 failed");
     expect(r.output).toMatch(/both booted after \d+ ms/);
+    const junit = fs.readFileSync(path.join(r.out, "junit.xml"), "utf8");
+    expect(junit).toMatch(/<testcase classname="globals" name="vlan 2 connects a and b" time="\d+\.\d{3}"><\/testcase>/);
+    expect(junit).toContain('<testsuite name="globals" tests="2" failures="0"');
     expect(r.status).toBe(0);
     const result = JSON.parse(fs.readFileSync(path.join(r.out, "globals", "result.json"), "utf8")) as { subtests: { name: string; outcome: string }[] };
     expect(result.subtests).toEqual([expect.objectContaining({ name: "vlan 2 connects a and b", outcome: "passed" })]);
