@@ -4,7 +4,7 @@ import type { TestResult } from "../driver/run.js";
 import { errorMessage } from "../util/errors.js";
 
 // XML 1.0 forbids most control characters even when escaped.
-// eslint-disable-next-line no-control-regex
+ 
 const INVALID = /[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]/g;
 
 function esc(s: string): string {
