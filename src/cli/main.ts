@@ -133,6 +133,25 @@ program
   });
 
 program
+  .command("list")
+  .description("list tests: name, machines, whether broken, whether a pass is cached")
+  .argument("[paths...]", "test files or directories")
+  .action(async (paths: string[]) => {
+    for (const file of findTests(paths)) {
+      try {
+        const loaded = await loadTest(file);
+        const { def } = loaded;
+        const cached = cachedPass(resultKey(loaded, evalNodes(def.nodes, def.defaults)));
+        const state = def.meta?.broken ? "broken (skipped)" : cached ? `passed ${cached.passedAt} (cached)` : "not run since it last changed";
+        process.stdout.write(`${def.name.padEnd(24)} ${Object.keys(def.nodes).join(",").padEnd(32)} ${state}  ${path.relative(process.cwd(), loaded.file)}\n`);
+        if (def.meta?.description) process.stdout.write(`${"".padEnd(25)}${def.meta.description}\n`);
+      } catch (e) {
+        process.exitCode = Math.max(Number(process.exitCode ?? 0), report(e));
+      }
+    }
+  });
+
+program
   .command("build")
   .description("build the machines' images only")
   .argument("<file>")

@@ -252,3 +252,14 @@ describe("timeouts and crashes", () => {
     expect(runDirs()).toEqual(before.dirs);
   });
 });
+
+describe("vmrig list", () => {
+  it("lists every example with its machines and whether a pass is cached", () => {
+    const r = runCli(["list", "examples"]);
+    expect(r.status).toBe(0);
+    for (const name of ["minimal", "client-server", "ping", "nat", "link-failure", "mysql-replication"]) {
+      expect(r.output).toMatch(new RegExp(`^${name} `, "m"));
+    }
+    expect(r.output).toMatch(/^nat\s+client,router,server\s/m);
+  });
+});

@@ -211,6 +211,25 @@ describe("console, keyboard, screen, QEMU", () => {
   });
 });
 
+describe("every wait gives up at its timeout", () => {
+  it("waitForUnit, ports, sockets, console, QMP events, ttys and shutdown", async () => {
+    const t0 = Date.now();
+    await a.succeed("systemd-run --unit=forever --property=Type=oneshot sleep 600 >/dev/null 2>&1 &");
+    await a.waitUntilSucceeds("systemctl is-active forever.service | grep -q activating", 30);
+    await rejectsWith(a.waitForUnit("forever.service", { timeout: 3 }), "timed out after 3 s", "forever.service");
+    await rejectsWith(a.waitForOpenPort(9, "localhost", 2), "timed out after 2 s");
+    await a.succeed("systemd-run --unit=stays-open nc -lk 4444");
+    await a.waitForOpenPort(4444);
+    await rejectsWith(a.waitForClosedPort(4444, "localhost", 2), "timed out after 2 s");
+    await rejectsWith(a.waitForOpenUnixSocket("/run/never.sock", 2), "timed out after 2 s");
+    await rejectsWith(a.waitForConsoleText("this text never appears", 2), "timed out after 2 s");
+    await rejectsWith(a.waitForQmpEvent((e) => e.event === "NEVER", 2), "timed out after 2 s");
+    await rejectsWith(a.waitUntilTtyMatches(2, "never on tty2", 2), "timed out after 2 s");
+    await rejectsWith(a.waitForShutdown(2), "still running after 2 s");
+    expect(Date.now() - t0).toBeLessThan(90_000);
+  });
+});
+
 describe("power", () => {
   it("is ready for systemctl as soon as start() resolves", async () => {
     await b.crash();
