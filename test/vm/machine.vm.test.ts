@@ -214,8 +214,8 @@ describe("console, keyboard, screen, QEMU", () => {
 describe("every wait gives up at its timeout", () => {
   it("waitForUnit, ports, sockets, console, QMP events, ttys and shutdown", async () => {
     const t0 = Date.now();
-    await a.succeed("systemd-run --unit=forever --property=Type=oneshot sleep 600 >/dev/null 2>&1 &");
-    await a.waitUntilSucceeds("systemctl is-active forever.service | grep -q activating", 30);
+    await a.succeed("systemd-run --no-block --unit=forever --property=Type=oneshot sleep 600");
+    await a.waitUntilSucceeds("systemctl show -p ActiveState --value forever.service | grep -qx activating", 30);
     await rejectsWith(a.waitForUnit("forever.service", { timeout: 3 }), "timed out after 3 s", "forever.service");
     await rejectsWith(a.waitForOpenPort(9, "localhost", 2), "timed out after 2 s");
     await a.succeed("systemd-run --unit=stays-open nc -lk 4444");
