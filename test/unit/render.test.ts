@@ -1,0 +1,186 @@
+import { describe, expect, it } from "vitest";
+import { evalNodes, type NodeModule } from "../../src/config/eval.js";
+import { renderNode, packagesOf, MASKED_GENERATORS, type Patch, type TreeInfo } from "../../src/image/render.js";
+import { VmrigError } from "../../src/util/errors.js";
+
+const tree: TreeInfo = {
+  passwd: "root:x:0:0:root:/root:/bin/bash\nwww-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\n",
+  group: "root:x:0:\nshadow:x:42:\nusers:x:100:\nwww-data:x:33:\n",
+  shadow: "root:*:19000:0:99999:7:::\nwww-data:*:19000:0:99999:7:::\n",
+  hasUnit: (u) => ["nginx.service", "mariadb.service", "nftables.service"].includes(u),
+  readSource: (p) => Buffer.from(`contents of ${p}`),
+  hashPassword: (pw, salt) => `$6$${salt}$hash-of-${pw}`,
+};
+
+function render(module: NodeModule, name = "m"): Patch {
+  const configs = evalNodes({ [name]: module });
+  return renderNode(name, configs[name]!, [{ name, ipv4: "192.168.1.1", ipv6: "2001:db8:1::1" }], tree);
+}
+
+const fileOf = (p: Patch, path: string) => {
+  const f = p.files.find((x) => x.path === path);
+  if (!f) throw new Error(`${path} not rendered`);
+  return f;
+};
+const text = (p: Patch, path: string) => fileOf(p, path).content.toString();
+
+describe("rendering a node", () => {
+  it("sets hostname, /etc/hosts and the static network", () => {
+    const p = render({ networking: { hostName: "web", extraHosts: "10.9.9.9 extra", defaultGateway: "192.168.1.254" } });
+    expect(text(p, "/etc/hostname")).toBe("web\n");
+    const hosts = text(p, "/etc/hosts");
+    expect(hosts).toContain("192.168.1.1 m\n2001:db8:1::1 m");
+    expect(hosts).toContain("127.0.1.1 web");
+    expect(hosts).toContain("10.9.9.9 extra");
+    const net = text(p, "/etc/vmrig/network-up");
+    expect(net).toContain("ip addr replace 192.168.1.1/24 dev eth1");
+    expect(net).toContain("ip -6 addr replace 2001:db8:1::1/64 dev eth1 nodad");
+    expect(net).toContain("ip route replace default via 192.168.1.254");
+  });
+
+  it("masks slow units and every useless generator", () => {
+    const p = render({});
+    expect(p.symlinks).toContainEqual({ path: "/etc/systemd/system/apt-daily.timer", target: "/dev/null" });
+    for (const g of MASKED_GENERATORS) expect(p.symlinks).toContainEqual({ path: `/etc/systemd/system-generators/${g}`, target: "/dev/null" });
+    expect(text(p, "/etc/systemd/journald.conf.d/vmrig.conf")).toContain("Storage=volatile");
+  });
+
+  it("renders the firewall: default drop, ping, open ports", () => {
+    const fw = text(render({ networking: { firewall: { allowedTCPPorts: [443, 80, 80], allowedUDPPorts: [53] } } }), "/etc/nftables.conf");
+    expect(fw).toContain("policy drop;");
+    expect(fw).toContain("tcp dport { 80, 443 } accept");
+    expect(fw).toContain("udp dport { 53 } accept");
+    expect(fw).toContain("icmp type echo-request accept");
+    const noPing = text(render({ networking: { firewall: { allowPing: false } } }), "/etc/nftables.conf");
+    expect(noPing).not.toContain("echo-request");
+    const off = text(render({ networking: { firewall: { enable: false } } }), "/etc/nftables.conf");
+    expect(off).not.toContain("vmrig-firewall");
+  });
+
+  it("renders NAT: forwarding on, masquerade out of the external interface, nothing forwarded inwards", () => {
+    const p = render({ virtualisation: { vlans: [1, 2] }, networking: { nat: { enable: true, internalInterfaces: ["eth1"], externalInterface: "eth2" } } });
+    const fw = text(p, "/etc/nftables.conf");
+    expect(fw).toContain('oifname "eth2" masquerade');
+    expect(fw).toContain('iifname { "eth1" } oifname "eth2" accept');
+    expect(fw).toMatch(/chain forward \{\s+type filter hook forward priority filter; policy drop;/);
+    expect(text(p, "/etc/vmrig/network-up")).toContain("echo 1 > /proc/sys/net/ipv4/ip_forward");
+    expect(() => render({ networking: { nat: { enable: true } } })).toThrow(/externalInterface/);
+  });
+
+  it("creates users and groups like useradd would, keeping package-created accounts", () => {
+    const p = render({
+      users: {
+        users: {
+          alice: { isNormalUser: true, extraGroups: ["wheel", "www-data"], password: "pw", packages: ["tree"] },
+          svc: { isSystemUser: true, hashedPassword: "$6$x$y" },
+          bob: { isNormalUser: true, uid: 2000, description: "Bob" },
+        },
+        groups: { fixed: { gid: 1234 } },
+      },
+    });
+    const passwd = text(p, "/etc/passwd");
+    expect(passwd).toContain("www-data:x:33:33:");
+    expect(passwd).toContain("alice:x:1000:100::/home/alice:/bin/bash");
+    expect(passwd).toContain("bob:x:2000:100:Bob:/home/bob:/bin/bash");
+    expect(passwd).toMatch(/^svc:x:999:\d+::\/var\/empty:\/usr\/sbin\/nologin$/m);
+    const group = text(p, "/etc/group");
+    expect(group).toContain("wheel:x:");
+    expect(group).toMatch(/^wheel:x:\d+:alice$/m);
+    expect(group).toContain("www-data:x:33:alice");
+    expect(group).toContain("fixed:x:1234:");
+    const shadow = text(p, "/etc/shadow");
+    expect(shadow).toContain("root::"); // NixOS test VMs: empty root password
+    expect(shadow).toContain("alice:$6$alice$hash-of-pw:");
+    expect(shadow).toContain("svc:$6$x$y:");
+    expect(shadow).toContain("bob:!:");
+    expect(fileOf(p, "/etc/shadow").mode).toBe(0o640);
+    expect(p.dirs).toContainEqual({ path: "/home/alice", mode: 0o700, owner: "alice", group: "users" });
+    expect(p.perUserPackages).toEqual({ alice: ["tree"] });
+    expect(text(p, "/etc/sudoers.d/vmrig-wheel")).toContain("%wheel ALL=(ALL:ALL) ALL");
+  });
+
+  it("writes environment.etc after packages, with mode and owner, and rejects text+source", () => {
+    const p = render({
+      environment: {
+        etc: { "app/conf": { text: "x=1\n", mode: "0640", user: "www-data", group: "www-data" }, "copied": { source: "files/c" } },
+        variables: { FOO: 'a "quoted" $value' },
+      },
+    });
+    expect(fileOf(p, "/etc/app/conf")).toMatchObject({ content: "x=1\n", mode: 0o640, owner: "www-data", group: "www-data" });
+    expect(text(p, "/etc/copied")).toBe("contents of files/c");
+    expect(text(p, "/etc/environment")).toContain('FOO="a \\"quoted\\" \\$value"');
+    expect(text(p, "/etc/vmrig/backdoor.env")).toContain('export FOO="a \\"quoted\\" \\$value"');
+    expect(() => render({ environment: { etc: { bad: { text: "a", source: "b" } } } })).toThrow(VmrigError);
+  });
+
+  it("renders nginx virtual hosts over Debian's default site", () => {
+    const p = render({
+      services: {
+        nginx: {
+          enable: true,
+          virtualHosts: { first: { root: "/srv/a", locations: { "/api": { proxyPass: "http://127.0.0.1:3000", extraConfig: "proxy_set_header X 1;" } } }, second: {} },
+        },
+      },
+    });
+    const conf = text(p, "/etc/nginx/sites-enabled/vmrig.conf");
+    expect(conf).toContain("listen 80 default_server;");
+    expect(conf).toContain("server_name first;");
+    expect(conf).toContain("root /srv/a;");
+    expect(conf).toContain("location /api {\n    proxy_pass http://127.0.0.1:3000;\n    proxy_set_header X 1;\n  }");
+    expect(conf).toMatch(/server_name second;\n  root \/var\/www\/html;/);
+    expect(conf.match(/default_server/g)).toHaveLength(2); // IPv4 and IPv6 of the first vhost only
+    expect(p.removes).toContain("/etc/nginx/sites-enabled/default");
+  });
+
+  it("renders systemd services: new units, drop-ins over packaged ones, disabling", () => {
+    const p = render({
+      systemd: {
+        services: {
+          hello: { description: "Hello", wantedBy: ["multi-user.target"], after: ["network.target"], script: "echo hi", environment: { A: "1" }, serviceConfig: { User: "www-data", Restart: "always" } },
+          nginx: { serviceConfig: { LimitNOFILE: 4096 } },
+          "apt-daily": { enable: false },
+        },
+      },
+    });
+    const unit = text(p, "/etc/systemd/system/hello.service");
+    expect(unit).toContain("[Unit]\nDescription=Hello\nAfter=network.target");
+    expect(unit).toContain("ExecStart=/etc/vmrig/units/hello-start");
+    expect(unit).toContain('Environment="A=1"');
+    expect(unit).toContain("User=www-data");
+    expect(text(p, "/etc/vmrig/units/hello-start")).toBe("#!/bin/bash\nset -e\necho hi\n");
+    expect(p.symlinks).toContainEqual({ path: "/etc/systemd/system/multi-user.target.wants/hello.service", target: "/etc/systemd/system/hello.service" });
+    expect(text(p, "/etc/systemd/system/nginx.service.d/vmrig.conf")).toContain("LimitNOFILE=4096");
+    expect(p.symlinks).toContainEqual({ path: "/etc/systemd/system/apt-daily.service", target: "/dev/null" });
+  });
+
+  it("renders MariaDB replication for a master and a slave", () => {
+    const master = render({
+      services: {
+        mysql: {
+          enable: true,
+          replication: { role: "master", masterUser: "rep", masterPassword: "pw", serverId: 1 },
+          initialDatabases: [{ name: "db", schema: "create table t (i int);" }],
+          ensureUsers: [{ name: "app", ensurePermissions: { "db.*": "ALL PRIVILEGES" } }],
+        },
+      },
+    });
+    const cnf = text(master, "/etc/mysql/mariadb.conf.d/90-vmrig.cnf");
+    expect(cnf).toContain("server-id = 1");
+    expect(cnf).toContain("log-bin = mysql-bin");
+    expect(cnf).toContain("bind-address = 0.0.0.0");
+    const sql = text(master, "/etc/vmrig/mysql-setup.sql");
+    expect(sql).toContain("CREATE DATABASE IF NOT EXISTS `db`;\nUSE `db`;\ncreate table t (i int);");
+    expect(sql).toContain("GRANT REPLICATION SLAVE ON *.* TO 'rep'@'%';");
+    expect(sql).toContain("CREATE USER IF NOT EXISTS 'app'@'localhost' IDENTIFIED VIA unix_socket;");
+    expect(text(master, "/etc/systemd/system/mariadb.service.d/vmrig-setup.conf")).toContain("ExecStartPost=+/etc/vmrig/mysql-setup");
+    const slave = render({ services: { mysql: { enable: true, replication: { role: "slave", serverId: 2, masterHost: "primary", masterUser: "rep", masterPassword: "p'w" } } } });
+    expect(text(slave, "/etc/vmrig/mysql-setup.sql")).toContain("CHANGE MASTER TO MASTER_HOST='primary', MASTER_USER='rep', MASTER_PASSWORD='p''w', MASTER_PORT=3306");
+  });
+
+  it("lists the packages a config needs", () => {
+    const c = evalNodes({
+      m: { environment: { systemPackages: ["tree"] }, users: { users: { a: { packages: ["htop"] } } }, services: { nginx: { enable: true }, mysql: { enable: true } } },
+    });
+    expect(packagesOf(c.m!)).toEqual(["htop", "mariadb-server", "nginx", "tree"]);
+  });
+});
