@@ -31,6 +31,11 @@ const address = t.submodule({
   prefixLength: option(t.int, 24, "Prefix length."),
 });
 
+const portRange = t.submodule({
+  from: option(t.int, 0, "First port."),
+  to: option(t.int, 0, "Last port."),
+});
+
 const user = t.submodule({
   isNormalUser: option(t.bool, false, "A human account: uid ≥ 1000, home created, bash shell, group `users`."),
   isSystemUser: option(t.bool, false, "A system account: uid < 1000, no login shell."),
@@ -111,6 +116,20 @@ export const nodeOptions = {
       allowedTCPPorts: option(t.listOf(t.int), [], "TCP ports open on every interface."),
       allowedUDPPorts: option(t.listOf(t.int), [], "UDP ports open on every interface."),
       allowPing: option(t.bool, true, "Answer ICMP echo requests."),
+      allowedTCPPortRanges: option(t.listOf(portRange), [], "TCP port ranges open on every interface."),
+      allowedUDPPortRanges: option(t.listOf(portRange), [], "UDP port ranges open on every interface."),
+      trustedInterfaces: option(t.listOf(t.str), [], "Interfaces on which everything is accepted."),
+      interfaces: option(
+        t.attrsOf(
+          t.submodule({
+            allowedTCPPorts: option(t.listOf(t.int), [], "TCP ports open on this interface only."),
+            allowedUDPPorts: option(t.listOf(t.int), [], "UDP ports open on this interface only."),
+          }),
+        ),
+        {},
+        "Per-interface openings.",
+      ),
+      extraInputRules: option(t.str, "", "nftables rules added to the input chain (before the default drop)."),
     },
   },
   services: {
@@ -136,6 +155,9 @@ export const nodeOptions = {
         {},
         "Virtual hosts by server name; the first one is also the default server.",
       ),
+    },
+    getty: {
+      autoLoginUser: option(t.nullOr(t.str), null, "Log this user in on every virtual terminal and the serial console.", "drop-ins for getty@ and serial-getty@ (agetty --autologin)"),
     },
     mysql: {
       enable: option(t.bool, false, "Run MariaDB (Debian's MySQL).", "package mariadb-server, unit mariadb.service (alias mysql.service)"),
@@ -174,6 +196,9 @@ export const nodeOptions = {
     },
   },
   systemd: {
+    tmpfiles: {
+      rules: option(t.listOf(t.str), [], "tmpfiles.d(5) lines.", "/etc/tmpfiles.d/vmrig.conf"),
+    },
     services: option(
       t.attrsOf(systemdService),
       {},
@@ -181,6 +206,23 @@ export const nodeOptions = {
       "/etc/systemd/system/NAME.service or NAME.service.d/vmrig.conf",
     ),
   },
+  boot: {
+    kernel: {
+      sysctl: option(t.attrsOf(t.either(t.str, t.int, t.bool)), {}, "Kernel parameters.", "/etc/sysctl.d/90-vmrig.conf, applied by systemd-sysctl and before the network comes up"),
+    },
+  },
+  fileSystems: option(
+    t.attrsOf(
+      t.submodule({
+        device: option(t.str, "", "What to mount (a device, `tmpfs`, a host:path, …)."),
+        fsType: option(t.str, "auto", "File system type."),
+        options: option(t.listOf(t.str), ["defaults"], "Mount options."),
+      }),
+    ),
+    {},
+    "Mounts by mount point.",
+    "a native systemd .mount unit each, wanted by local-fs.target (vmrig masks the fstab generator for boot speed)",
+  ),
   virtualisation: {
     memorySize: option(t.int, 1024, "Guest memory in MiB."),
     cores: option(t.int, 2, "vCPUs (1 on a one-core host). Under TCG two boot about 1.5× faster than one."),

@@ -2,17 +2,9 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { storeDir } from "../image/store.js";
+import { pidAlive as alive } from "../util/proc.js";
 
 const OWNER = "owner.pid";
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 /** Mark a run's temporary directory as ours, so a later run can tell if we died. */
 export function claim(dir: string): void {

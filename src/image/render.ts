@@ -87,6 +87,7 @@ export function renderNode(name: string, config: EvaluatedConfig, hosts: HostEnt
   renderNginx(config, patch);
   renderMysql(config, patch);
   renderUnits(config, tree, patch);
+  renderSystem(config, patch);
   return patch;
 }
 
@@ -117,6 +118,8 @@ function renderNetwork(config: EvaluatedConfig, hosts: HostEntry[], patch: Patch
   }
   if (config.networking.defaultGateway) lines.push(`ip route replace default via ${config.networking.defaultGateway}`);
   if (config.networking.nat.enable) lines.push("echo 1 > /proc/sys/net/ipv4/ip_forward", "echo 1 > /proc/sys/net/ipv6/conf/all/forwarding");
+  // Before anything runs (systemd-sysctl applies them again later).
+  if (Object.keys(config.boot.kernel.sysctl).length) lines.push("sysctl -q -p /etc/sysctl.d/90-vmrig.conf || true");
   patch.files.push(file("/etc/vmrig/network-up", lines.join("\n") + "\n", 0o755));
   patch.files.push(
     file(
@@ -163,8 +166,16 @@ function renderFirewall(config: EvaluatedConfig, patch: Patch): void {
       "    icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert, mld-listener-query } accept",
     );
     if (fw.allowPing) rules.push("    icmp type echo-request accept", "    icmpv6 type echo-request accept");
+    for (const i of fw.trustedInterfaces) rules.push(`    iifname ${JSON.stringify(i)} accept`);
     if (fw.allowedTCPPorts.length) rules.push(`    tcp dport ${set(fw.allowedTCPPorts)} accept`);
     if (fw.allowedUDPPorts.length) rules.push(`    udp dport ${set(fw.allowedUDPPorts)} accept`);
+    for (const r of fw.allowedTCPPortRanges) rules.push(`    tcp dport ${r.from}-${r.to} accept`);
+    for (const r of fw.allowedUDPPortRanges) rules.push(`    udp dport ${r.from}-${r.to} accept`);
+    for (const [iface, open] of Object.entries(fw.interfaces)) {
+      if (open.allowedTCPPorts.length) rules.push(`    iifname ${JSON.stringify(iface)} tcp dport ${set(open.allowedTCPPorts)} accept`);
+      if (open.allowedUDPPorts.length) rules.push(`    iifname ${JSON.stringify(iface)} udp dport ${set(open.allowedUDPPorts)} accept`);
+    }
+    if (fw.extraInputRules.trim()) rules.push(...fw.extraInputRules.trimEnd().split("\n").map((l) => `    ${l.trim()}`));
     rules.push("  }", "}");
   }
   const nat = config.networking.nat;
@@ -358,5 +369,59 @@ function renderUnits(config: EvaluatedConfig, tree: TreeInfo, patch: Patch): voi
     const unitPath = packaged ? `/etc/systemd/system/${unitName}.d/vmrig.conf` : `/etc/systemd/system/${unitName}`;
     patch.files.push(file(unitPath, body));
     for (const target of svc.wantedBy) enable(patch, unitName, target, packaged ? `/usr/lib/systemd/system/${unitName}` : undefined);
+  }
+}
+
+/** systemd-escape --path, for mount unit names. */
+export function escapePath(p: string): string {
+  const trimmed = p.replace(/\/+/g, "/").replace(/^\/|\/$/g, "");
+  if (trimmed === "") return "-";
+  return trimmed
+    .split("/")
+    .map((seg) =>
+      [...Buffer.from(seg)]
+        .map((b, i) => {
+          const ch = String.fromCharCode(b);
+          return /[A-Za-z0-9:_]/.test(ch) || (ch === "." && i > 0) ? ch : `\\x${b.toString(16).padStart(2, "0")}`;
+        })
+        .join(""),
+    )
+    .join("-");
+}
+
+function renderSystem(config: EvaluatedConfig, patch: Patch): void {
+  const sysctl = Object.entries(config.boot.kernel.sysctl);
+  if (sysctl.length) {
+    const v = (x: string | number | boolean) => (typeof x === "boolean" ? (x ? "1" : "0") : String(x));
+    patch.files.push(file("/etc/sysctl.d/90-vmrig.conf", sysctl.map(([k, x]) => `${k} = ${v(x)}`).join("\n") + "\n"));
+  }
+  if (config.systemd.tmpfiles.rules.length) {
+    patch.files.push(file("/etc/tmpfiles.d/vmrig.conf", config.systemd.tmpfiles.rules.join("\n") + "\n"));
+  }
+  const autologin = config.services.getty.autoLoginUser;
+  if (autologin) {
+    for (const [tmpl, term] of [["getty@", "linux"], ["serial-getty@", "vt220"]] as const) {
+      patch.files.push(
+        file(
+          `/etc/systemd/system/${tmpl}.service.d/vmrig-autologin.conf`,
+          unit({ Service: { ExecStart: ["", `-/sbin/agetty -o '-p -f -- \\\\u' --noclear --autologin ${autologin} %I ${term}`] } }),
+        ),
+      );
+    }
+  }
+  for (const [where, fs] of Object.entries(config.fileSystems)) {
+    if (!where.startsWith("/")) throw configError(`fileSystems.${JSON.stringify(where)}: a mount point must be an absolute path`);
+    if (!fs.device) throw configError(`fileSystems.${JSON.stringify(where)}.device is not set`);
+    const name = `${escapePath(where)}.mount`;
+    patch.files.push(
+      file(
+        `/etc/systemd/system/${name}`,
+        unit({
+          Unit: { Description: `vmrig fileSystems.${where}` },
+          Mount: { What: fs.device, Where: where, Type: fs.fsType, Options: fs.options.join(",") },
+        }),
+      ),
+    );
+    enable(patch, name, "local-fs.target");
   }
 }

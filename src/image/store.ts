@@ -3,7 +3,7 @@ import fs from "node:fs";
 import fsp from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { sleep } from "../util/proc.js";
+import { pidAlive, sleep } from "../util/proc.js";
 
 /** Bumped whenever the way a layer is built changes, so old entries are not reused. */
 export const STORE_FORMAT = 3;
@@ -39,15 +39,6 @@ export interface StoreEntry {
   hash: string;
   /** true if this call built it, false if it was already there */
   built: boolean;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 /**

@@ -47,8 +47,14 @@ export interface MachineContext {
 
 const DEFAULT_TIMEOUT = 900;
 
-/** Loops in the guest (no host round trips) until systemd answers on its private socket. */
-const SYSTEMD_READY = "until systemctl show -p Version --value >/dev/null 2>&1; do sleep 0.05; done";
+/**
+ * Loops in the guest (no host round trips) until systemd answers and has queued
+ * its boot transaction (or finished booting): systemd opens its socket before it
+ * queues the default target, and in that window every unit looks idle.
+ */
+const SYSTEMD_READY =
+  "until s=$(systemctl show -p NJobs -p SystemState 2>/dev/null) && " +
+  "! { printf '%s\\n' \"$s\" | grep -qx SystemState=initializing && printf '%s\\n' \"$s\" | grep -qx NJobs=0; }; do sleep 0.05; done";
 
 function toRegExp(p: Pattern): RegExp {
   return typeof p === "string" ? new RegExp(p, "m") : p;
@@ -290,39 +296,29 @@ export class Machine {
     }
   }
 
-  /** Retry `cmd` every second until it exits 0. Returns its stdout. */
-  waitUntilSucceeds = async (cmd: string, timeout = DEFAULT_TIMEOUT): Promise<string> => {
-    const location = callerLocation();
+  /** Retry `cmd` every second until its exit status is what `want` asks for. */
+  private async retryCommand(cmd: string, want: "zero" | "nonzero", timeout: number, location: string | undefined): Promise<string> {
+    const method = want === "zero" ? "waitUntilSucceeds" : "waitUntilFails";
+    const call = `${method}(${quote(cmd)})`;
     let stdout = "";
     await this.ctx.logger.nested(
-      `waiting for success: ${cmd}`,
+      `waiting for ${want === "zero" ? "success" : "failure"}: ${cmd}`,
       () =>
-        this.poll(`waitUntilSucceeds(${quote(cmd)})`, timeout, location, async () => {
-          const r = await this.runCommand(cmd, `waitUntilSucceeds(${quote(cmd)})`, location, timeout);
+        this.poll(call, timeout, location, async () => {
+          const r = await this.runCommand(cmd, call, location, timeout);
           stdout = r.stdout;
-          return { done: r.status === 0, last: `last attempt: exit status ${r.status}\n${shown(r)}` };
-        }, `\`${cmd}\` to succeed`),
+          return { done: (r.status === 0) === (want === "zero"), last: `last attempt: exit status ${r.status}\n${shown(r)}` };
+        }, `\`${cmd}\` to ${want === "zero" ? "succeed" : "fail"}`),
       this.name,
     );
     return stdout;
-  };
+  }
+
+  /** Retry `cmd` every second until it exits 0. Returns its stdout. */
+  waitUntilSucceeds = (cmd: string, timeout = DEFAULT_TIMEOUT): Promise<string> => this.retryCommand(cmd, "zero", timeout, callerLocation());
 
   /** Retry `cmd` every second until it exits non-zero. Returns its stdout. */
-  waitUntilFails = async (cmd: string, timeout = DEFAULT_TIMEOUT): Promise<string> => {
-    const location = callerLocation();
-    let stdout = "";
-    await this.ctx.logger.nested(
-      `waiting for failure: ${cmd}`,
-      () =>
-        this.poll(`waitUntilFails(${quote(cmd)})`, timeout, location, async () => {
-          const r = await this.runCommand(cmd, `waitUntilFails(${quote(cmd)})`, location, timeout);
-          stdout = r.stdout;
-          return { done: r.status !== 0, last: `last attempt: exit status ${r.status}\n${shown(r)}` };
-        }, `\`${cmd}\` to fail`),
-      this.name,
-    );
-    return stdout;
-  };
+  waitUntilFails = (cmd: string, timeout = DEFAULT_TIMEOUT): Promise<string> => this.retryCommand(cmd, "nonzero", timeout, callerLocation());
 
   // ---- systemd ---------------------------------------------------------------
 
@@ -361,7 +357,9 @@ export class Machine {
       () =>
         this.poll(call, timeout, location, async () => {
           const r = await this.runCommand(
-            `systemctl${userArg} show --property=ActiveState,SubState,LoadState,Result ${quote(unit)} 2>&1; systemctl${userArg} list-jobs --no-legend 2>/dev/null | wc -l`,
+            // The job count first: read after the unit, the unit could finish its job in
+            // between and look "inactive with nothing pending" on its way to active.
+            `systemctl${userArg} show -p NJobs -p SystemState 2>&1; systemctl${userArg} show --property=ActiveState,SubState,LoadState,Result ${quote(unit)} 2>&1`,
             call,
             location,
             60,
@@ -372,8 +370,8 @@ export class Machine {
               .filter((l) => l.includes("="))
               .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
           );
-          const lines = r.stdout.trim().split("\n");
-          const jobs = Number(lines[lines.length - 1] ?? "0");
+          // Before the boot transaction is queued every unit looks idle: not a verdict yet.
+          const jobs = props.SystemState === "initializing" && props.NJobs === "0" ? 1 : Number(props.NJobs ?? "1");
           if (props.ActiveState === "active") return { done: true, last: "" };
           if (props.ActiveState === "failed") {
             const why = await this.runCommand(`systemctl status --no-pager --lines=20 ${quote(unit)} 2>&1 || true`, call, location, 60);
@@ -398,6 +396,7 @@ export class Machine {
                 call,
                 {
                   location,
+                  output: r.stdout,
                   hint: missing
                     ? "check the unit name (`systemctl list-units` on the machine) and that its package is installed"
                     : `nothing pulls ${unit} in: enable it (e.g. systemd.services.<name>.wantedBy) or start it with startJob()`,

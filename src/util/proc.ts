@@ -104,3 +104,13 @@ export async function within<T>(p: Promise<T>, ms: number): Promise<T | undefine
     clearTimeout(timer);
   }
 }
+
+/** Is a process with this PID alive (possibly someone else's)? */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}

@@ -184,3 +184,48 @@ describe("rendering a node", () => {
     expect(packagesOf(c.m!)).toEqual(["htop", "mariadb-server", "nginx", "tree"]);
   });
 });
+
+describe("rendering system options", () => {
+  it("renders firewall ranges, trusted interfaces, per-interface ports and extra rules", () => {
+    const fw = text(
+      render({
+        networking: {
+          firewall: {
+            allowedTCPPortRanges: [{ from: 8000, to: 8010 }],
+            allowedUDPPortRanges: [{ from: 60000, to: 61000 }],
+            trustedInterfaces: ["eth2"],
+            interfaces: { eth1: { allowedTCPPorts: [22], allowedUDPPorts: [67] } },
+            extraInputRules: "ip saddr 192.168.1.0/24 tcp dport 9000 accept",
+          },
+        },
+      }),
+      "/etc/nftables.conf",
+    );
+    expect(fw).toContain("tcp dport 8000-8010 accept");
+    expect(fw).toContain("udp dport 60000-61000 accept");
+    expect(fw).toContain('iifname "eth2" accept');
+    expect(fw).toContain('iifname "eth1" tcp dport { 22 } accept');
+    expect(fw).toContain('iifname "eth1" udp dport { 67 } accept');
+    expect(fw).toContain("    ip saddr 192.168.1.0/24 tcp dport 9000 accept");
+  });
+
+  it("renders sysctl, tmpfiles, getty autologin and file systems", () => {
+    const p = render({
+      boot: { kernel: { sysctl: { "net.ipv4.ip_forward": 1, "vm.swappiness": "10", "kernel.sysrq": false } } },
+      systemd: { tmpfiles: { rules: ["d /var/lib/app 0750 www-data www-data -"] } },
+      services: { getty: { autoLoginUser: "alice" } },
+      fileSystems: { "/mnt/scratch-1": { device: "tmpfs", fsType: "tmpfs", options: ["size=64m", "mode=1777"] } },
+    });
+    expect(text(p, "/etc/sysctl.d/90-vmrig.conf")).toBe("net.ipv4.ip_forward = 1\nvm.swappiness = 10\nkernel.sysrq = 0\n");
+    expect(text(p, "/etc/vmrig/network-up")).toContain("sysctl -q -p /etc/sysctl.d/90-vmrig.conf");
+    expect(text(p, "/etc/tmpfiles.d/vmrig.conf")).toBe("d /var/lib/app 0750 www-data www-data -\n");
+    const getty = text(p, "/etc/systemd/system/getty@.service.d/vmrig-autologin.conf");
+    expect(getty).toContain("ExecStart=\nExecStart=-/sbin/agetty -o '-p -f -- \\\\u' --noclear --autologin alice %I linux");
+    const mount = text(p, "/etc/systemd/system/mnt-scratch\\x2d1.mount");
+    expect(mount).toContain("[Mount]\nWhat=tmpfs\nWhere=/mnt/scratch-1\nType=tmpfs\nOptions=size=64m,mode=1777");
+    expect(p.symlinks).toContainEqual({
+      path: "/etc/systemd/system/local-fs.target.wants/mnt-scratch\\x2d1.mount",
+      target: "/etc/systemd/system/mnt-scratch\\x2d1.mount",
+    });
+  });
+});
