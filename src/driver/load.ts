@@ -62,13 +62,12 @@ export async function loadTest(file: string): Promise<LoadedTest> {
     const p = path.resolve(input);
     if (fs.existsSync(p)) sources[path.relative(path.dirname(abs), p)] = createHash("sha256").update(fs.readFileSync(p)).digest("hex");
   }
-  const tmp = out;
-  fs.writeFileSync(tmp, code);
+  fs.writeFileSync(out, code);
   let mod: { default?: unknown };
   try {
-    mod = (await import(pathToFileURL(tmp).href)) as { default?: unknown };
+    mod = (await import(pathToFileURL(out).href)) as { default?: unknown };
   } finally {
-    fs.rmSync(tmp, { force: true });
+    fs.rmSync(out, { force: true });
   }
   if (!isTestDefinition(mod.default)) {
     throw configError(`${file} must \`export default defineTest({ … })\``, { hint: 'import { defineTest } from "vmrig"' });

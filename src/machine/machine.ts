@@ -8,7 +8,7 @@ import { Vm, type VmSpec } from "../vm/qemu.js";
 import { BackdoorClosed, CommandTimeout } from "../vm/backdoor.js";
 import type { QmpEvent } from "../vm/qmp.js";
 import { VmrigError, callerLocation, errorMessage, tail } from "../util/errors.js";
-import { sleep, within } from "../util/proc.js";
+import { shellQuote, sleep, within } from "../util/proc.js";
 import type { Logger } from "../driver/logger.js";
 
 /** A regex argument: a string is a regular expression, as in NixOS. */
@@ -760,8 +760,4 @@ export class Machine {
   log = (message: string): void => this.ctx.logger.log(message, this.name);
 
   nested = <T>(message: string, fn: () => Promise<T>): Promise<T> => this.ctx.logger.nested(message, fn, this.name);
-}
-
-function shellQuote(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
 }
