@@ -10,7 +10,7 @@ export type OptType =
   | { readonly kind: "enum"; readonly values: readonly string[] }
   | { readonly kind: "list"; readonly of: OptType }
   | { readonly kind: "attrs"; readonly of: OptType }
-  | { readonly kind: "submodule"; readonly options: Options }
+  | { readonly kind: "submodule"; readonly options: Options; readonly freeform?: OptType }
   | { readonly kind: "nullOr"; readonly of: OptType }
   | { readonly kind: "either"; readonly of: readonly OptType[] };
 
@@ -35,6 +35,8 @@ export const t = {
   listOf: <T extends OptType>(of: T) => ({ kind: "list", of }) as const,
   attrsOf: <T extends OptType>(of: T) => ({ kind: "attrs", of }) as const,
   submodule: <O extends Options>(options: O) => ({ kind: "submodule", options }) as const,
+  /** A submodule whose undeclared keys are accepted as `of` (NixOS's freeformType), e.g. a config file's settings. */
+  freeform: <O extends Options, F extends OptType>(of: F, options: O) => ({ kind: "submodule", options, freeform: of }) as const,
   nullOr: <T extends OptType>(of: T) => ({ kind: "nullOr", of }) as const,
   either: <const T extends readonly OptType[]>(...of: T) => ({ kind: "either", of }) as const,
 };
@@ -63,7 +65,9 @@ type DefaultOf<T extends OptType> = T extends { kind: "str" }
             ? Record<string, unknown>
             : T extends { kind: "nullOr" }
               ? unknown
-              : undefined;
+              : T extends { kind: "submodule" }
+                ? Record<string, never>
+                : undefined;
 
 export function isOption(x: Option | Options): x is Option {
   return (x as Option).isOption === true;
@@ -83,7 +87,9 @@ export type InferType<T extends OptType> = T extends { kind: "str" }
           ? InferType<E>[]
           : T extends { kind: "attrs"; of: infer E extends OptType }
             ? Record<string, InferType<E>>
-            : T extends { kind: "submodule"; options: infer O extends Options }
+            : T extends { kind: "submodule"; options: infer O extends Options; freeform: infer F extends OptType }
+              ? Evaluated<O> & Record<string, InferType<F>>
+              : T extends { kind: "submodule"; options: infer O extends Options }
               ? Evaluated<O>
               : T extends { kind: "nullOr"; of: infer E extends OptType }
                 ? InferType<E> | null
@@ -112,7 +118,9 @@ export type InputType<T extends OptType> = T extends { kind: "list"; of: infer E
   ? InputType<E>[]
   : T extends { kind: "attrs"; of: infer E extends OptType }
     ? Record<string, Def<InputType<E>>>
-    : T extends { kind: "submodule"; options: infer O extends Options }
+    : T extends { kind: "submodule"; options: infer O extends Options; freeform: infer F extends OptType }
+      ? Input<O> & Record<string, Def<InputType<F>> | undefined>
+      : T extends { kind: "submodule"; options: infer O extends Options }
       ? Input<O>
       : T extends { kind: "nullOr"; of: infer E extends OptType }
         ? InputType<E> | null
@@ -141,7 +149,7 @@ export function describeType(type: OptType): string {
     case "attrs":
       return `attribute set of ${describeType(type.of)}`;
     case "submodule":
-      return "submodule";
+      return type.freeform ? `submodule (other keys: ${describeType(type.freeform)})` : "submodule";
     case "nullOr":
       return `null or ${describeType(type.of)}`;
     case "either":

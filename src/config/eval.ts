@@ -63,9 +63,16 @@ function flatten(entry: Labelled, args: ModuleArgs, out: Definition[], failures:
     try {
       cfg = entry.module(args);
     } catch (error) {
-      // Often a read of a value that a later round provides (Nix would be lazy here).
+      // Often a read of a value that a later round provides (Nix would be lazy here):
+      // a module defining pools.web and reading pools.web.socket. This round, it gets
+      // a config in which a missing value reads as empty, so what it defines becomes
+      // visible; the round is not final until the module runs without that help.
       failures.push({ source: entry.source, error });
-      return;
+      try {
+        cfg = withoutMissing(entry.module({ ...args, config: tolerant(args.config), nodes: tolerant(args.nodes) })) as NodeConfig;
+      } catch {
+        return;
+      }
     }
   } else cfg = entry.module;
   if (cfg === null || typeof cfg !== "object") {
@@ -80,18 +87,72 @@ function flatten(entry: Labelled, args: ModuleArgs, out: Definition[], failures:
   out.push({ source: entry.source, value: rest, priority: PRIORITY.normal });
 }
 
+const MISSING = Symbol("vmrig.missing");
+
+/** A stand-in for a value that does not exist yet: "" in a string, 0 in a number, empty when iterated. */
+function missing(): unknown {
+  const stand: unknown = new Proxy(function () {}, {
+    get(_, prop) {
+      if (prop === MISSING) return true;
+      if (prop === Symbol.toPrimitive) return (hint: string) => (hint === "number" ? 0 : "");
+      if (prop === Symbol.iterator) return function* () {};
+      if (prop === "toString" || prop === "valueOf") return () => "";
+      return stand;
+    },
+    apply: () => stand,
+    has: () => false,
+    ownKeys: () => [],
+  });
+  return stand;
+}
+
+function tolerant<T>(value: T): T {
+  if (value === null || typeof value !== "object") return value;
+  return new Proxy(value, {
+    get(target, prop, receiver) {
+      if (typeof prop === "symbol" || prop in target) return tolerant(Reflect.get(target, prop, receiver) as unknown);
+      return missing();
+    },
+  });
+}
+
+const isMissing = (v: unknown) => (typeof v === "function" || typeof v === "object") && v !== null && (v as { [MISSING]?: boolean })[MISSING] === true;
+
+/** A module's output with every stand-in value left out (as if the option were not defined). */
+function withoutMissing(v: unknown): unknown {
+  if (Array.isArray(v)) return v.filter((e) => !isMissing(e)).map(withoutMissing);
+  if (v === null || typeof v !== "object") return v;
+  return Object.fromEntries(Object.entries(v).filter(([, e]) => !isMissing(e)).map(([k, e]) => [k, withoutMissing(e)]));
+}
+
 /** The address vmrig gives node `index` (1-based, name order) on `vlan` (SPEC §5). */
 export function vlanAddresses(vlan: number, index: number): { ipv4: string; ipv6: string } {
   return { ipv4: `192.168.${vlan}.${index}`, ipv6: `2001:db8:${vlan.toString(16)}::${index.toString(16)}` };
 }
 
-/** Defaults vmrig adds to every node: its hostname and its vlan addresses. */
+/** The user-mode NIC that `virtualisation.forwardPorts` and `forwardPort()` add: eth0, QEMU's default guest address. */
+export const HOST_NIC = { name: "eth0", address: "10.0.2.15" } as const;
+
+/**
+ * What vmrig adds to every node, as NixOS's own modules would: the hostname, the
+ * vlan addresses, the forwarding NIC, pool sockets, the SSH firewall opening.
+ */
 function builtinModule(name: string, index: number): NodeModule {
   return ({ config }) => ({
+    services: {
+      phpfpm: {
+        pools: Object.fromEntries(Object.keys(config.services.phpfpm.pools).map((pool) => [pool, { socket: `/run/phpfpm/${pool}.sock` }])),
+      },
+    },
     networking: {
       hostName: lib.mkDefault(name),
-      interfaces: Object.fromEntries(
-        config.virtualisation.vlans.map((vlan, i) => {
+      firewall: {
+        allowedTCPPorts: config.services.openssh.enable && config.services.openssh.openFirewall ? config.services.openssh.ports : [],
+        trustedInterfaces: config.virtualisation.forwardPorts.length ? [HOST_NIC.name] : [],
+      },
+      interfaces: Object.fromEntries([
+        ...(config.virtualisation.forwardPorts.length ? [[HOST_NIC.name, { ipv4: { addresses: [{ address: HOST_NIC.address, prefixLength: 24 }] } }]] : []),
+        ...config.virtualisation.vlans.map((vlan, i) => {
           const a = vlanAddresses(vlan, index);
           return [
             `eth${i + 1}`,
@@ -101,7 +162,7 @@ function builtinModule(name: string, index: number): NodeModule {
             },
           ];
         }),
-      ),
+      ]),
     },
   });
 }
@@ -143,11 +204,31 @@ export function evalNodes(
           cause: f.error,
         });
       }
+      for (const n of names) checkNode(n, current[n]!);
       return current;
     }
     previousJson = json;
   }
   throw configError("node configurations do not settle: a module's output keeps changing with its input", {
     hint: "a function module should not derive an option from the same option",
+  });
+}
+
+/** Checks that span several options, made before anything is built. */
+function checkNode(name: string, c: EvaluatedConfig): void {
+  c.virtualisation.forwardPorts.forEach((f, i) => {
+    const at = `nodes.${name}.virtualisation.forwardPorts[${i}]`;
+    if (!(f.host.port > 0 && f.host.port < 65536) || !(f.guest.port > 0 && f.guest.port < 65536)) {
+      throw configError(`${at} needs host.port and guest.port (1–65535), got ${f.host.port} and ${f.guest.port}`);
+    }
+    if (f.from === "guest" && !f.guest.address) {
+      throw configError(`${at}: a forward from the guest needs guest.address, the address the guest connects to`, {
+        hint: 'an address in 10.0.2.0/24 other than 10.0.2.15, e.g. guest.address = "10.0.2.100"',
+      });
+    }
+    if (f.from === "guest" && f.proto !== "tcp") throw configError(`${at}: QEMU forwards only TCP from the guest`);
+  });
+  c.virtualisation.emptyDiskImages.forEach((mib, i) => {
+    if (!(mib > 0)) throw configError(`nodes.${name}.virtualisation.emptyDiskImages[${i}] must be a size in MiB greater than 0, got ${mib}`);
   });
 }

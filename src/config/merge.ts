@@ -36,6 +36,7 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 
 function kindOf(v: unknown): string {
   if (v === null) return "null";
+  if (v === undefined) return "undefined (a read of an option or attribute that does not exist?)";
   if (Array.isArray(v)) return "a list";
   if (typeof v === "object") return "an attribute set";
   return `${typeof v} ${JSON.stringify(v)}`;
@@ -48,7 +49,13 @@ function typeError(path: string, expected: string, def: Definition): Error {
 }
 
 /** Merge every module's definitions of an option group, NixOS style. */
-export function mergeOptions(options: Options, defs: Definition[], path: string, allPaths: readonly string[]): Record<string, unknown> {
+export function mergeOptions(
+  options: Options,
+  defs: Definition[],
+  path: string,
+  allPaths: readonly string[],
+  freeform?: OptType,
+): Record<string, unknown> {
   const byKey = new Map<string, Definition[]>();
   for (const raw of defs) {
     const d = unwrap(raw);
@@ -56,7 +63,7 @@ export function mergeOptions(options: Options, defs: Definition[], path: string,
     if (!isPlainObject(d.value)) throw typeError(path, "an attribute set", d);
     for (const [key, value] of Object.entries(d.value)) {
       if (value === undefined) continue;
-      if (!(key in options)) throw unknownOption(`${path}.${key}`, key, Object.keys(options), allPaths);
+      if (!Object.hasOwn(options, key) && !freeform) throw unknownOption(`${path}.${key}`, key, Object.keys(options), allPaths);
       let list = byKey.get(key);
       if (!list) byKey.set(key, (list = []));
       list.push({ source: d.source, value, priority: d.priority });
@@ -67,6 +74,12 @@ export function mergeOptions(options: Options, defs: Definition[], path: string,
     const sub = byKey.get(key) ?? [];
     const subPath = `${path}.${key}`;
     out[key] = isOption(decl) ? mergeOption(decl, sub, subPath, allPaths) : mergeOptions(decl, sub, subPath, allPaths);
+  }
+  if (freeform) {
+    for (const [key, sub] of byKey) {
+      if (Object.hasOwn(options, key)) continue;
+      out[key] = mergeType(freeform, highestPriority(sub.map(unwrap)), `${path}.${quoteKey(key)}`, allPaths);
+    }
   }
   return out;
 }
@@ -83,7 +96,7 @@ function highestPriority(defs: Definition[]): Definition[] {
 }
 
 function defaultOf(type: OptType, def: unknown, allPaths: readonly string[]): unknown {
-  if (type.kind === "submodule") return mergeOptions(type.options, [], "", allPaths);
+  if (type.kind === "submodule") return mergeOptions(type.options, [], "", allPaths, type.freeform);
   return structuredClone(def);
 }
 
@@ -115,7 +128,7 @@ function mergeType(type: OptType, defs: Definition[], path: string, allPaths: re
       return out;
     }
     case "submodule":
-      return mergeOptions(type.options, defs, path, allPaths);
+      return mergeOptions(type.options, defs, path, allPaths, type.freeform);
     case "nullOr": {
       const nonNull = defs.filter((d) => d.value !== null);
       if (nonNull.length === 0) return null;

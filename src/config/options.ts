@@ -54,6 +54,40 @@ const user = t.submodule({
     "Debian packages whose programs are on this user's PATH only.",
     "Installed system-wide by apt; their executables are moved out of /usr/bin into /etc/profiles/per-user/NAME/bin, which PAM (su, login) and /etc/profile put on that user's PATH.",
   ),
+  openssh: {
+    authorizedKeys: {
+      keys: option(t.listOf(t.str), [], "Public keys that may log in as this user over SSH.", "/etc/ssh/authorized_keys.d/NAME, which sshd reads besides ~/.ssh/authorized_keys"),
+    },
+  },
+});
+
+const iniValue = t.either(t.str, t.int, t.bool);
+
+const phpfpmPool = t.submodule({
+  user: option(t.str, "www-data", "User the pool's PHP processes run as (Debian's web user by default)."),
+  group: option(t.str, "", "Their group (default: the user's primary group)."),
+  socket: option(t.str, "", "Read-only: the pool's socket, /run/phpfpm/NAME.sock (as in NixOS) — point nginx's fastcgi_pass at it."),
+  listen: option(t.str, "", "Where the pool listens (default: `socket`)."),
+  settings: option(
+    t.attrsOf(iniValue),
+    {},
+    "Pool directives (php-fpm.conf syntax). vmrig fills in pm = dynamic with 5 children and a socket that www-data (nginx) may use, unless set here.",
+  ),
+  phpOptions: option(t.str, "", "php.ini lines (`key = value`) for this pool only.", "php_admin_value[key] in the pool file"),
+  phpEnv: option(t.attrsOf(t.str), {}, "Environment variables of the pool's PHP processes.", "env[NAME] in the pool file"),
+});
+
+const postgresqlUser = t.submodule({
+  name: option(t.str, "", "Role name (created with LOGIN)."),
+  ensureDBOwnership: option(t.bool, false, "Make the role own the database of the same name (which must be in ensureDatabases)."),
+  ensurePermissions: option(t.attrsOf(t.str), {}, "{ \"DATABASE db\": \"ALL PRIVILEGES\" } — GRANT value ON key TO the role."),
+  ensureClauses: {
+    superuser: option(t.nullOr(t.bool), null, "SUPERUSER / NOSUPERUSER."),
+    createrole: option(t.nullOr(t.bool), null, "CREATEROLE / NOCREATEROLE."),
+    createdb: option(t.nullOr(t.bool), null, "CREATEDB / NOCREATEDB."),
+    replication: option(t.nullOr(t.bool), null, "REPLICATION / NOREPLICATION."),
+    login: option(t.nullOr(t.bool), null, "LOGIN / NOLOGIN."),
+  },
 });
 
 export const nodeOptions = {
@@ -156,6 +190,55 @@ export const nodeOptions = {
         "Virtual hosts by server name; the first one is also the default server.",
       ),
     },
+    postgresql: {
+      enable: option(
+        t.bool,
+        false,
+        "Run PostgreSQL.",
+        "Debian's postgresql (the suite's major version), cluster `main`; postgresql.service is active once the cluster (postgresql@VER-main.service) has started and the SQL below has run",
+      ),
+      settings: option(
+        t.freeform(iniValue, {
+          port: option(t.int, 5432, "TCP port (and the Unix socket's name)."),
+        }),
+        {},
+        "postgresql.conf settings, e.g. { max_connections: 20, listen_addresses: \"*\" }.",
+        "/etc/postgresql/VER/main/conf.d/90-vmrig.conf",
+      ),
+      enableTCPIP: option(t.bool, false, "Listen on every interface, not only localhost (listen_addresses = '*')."),
+      authentication: option(
+        t.str,
+        "",
+        "pg_hba.conf lines, checked before Debian's defaults (peer for local sockets, scram-sha-256 for localhost).",
+        "prepended to /etc/postgresql/VER/main/pg_hba.conf",
+      ),
+      initialScript: option(t.nullOr(t.str), null, "SQL run once, as the superuser in database postgres, when the cluster first starts; an error fails the unit."),
+      ensureDatabases: option(t.listOf(t.str), [], "Databases created on every start if missing."),
+      ensureUsers: option(t.listOf(postgresqlUser), [], "Roles created on every start if missing, with their clauses and grants."),
+    },
+    phpfpm: {
+      pools: option(
+        t.attrsOf(phpfpmPool),
+        {},
+        "PHP FastCGI pools by name.",
+        "Debian's php-fpm (one master, php8.x-fpm.service, also reachable as phpfpm-NAME.service as in NixOS); each pool is /etc/php/VER/fpm/pool.d/NAME.conf",
+      ),
+    },
+    openssh: {
+      enable: option(t.bool, false, "Run the SSH server.", "Debian's openssh-server, unit ssh.service (alias sshd.service)"),
+      ports: option(t.listOf(t.int), [22], "Ports sshd listens on."),
+      openFirewall: option(t.bool, true, "Open `ports` in the firewall."),
+      settings: option(
+        t.freeform(t.either(t.str, t.int, t.bool, t.listOf(t.str)), {
+          PermitRootLogin: option(t.str, "prohibit-password", "Whether root may log in."),
+          PasswordAuthentication: option(t.bool, true, "Allow password logins."),
+          KbdInteractiveAuthentication: option(t.bool, true, "Allow keyboard-interactive logins."),
+        }),
+        {},
+        "sshd_config settings; booleans become yes/no, lists repeat the key.",
+        "/etc/ssh/sshd_config.d/90-vmrig.conf; each boot makes its own ed25519 host key (not shared between nodes)",
+      ),
+    },
     getty: {
       autoLoginUser: option(t.nullOr(t.str), null, "Log this user in on every virtual terminal and the serial console.", "drop-ins for getty@ and serial-getty@ (agetty --autologin)"),
     },
@@ -227,6 +310,31 @@ export const nodeOptions = {
     memorySize: option(t.int, 1024, "Guest memory in MiB."),
     cores: option(t.int, 2, "vCPUs (1 on a one-core host). Under TCG two boot about 1.5× faster than one."),
     diskSize: option(t.int, 2048, "Root file system size in MiB (grown to fit the packages)."),
+    graphics: option(t.bool, true, "NixOS semantics: whether interactive mode (`vmrig repl`) shows the display. Every VM has a display adapter either way, so screenshots always work."),
+    resolution: {
+      x: option(t.int, 1024, "Display width the adapter offers (EDID)."),
+      y: option(t.int, 768, "Display height."),
+    },
+    forwardPorts: option(
+      t.listOf(
+        t.submodule({
+          from: option(t.enum(["host", "guest"]), "host", "`host`: a host port reaches the guest; `guest`: an address the guest connects to reaches the host."),
+          proto: option(t.enum(["tcp", "udp"]), "tcp", "Protocol."),
+          host: {
+            address: option(t.str, "127.0.0.1", "Host address."),
+            port: option(t.int, 0, "Host port."),
+          },
+          guest: {
+            address: option(t.str, "", "Guest address (for `from = \"guest\"`: the address the guest connects to, in 10.0.2.0/24)."),
+            port: option(t.int, 0, "Guest port."),
+          },
+        }),
+      ),
+      [],
+      "Ports forwarded between host and guest, through a user-mode NIC (eth0, 10.0.2.15) that reaches nothing else.",
+      "QEMU `-netdev user,restrict=on` with hostfwd/guestfwd; eth0 is a trusted firewall interface",
+    ),
+    emptyDiskImages: option(t.listOf(t.int), [], "Sizes (MiB) of extra blank disks: /dev/vdb, /dev/vdc, …", "a qcow2 file per disk in the run's state directory, virtio-blk"),
     vlans: option(t.listOf(t.int), [1], "Virtual networks the node joins, as eth1, eth2, …"),
     qemu: {
       options: option(t.listOf(t.str), [], "Extra QEMU arguments; each entry is split on whitespace."),

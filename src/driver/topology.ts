@@ -116,6 +116,9 @@ export async function createTopology(def: TopologyDefinition, opts: TopologyOpti
             stateDir,
             consoleLog: path.join(opts.resultDir, `${name}-console.log`),
             keepState: opts.keepVmState,
+            forwardPorts: c.virtualisation.forwardPorts,
+            emptyDisks: c.virtualisation.emptyDiskImages,
+            resolution: c.virtualisation.resolution,
           }),
         }),
       );

@@ -27,6 +27,7 @@ export const BASE_PACKAGES = [
   "nftables",
   "less",
   "ca-certificates",
+  "e2fsprogs",
   "busybox-static",
   "linux-image-cloud-amd64",
 ] as const;

@@ -97,6 +97,14 @@ function treeInfo(rootfs: string, sourceDir: string): TreeInfo {
     passwd: read("etc/passwd"),
     group: read("etc/group"),
     shadow: read("etc/shadow"),
+    listDir: (p) => {
+      try {
+        return fs.readdirSync(path.join(rootfs, p)).sort();
+      } catch {
+        return [];
+      }
+    },
+    readFile: (p) => read(p),
     hasUnit: (unit) => ["usr/lib/systemd/system", "lib/systemd/system"].some((d) => fs.existsSync(path.join(rootfs, d, unit))),
     readSource: (p) => {
       const abs = path.resolve(sourceDir, p);

@@ -4,6 +4,9 @@ import { configError } from "../util/errors.js";
 import { enable, file, unit, type Patch, type UnitValue } from "./patch.js";
 import { renderMysql } from "./services/mysql.js";
 import { renderNginx } from "./services/nginx.js";
+import { renderAuthorizedKeys, renderOpenssh } from "./services/openssh.js";
+import { renderPhpfpm } from "./services/phpfpm.js";
+import { renderPostgresql } from "./services/postgresql.js";
 
 export type { Patch, FileOp } from "./patch.js";
 
@@ -13,6 +16,10 @@ export interface TreeInfo {
   shadow: string;
   /** does a package ship this unit (in /usr/lib/systemd/system or /lib/systemd/system)? */
   hasUnit(unit: string): boolean;
+  /** names in a directory of the tree ([] if it does not exist) */
+  listDir(p: string): string[];
+  /** a text file of the tree */
+  readFile(p: string): string;
   /** read a host file for `environment.etc.*.source` */
   readSource(p: string): Buffer;
   hashPassword(password: string, salt: string): string;
@@ -73,6 +80,9 @@ export function packagesOf(config: EvaluatedConfig): string[] {
   for (const u of Object.values(config.users.users)) for (const p of u.packages) pkgs.add(p);
   if (config.services.nginx.enable) pkgs.add("nginx");
   if (config.services.mysql.enable) pkgs.add("mariadb-server");
+  if (config.services.postgresql.enable) pkgs.add("postgresql");
+  if (Object.keys(config.services.phpfpm.pools).length) pkgs.add("php-fpm");
+  if (config.services.openssh.enable) pkgs.add("openssh-server");
   return [...pkgs].sort();
 }
 
@@ -86,6 +96,10 @@ export function renderNode(name: string, config: EvaluatedConfig, hosts: HostEnt
   renderEnvironment(config, tree, patch);
   renderNginx(config, patch);
   renderMysql(config, patch);
+  renderPostgresql(config, tree, patch);
+  renderPhpfpm(config, tree, patch);
+  renderAuthorizedKeys(config, patch);
+  renderOpenssh(config, patch);
   renderUnits(config, tree, patch);
   renderSystem(config, patch);
   return patch;
@@ -311,6 +325,7 @@ function defaultRootUser(): EvaluatedConfig["users"]["users"][string] {
     password: "",
     hashedPassword: null,
     packages: [],
+    openssh: { authorizedKeys: { keys: [] } },
   };
 }
 

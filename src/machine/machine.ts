@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { keyFor } from "./keys.js";
-import { Vm, type VmSpec } from "../vm/qemu.js";
+import { HOST_NIC, Vm, type VmSpec } from "../vm/qemu.js";
 import { BackdoorClosed, CommandTimeout } from "../vm/backdoor.js";
 import type { QmpEvent } from "../vm/qmp.js";
 import { VmrigError, callerLocation, errorMessage, tail } from "../util/errors.js";
@@ -108,7 +108,7 @@ export class Machine {
             const startedAt = Date.now();
             const vm = new Vm(this.ctx.spec());
             this.vm = vm;
-            this.hostNic = false;
+            this.hostNic = (vm.spec.forwardPorts?.length ?? 0) > 0;
             vm.on("exit", () => this.ctx.logger.detail("QEMU exited", this.name));
             vm.on("console", (line: string) => this.ctx.logger.consoleLine(this.name, line));
             try {
@@ -735,18 +735,18 @@ export class Machine {
       `forwarding host port ${hostPort} to guest port ${guestPort}`,
       async () => {
         if (!this.hostNic) {
-          await vm.qmp!.execute("netdev_add", { type: "user", id: "hostfwd", restrict: true, net: "10.0.2.0/24" });
-          await vm.qmp!.execute("device_add", { driver: "virtio-net-pci", netdev: "hostfwd", id: "hostfwd-nic", mac: "52:54:00:00:00:01" });
+          await vm.qmp!.execute("netdev_add", { type: "user", id: HOST_NIC.id, restrict: true, net: HOST_NIC.net });
+          await vm.qmp!.execute("device_add", { driver: "virtio-net-pci", netdev: HOST_NIC.id, id: `${HOST_NIC.id}-nic`, mac: HOST_NIC.mac });
           const cmd =
-            "n=; for i in $(seq 100); do n=$(grep -l 52:54:00:00:00:01 /sys/class/net/*/address | cut -d/ -f5 || true); [ -n \"$n\" ] && break; sleep 0.1; done; " +
+            `n=; for i in $(seq 100); do n=$(grep -l ${HOST_NIC.mac} /sys/class/net/*/address | cut -d/ -f5 || true); [ -n "$n" ] && break; sleep 0.1; done; ` +
             '[ -n "$n" ] || { echo "the hot-plugged NIC did not appear" >&2; exit 1; }; ' +
-            '[ "$n" = eth0 ] || ip link set "$n" name eth0; ip link set eth0 up; ip addr replace 10.0.2.15/24 dev eth0; ' +
+            `[ "$n" = eth0 ] || ip link set "$n" name eth0; ip link set eth0 up; ip addr replace ${HOST_NIC.guestAddress}/24 dev eth0; ` +
             '(nft list table inet vmrig-firewall >/dev/null 2>&1 && nft insert rule inet vmrig-firewall input iifname eth0 accept) || true';
           const r = await this.runCommand(cmd, `forwardPort(${hostPort}, ${guestPort})`, location, 60);
           if (r.status !== 0) throw this.fail_("could not set up the host-forwarding NIC", `forwardPort(${hostPort}, ${guestPort})`, { command: cmd, status: r.status, output: shown(r), location });
           this.hostNic = true;
         }
-        const out = await vm.qmp!.hmp(`hostfwd_add hostfwd tcp:127.0.0.1:${hostPort}-10.0.2.15:${guestPort}`);
+        const out = await vm.qmp!.hmp(`hostfwd_add ${HOST_NIC.id} tcp:127.0.0.1:${hostPort}-${HOST_NIC.guestAddress}:${guestPort}`);
         if (out.trim()) throw this.fail_(`QEMU refused the forward: ${out.trim()}`, `forwardPort(${hostPort}, ${guestPort})`, { location, hint: "is the host port already in use?" });
       },
       this.name,

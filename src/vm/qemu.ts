@@ -38,7 +38,30 @@ export interface VmSpec {
   consoleLog: string;
   /** keep the disk overlay between runs (NixOS -K) */
   keepState?: boolean;
+  /** host↔guest forwards through a restricted user-mode NIC (virtualisation.forwardPorts) */
+  forwardPorts?: PortForward[];
+  /** sizes in MiB of blank extra disks (virtualisation.emptyDiskImages) */
+  emptyDisks?: number[];
+  resolution?: { x: number; y: number };
 }
+
+export interface PortForward {
+  from: "host" | "guest";
+  proto: "tcp" | "udp";
+  host: { address: string; port: number };
+  guest: { address: string; port: number };
+}
+
+/** The user-mode NIC: the guest renames it eth0 (slot 0 of the MAC scheme) and gives it QEMU's default address. */
+export const HOST_NIC = { id: "hostfwd", mac: "52:54:00:00:00:01", guestAddress: "10.0.2.15", net: "10.0.2.0/24" } as const;
+
+function forwardRule(f: PortForward): string {
+  return f.from === "host"
+    ? `hostfwd=${f.proto}:${f.host.address}:${f.host.port}-${HOST_NIC.guestAddress}:${f.guest.port}`
+    : `guestfwd=${f.proto}:${f.guest.address}:${f.guest.port}-${f.proto}:${f.host.address}:${f.host.port}`;
+}
+
+export const emptyDiskPath = (spec: VmSpec, i: number) => path.join(spec.stateDir, `${spec.name}-empty${i}.qcow2`);
 
 export function macFor(nic: NicSpec): string {
   const hex = (n: number) => (n & 0xff).toString(16).padStart(2, "0");
@@ -64,7 +87,9 @@ export function qemuArgs(spec: VmSpec, sockets: Record<SocketName, string>, over
     "-display",
     "none",
     "-vga",
-    "std",
+    "none",
+    "-device",
+    `VGA,id=video0,edid=on,xres=${spec.resolution?.x ?? 1024},yres=${spec.resolution?.y ?? 768}`,
     "-kernel",
     spec.kernel,
     "-initrd",
@@ -110,6 +135,23 @@ export function qemuArgs(spec: VmSpec, sockets: Record<SocketName, string>, over
       `vde,id=vlan${nic.slot},sock=${nic.switchPath}`,
       "-device",
       `virtio-net-pci,netdev=vlan${nic.slot},mac=${macFor(nic)}`,
+    );
+  }
+  (spec.emptyDisks ?? []).forEach((_, i) => {
+    args.push(
+      "-drive",
+      `file=${emptyDiskPath(spec, i)},if=none,id=empty${i},format=qcow2,cache=unsafe,discard=unmap`,
+      "-device",
+      `virtio-blk-pci,drive=empty${i},serial=empty${i}`,
+    );
+  });
+  if (spec.forwardPorts?.length) {
+    // restrict=on: the guest reaches nothing through it; the explicit forwards still work.
+    args.push(
+      "-netdev",
+      `user,id=${HOST_NIC.id},restrict=on,net=${HOST_NIC.net},${spec.forwardPorts.map(forwardRule).join(",")}`,
+      "-device",
+      `virtio-net-pci,netdev=${HOST_NIC.id},id=${HOST_NIC.id}-nic,mac=${HOST_NIC.mac}`,
     );
   }
   // NixOS semantics: each entry is split on whitespace.
@@ -170,6 +212,10 @@ export class Vm extends EventEmitter {
     fs.mkdirSync(spec.stateDir, { recursive: true });
     if (!(spec.keepState && fs.existsSync(this.overlay))) {
       await run("qemu-img", ["create", "-q", "-f", "qcow2", "-b", spec.disk, "-F", "raw", this.overlay]);
+    }
+    for (const [i, mib] of (spec.emptyDisks ?? []).entries()) {
+      const disk = emptyDiskPath(spec, i);
+      if (!(spec.keepState && fs.existsSync(disk))) await run("qemu-img", ["create", "-q", "-f", "qcow2", disk, `${mib}M`]);
     }
     const sock = (k: string) => path.join(spec.stateDir, `${spec.name.slice(0, 20)}.${k}`);
     const sockets: Record<SocketName, string> = {

@@ -76,6 +76,22 @@ describe("module evaluation", () => {
     expect(e.message).toContain("nodes.m.networking.firewall.allowedTCPPorts[0]");
   });
 
+  it("merges free-form settings: declared keys keep their defaults and types, other keys take the free-form type", () => {
+    const c = evalNodes({
+      m: {
+        imports: [{ services: { postgresql: { settings: { max_connections: 10 } } } }],
+        services: { postgresql: { settings: { shared_buffers: "64MB", max_connections: lib.mkForce(20) } } },
+      },
+    });
+    expect(c.m!.services.postgresql.settings).toEqual({ port: 5432, max_connections: 20, shared_buffers: "64MB" });
+    const conflict = errorOf(() => evalNodes({ m: { imports: [{ services: { postgresql: { settings: { a: 1 } } } }], services: { postgresql: { settings: { a: 2 } } } } }));
+    expect(conflict.message).toContain("conflicting definitions for `nodes.m.services.postgresql.settings.a`");
+    const wrong = errorOf(() => evalNodes({ m: { services: { postgresql: { settings: { port: "5432" } } } } as never }));
+    expect(wrong.message).toContain("`nodes.m.services.postgresql.settings.port` expects integer");
+    const wrongFree = errorOf(() => evalNodes({ m: { services: { postgresql: { settings: { x: [1] } } } } as never }));
+    expect(wrongFree.message).toContain("`nodes.m.services.postgresql.settings.x` expects string or integer or boolean");
+  });
+
   it("gives function modules the final config of their own and of other nodes", () => {
     const server = defineModule(({ config }) => ({
       networking: { firewall: { allowedTCPPorts: [config.virtualisation.memorySize === 2048 ? 443 : 80] } },
@@ -100,6 +116,22 @@ describe("modules reading other nodes", () => {
       router: { virtualisation: { vlans: [1, 2] } },
     });
     expect(c.client!.networking.defaultGateway).toBe("192.168.1.2");
+  });
+
+  it("lets a module read a value that its own definitions bring into being (pools.web.socket)", () => {
+    const c = evalNodes({
+      m: ({ config }) => ({
+        services: {
+          phpfpm: { pools: { web: {} } },
+          nginx: { virtualHosts: { x: { locations: { "/": { extraConfig: `fastcgi_pass unix:${config.services.phpfpm.pools.web!.socket};` } } } } },
+        },
+      }),
+    });
+    expect(c.m!.services.nginx.virtualHosts.x!.locations["/"]!.extraConfig).toBe("fastcgi_pass unix:/run/phpfpm/web.sock;");
+    const e = errorOf(() =>
+      evalNodes({ m: ({ config }) => ({ networking: { firewall: { allowedTCPPorts: [config.services.phpfpm.pools.web?.settings["port"] as number] } } }) }),
+    );
+    expect(e.message).toContain("allowedTCPPorts[0]` expects integer, but nodes.m sets undefined (a read of an option or attribute that does not exist?)");
   });
 
   it("reports a module that keeps throwing, naming it", () => {

@@ -8,6 +8,8 @@ const tree: TreeInfo = {
   group: "root:x:0:\nshadow:x:42:\nusers:x:100:\nwww-data:x:33:\n",
   shadow: "root:*:19000:0:99999:7:::\nwww-data:*:19000:0:99999:7:::\n",
   hasUnit: (u) => ["nginx.service", "mariadb.service", "nftables.service"].includes(u),
+  listDir: (p) => ({ "/etc/postgresql": ["17"], "/etc/php": ["8.4"], "/etc/php/8.4/fpm": ["pool.d"] })[p] ?? [],
+  readFile: (p) => (p.endsWith("pg_hba.conf") ? "local all postgres peer\n" : ""),
   readSource: (p) => Buffer.from(`contents of ${p}`),
   hashPassword: (pw, salt) => `$6$${salt}$hash-of-${pw}`,
 };
@@ -227,5 +229,99 @@ describe("rendering system options", () => {
       path: "/etc/systemd/system/local-fs.target.wants/mnt-scratch\\x2d1.mount",
       target: "/etc/systemd/system/mnt-scratch\\x2d1.mount",
     });
+  });
+});
+
+describe("rendering service modules", () => {
+  it("renders PostgreSQL: settings in conf.d, hba lines first, SQL once and on every start", () => {
+    const c = evalNodes({
+      m: {
+        services: {
+          postgresql: {
+            enable: true,
+            settings: { port: 5433, max_connections: 20, fsync: false },
+            authentication: "host all all 192.168.1.0/24 trust",
+            initialScript: "create table t (x int);",
+            ensureDatabases: ["app"],
+            ensureUsers: [{ name: "app", ensureDBOwnership: true, ensureClauses: { createdb: true, superuser: false } }],
+          },
+        },
+      },
+    });
+    expect(c.m!.services.postgresql.settings.port).toBe(5433);
+    expect(packagesOf(c.m!)).toContain("postgresql");
+    const p = renderNode("m", c.m!, [], tree);
+    const conf = text(p, "/etc/postgresql/17/main/conf.d/90-vmrig.conf");
+    expect(conf).toContain("port = 5433\nmax_connections = 20\nfsync = off");
+    expect(fileOf(p, "/etc/postgresql/17/main/conf.d/90-vmrig.conf").owner).toBe("postgres");
+    expect(text(p, "/etc/postgresql/17/main/pg_hba.conf")).toMatch(/^# .*\nhost all all 192\.168\.1\.0\/24 trust\n\nlocal all postgres peer\n$/);
+    const setup = text(p, "/etc/vmrig/postgresql-setup");
+    expect(setup).toContain("--port=5433");
+    expect(setup).toMatch(/if \[ ! -e .*\.vmrig-initial-done \]; then\n.*postgresql-initial\.sql/);
+    const ensure = text(p, "/etc/vmrig/postgresql-ensure.sql");
+    expect(ensure).toContain("SELECT format('CREATE DATABASE %I', 'app') WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'app')\\gexec");
+    expect(ensure).toContain('ALTER ROLE "app" NOSUPERUSER CREATEDB;');
+    expect(ensure).toContain('ALTER DATABASE "app" OWNER TO "app";');
+    expect(text(p, "/etc/systemd/system/postgresql@17-main.service.d/vmrig-setup.conf")).toContain("ExecStartPost=+/etc/vmrig/postgresql-setup");
+  });
+
+  it("defaults PostgreSQL's port, listens on every interface with enableTCPIP, and rejects ownership of a missing database", () => {
+    const c = evalNodes({ m: { services: { postgresql: { enable: true, enableTCPIP: true } } } });
+    expect(c.m!.services.postgresql.settings).toEqual({ port: 5432 });
+    const p = renderNode("m", c.m!, [], tree);
+    expect(text(p, "/etc/postgresql/17/main/conf.d/90-vmrig.conf")).toContain("listen_addresses = '*'");
+    expect(p.files.some((f) => f.path.includes("postgresql-setup"))).toBe(false);
+    const bad = evalNodes({ m: { services: { postgresql: { enable: true, ensureUsers: [{ name: "x", ensureDBOwnership: true }] } } } });
+    expect(() => renderNode("m", bad.m!, [], tree)).toThrow(/ensureDBOwnership but no database of that name/);
+  });
+
+  it("renders php-fpm pools with NixOS's socket path and unit name", () => {
+    const c = evalNodes({
+      m: {
+        services: {
+          phpfpm: {
+            pools: { book: { settings: { "pm.max_children": 9 }, phpOptions: "memory_limit = 64M\n; comment", phpEnv: { APP: "1" } } },
+          },
+        },
+      },
+    });
+    expect(c.m!.services.phpfpm.pools.book!.socket).toBe("/run/phpfpm/book.sock");
+    expect(packagesOf(c.m!)).toContain("php-fpm");
+    const p = renderNode("m", c.m!, [], tree);
+    const pool = text(p, "/etc/php/8.4/fpm/pool.d/book.conf");
+    expect(pool).toContain("[book]\nuser = www-data\nlisten = /run/phpfpm/book.sock\npm = dynamic\npm.max_children = 9\n");
+    expect(pool).toContain("listen.owner = www-data");
+    expect(pool).toContain('env[APP] = "1"');
+    expect(pool).toContain("php_admin_value[memory_limit] = 64M");
+    expect(pool).not.toContain("comment");
+    expect(p.symlinks).toContainEqual({ path: "/etc/systemd/system/phpfpm-book.service", target: "/usr/lib/systemd/system/php8.4-fpm.service" });
+    expect(text(p, "/etc/systemd/system/php8.4-fpm.service.d/vmrig.conf")).toContain("RuntimeDirectory=phpfpm");
+  });
+
+  it("renders OpenSSH: settings, ports in the firewall, authorized keys, a fresh host key per node", () => {
+    const c = evalNodes({
+      m: {
+        services: { openssh: { enable: true, ports: [22, 2222], settings: { PermitRootLogin: "yes", PasswordAuthentication: false, AllowUsers: ["root", "alice"] } } },
+        users: { users: { alice: { isNormalUser: true, openssh: { authorizedKeys: { keys: ["ssh-ed25519 AAAA alice@host"] } } } } },
+      },
+    });
+    expect(c.m!.networking.firewall.allowedTCPPorts).toEqual([22, 2222]);
+    const p = renderNode("m", c.m!, [], tree);
+    const conf = text(p, "/etc/ssh/sshd_config.d/90-vmrig.conf");
+    expect(conf).toContain("Port 22\nPort 2222\n");
+    expect(conf).toContain("PermitRootLogin yes\nPasswordAuthentication no\nKbdInteractiveAuthentication yes\nAllowUsers root\nAllowUsers alice");
+    expect(conf).toContain("AuthorizedKeysFile .ssh/authorized_keys /etc/ssh/authorized_keys.d/%u");
+    expect(text(p, "/etc/ssh/authorized_keys.d/alice")).toBe("ssh-ed25519 AAAA alice@host\n");
+    expect(p.removes).toContain("/etc/ssh/ssh_host_ed25519_key");
+    expect(text(p, "/etc/systemd/system/ssh.service.d/vmrig.conf")).toMatch(/ExecStartPre=\nExecStartPre=.*ssh-keygen.*\nExecStartPre=\/usr\/sbin\/sshd -t/);
+    const closed = evalNodes({ m: { services: { openssh: { enable: true, openFirewall: false } } } });
+    expect(closed.m!.networking.firewall.allowedTCPPorts).toEqual([]);
+  });
+
+  it("adds the forwarding NIC as a trusted eth0 when ports are forwarded", () => {
+    const c = evalNodes({ m: { virtualisation: { forwardPorts: [{ host: { port: 8080 }, guest: { port: 80 } }] } } });
+    expect(c.m!.networking.interfaces.eth0!.ipv4.addresses).toEqual([{ address: "10.0.2.15", prefixLength: 24 }]);
+    expect(c.m!.networking.firewall.trustedInterfaces).toEqual(["eth0"]);
+    expect(c.m!.virtualisation.forwardPorts[0]).toEqual({ from: "host", proto: "tcp", host: { address: "127.0.0.1", port: 8080 }, guest: { address: "", port: 80 } });
   });
 });
