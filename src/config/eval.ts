@@ -138,33 +138,34 @@ export const HOST_NIC = { name: "eth0", address: "10.0.2.15" } as const;
  * vlan addresses, the forwarding NIC, pool sockets, the SSH firewall opening.
  */
 function builtinModule(name: string, index: number): NodeModule {
-  return ({ config }) => ({
-    services: {
-      phpfpm: {
-        pools: Object.fromEntries(Object.keys(config.services.phpfpm.pools).map((pool) => [pool, { socket: `/run/phpfpm/${pool}.sock` }])),
+  return ({ config }) => {
+    const interfaces: Record<string, { ipv4: { addresses: { address: string; prefixLength: number }[] }; ipv6?: { addresses: { address: string; prefixLength: number }[] } }> = {};
+    const forwarding = config.virtualisation.forwardPorts.length > 0;
+    if (forwarding) interfaces[HOST_NIC.name] = { ipv4: { addresses: [{ address: HOST_NIC.address, prefixLength: 24 }] } };
+    config.virtualisation.vlans.forEach((vlan, i) => {
+      const a = vlanAddresses(vlan, index);
+      interfaces[`eth${i + 1}`] = {
+        ipv4: { addresses: [{ address: a.ipv4, prefixLength: 24 }] },
+        ipv6: { addresses: [{ address: a.ipv6, prefixLength: 64 }] },
+      };
+    });
+    const ssh = config.services.openssh;
+    return {
+      services: {
+        phpfpm: {
+          pools: Object.fromEntries(Object.keys(config.services.phpfpm.pools).map((pool) => [pool, { socket: `/run/phpfpm/${pool}.sock` }])),
+        },
       },
-    },
-    networking: {
-      hostName: lib.mkDefault(name),
-      firewall: {
-        allowedTCPPorts: config.services.openssh.enable && config.services.openssh.openFirewall ? config.services.openssh.ports : [],
-        trustedInterfaces: config.virtualisation.forwardPorts.length ? [HOST_NIC.name] : [],
+      networking: {
+        hostName: lib.mkDefault(name),
+        firewall: {
+          allowedTCPPorts: ssh.enable && ssh.openFirewall ? ssh.ports : [],
+          trustedInterfaces: forwarding ? [HOST_NIC.name] : [],
+        },
+        interfaces,
       },
-      interfaces: Object.fromEntries([
-        ...(config.virtualisation.forwardPorts.length ? [[HOST_NIC.name, { ipv4: { addresses: [{ address: HOST_NIC.address, prefixLength: 24 }] } }]] : []),
-        ...config.virtualisation.vlans.map((vlan, i) => {
-          const a = vlanAddresses(vlan, index);
-          return [
-            `eth${i + 1}`,
-            {
-              ipv4: { addresses: [{ address: a.ipv4, prefixLength: 24 }] },
-              ipv6: { addresses: [{ address: a.ipv6, prefixLength: 64 }] },
-            },
-          ];
-        }),
-      ]),
-    },
-  });
+    };
+  };
 }
 
 /**
