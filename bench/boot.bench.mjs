@@ -1,11 +1,13 @@
 // Boot and command benchmark. Prints numbers and ratios against the targets;
 // asserts nothing. `node bench/boot.bench.mjs [--cold] [--boots N]`
 //   --cold   also time a cold image build into an empty store (~1 min)
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { evalNodes } from "../dist/config/eval.js";
 import { buildNodeImage, prepareBases } from "../dist/image/image.js";
+import { storeDir } from "../dist/image/store.js";
 import { resolveAccel } from "../dist/vm/accel.js";
 import { Vm } from "../dist/vm/qemu.js";
 
@@ -38,6 +40,27 @@ const cached = await build({});
 row("image build, cached (nothing changed)", fmt(cached.ms), "≤ 1 s");
 const changed = await build({ networking: { hostName: `bench-${Date.now()}` } }, "bench2");
 row("image build after a config-only change", fmt(changed.ms), "≤ 3 s");
+
+// +1 package: a package set the store has never seen, in a scratch store that
+// shares the real store's base and boot entries (hardlinked), so apt really runs.
+{
+  await build({ environment: { systemPackages: ["nginx"] } }, "bench3");
+  const real = storeDir();
+  const saved = process.env.VMRIG_CACHE_DIR;
+  process.env.VMRIG_CACHE_DIR = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-bench-pkg-"));
+  try {
+    fs.mkdirSync(storeDir(), { recursive: true });
+    for (const e of fs.readdirSync(real).filter((e) => /-(base-|boot)/.test(e))) execFileSync("cp", ["-al", path.join(real, e), path.join(storeDir(), e)]);
+    const added = await build({ environment: { systemPackages: ["nginx", "tree"] } }, "bench3");
+    row("image build after adding one package", fmt(added.ms), "(apt runs)");
+    console.log("  nginx → nginx + tree: the package layer is rebuilt from the base with the whole set, then the config is applied");
+    console.log(`  built: ${fs.readdirSync(storeDir()).filter((e) => !/-(base-|boot)/.test(e) && !e.startsWith(".")).map((e) => e.replace(/^\w+-/, "")).join(", ")}`);
+  } finally {
+    fs.rmSync(process.env.VMRIG_CACHE_DIR, { recursive: true, force: true });
+    if (saved === undefined) delete process.env.VMRIG_CACHE_DIR;
+    else process.env.VMRIG_CACHE_DIR = saved;
+  }
+}
 
 const accel = await resolveAccel("auto", img.kernel);
 console.log(`accelerator: ${accel}, host cores: ${os.cpus().length}`);

@@ -1,3 +1,4 @@
+import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import ts from "typescript";
@@ -6,6 +7,8 @@ import tseslint from "typescript-eslint";
 import { configError } from "../util/errors.js";
 
 const typesEntry = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "index.d.ts");
+// Test scripts may use Node's modules (node:assert, node:fs): vmrig ships @types/node for them.
+const nodeTypesRoot = path.dirname(path.dirname(createRequire(import.meta.url).resolve("@types/node/package.json")));
 
 /** Rules that catch the typical bugs of an async test script. */
 const LINT_RULES: Linter.RulesRecord = {
@@ -37,7 +40,8 @@ function compilerOptions(): ts.CompilerOptions {
     moduleResolution: ts.ModuleResolutionKind.Bundler,
     skipLibCheck: true,
     allowImportingTsExtensions: true,
-    types: [],
+    types: ["node"],
+    typeRoots: [nodeTypesRoot],
     // The test imports "vmrig": this very package, wherever the test lives.
     paths: { vmrig: [typesEntry] },
   };
