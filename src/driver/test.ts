@@ -67,9 +67,11 @@ export interface TestMeta {
 
 export interface TestDefinition<N extends string = string> {
   name: string;
-  nodes: { [K in N]: NodeModule<N> };
-  defaults?: NodeModule<N>;
-  testScript: (ctx: TestContext<N>) => Promise<void>;
+  // NoInfer: only the keys of `nodes` name the machines. A module typed for any node
+  // names (defineModule() without a type argument) must not widen N to string.
+  nodes: { [K in N]: NodeModule<NoInfer<N>> };
+  defaults?: NodeModule<NoInfer<N>>;
+  testScript: (ctx: TestContext<NoInfer<N>>) => Promise<void>;
   /** seconds, default 3600; counts from the first VM start */
   globalTimeout?: number;
   enableOCR?: boolean;

@@ -46,3 +46,23 @@ export const wrongType = defineTest({
 export const module = defineModule(({ config }) => ({
   virtualisation: { memorySize: lib.mkDefault(config.virtualisation.memorySize * 2) },
 }));
+
+// A module from defineModule() (typed for any node names) must not widen the
+// machine names to `string`: the script's destructuring stays checked.
+const shared = defineModule(({ config }) => ({ networking: { extraHosts: config.networking.hostName } }));
+export const sharedModuleKeepsNames = defineTest({
+  name: "shared-module",
+  nodes: { server: shared, client: { imports: [shared] } },
+  async testScript({ server, client }) {
+    const both: Machine[] = [server, client];
+    await Promise.all(both.map((m) => m.succeed("true")));
+  },
+});
+export const sharedModuleTypo = defineTest({
+  name: "shared-module-typo",
+  nodes: { server: shared },
+  // @ts-expect-error: there is no machine called `sever`, even with a shared module
+  async testScript({ sever }) {
+    await (sever as Machine).succeed("true");
+  },
+});
