@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { EvaluatedConfig, NodesInfo } from "../config/eval.js";
-import type { Machine } from "../machine/machine.js";
+import type { Machine, Terminal } from "../machine/machine.js";
 import type { Accel } from "../vm/qemu.js";
 import { createTopology, type Topology } from "./topology.js";
 import { VmrigError, callerLocation, errorMessage } from "../util/errors.js";
@@ -19,6 +19,8 @@ export interface RunOptions {
   /** where live output goes (default stderr) */
   print?: (line: string) => void;
   signal?: AbortSignal;
+  /** the terminal Machine.shell() uses */
+  terminal?: () => Terminal;
 }
 
 export type Outcome = "passed" | "failed" | "skipped";
@@ -69,19 +71,10 @@ export async function runTest(loaded: LoadedTest, opts: RunOptions): Promise<Tes
     return result;
   }
 
-  let topology: Topology | undefined;
-  const conditions = new Set<ActiveCondition>();
+  let session: Session | undefined;
   try {
-    topology = await createTopology(def, {
-      logger,
-      resultDir,
-      sourceDir: path.dirname(loaded.file),
-      accel: opts.accel,
-      keepVmState: opts.keepVmState,
-      beforeCommand: () => checkConditions(conditions),
-    });
-    const { machines, configs, vlans, accel } = topology;
-    const ctx = makeContext(machines, configs, logger, result, { conditions, vlans, driver: { testName: def.name, resultDir, accel } });
+    session = await openSession(loaded, opts, logger, result);
+    const { ctx } = session;
     const timeout = Math.min(opts.globalTimeout ?? def.globalTimeout ?? 3600, def.meta?.timeout ?? Infinity);
     await logger.nested(`running ${def.name}'s test script`, () => withDeadline(def.testScript(ctx), timeout, opts.signal));
     if (result.subtests.some((s) => s.outcome === "failed")) {
@@ -92,10 +85,9 @@ export async function runTest(loaded: LoadedTest, opts: RunOptions): Promise<Tes
     result.error = e instanceof Error ? e : new Error(String(e));
     result.configError = e instanceof VmrigError && e.kind === "config";
     logger.log(`\n${def.name} FAILED:\n${errorMessage(e)}`);
-    await collectFailureArtifacts(topology?.machines ?? [], resultDir, logger);
+    await collectFailureArtifacts(session?.topology.machines ?? [], resultDir, logger);
   } finally {
-    for (const m of topology?.machines ?? []) if (m.bootMs !== undefined) result.bootMs[m.name] = m.bootMs;
-    await topology?.close();
+    await session?.close();
     result.durationMs = Date.now() - started;
     if (result.outcome === "passed") logger.log(`${def.name} passed in ${(result.durationMs / 1000).toFixed(1)} s`);
     await logger.close();
@@ -105,6 +97,45 @@ export async function runTest(loaded: LoadedTest, opts: RunOptions): Promise<Tes
     );
   }
   return result;
+}
+
+/** A test's machines, running, and the script's context over them. */
+export interface Session {
+  topology: Topology;
+  ctx: TestContext;
+  /** stop every machine and switch; records boot times into the result */
+  close(): Promise<void>;
+}
+
+/** Build the images, bring up the networks and give the script its context (machines boot on first use). */
+export async function openSession(
+  loaded: LoadedTest,
+  opts: Pick<RunOptions, "accel" | "keepVmState" | "terminal">,
+  logger: Logger,
+  result: TestResult,
+): Promise<Session> {
+  const { def } = loaded;
+  const conditions = new Set<ActiveCondition>();
+  const topology = await createTopology(def, {
+    logger,
+    resultDir: result.resultDir,
+    sourceDir: path.dirname(loaded.file),
+    testFile: loaded.file,
+    accel: opts.accel,
+    keepVmState: opts.keepVmState,
+    beforeCommand: () => checkConditions(conditions),
+    ...(opts.terminal ? { terminal: opts.terminal } : {}),
+  });
+  const { machines, configs, vlans, accel } = topology;
+  const ctx = makeContext(machines, configs, logger, result, { conditions, vlans, driver: { testName: def.name, resultDir: result.resultDir, accel } });
+  return {
+    topology,
+    ctx,
+    close: async () => {
+      for (const m of machines) if (m.bootMs !== undefined) result.bootMs[m.name] = m.bootMs;
+      await topology.close();
+    },
+  };
 }
 
 class Deadline extends VmrigError {}

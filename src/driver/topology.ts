@@ -5,10 +5,11 @@ import { evalNodes, vlanAddresses, type EvaluatedConfig, type NodeModule } from 
 import { buildNodeImage, prepareBases, type NodeImage } from "../image/image.js";
 import type { HostEntry } from "../image/render.js";
 import { cacheRoot } from "../image/store.js";
-import { Machine } from "../machine/machine.js";
+import { Machine, type Terminal } from "../machine/machine.js";
 import { resolveAccel } from "../vm/accel.js";
 import type { Accel } from "../vm/qemu.js";
 import { VlanSwitch } from "../vm/vlan.js";
+import { recordRoot } from "./gc.js";
 import { claim } from "./leftovers.js";
 import type { Logger } from "./logger.js";
 
@@ -23,6 +24,8 @@ export async function buildImages(
   def: TopologyDefinition,
   sourceDir: string,
   progress: (m: string) => void,
+  /** the test file: its images become a GC root (kept by `vmrig gc`) */
+  testFile?: string,
 ): Promise<{ configs: Record<string, EvaluatedConfig>; images: Record<string, NodeImage> }> {
   const configs = evalNodes(def.nodes, def.defaults);
   const bases = await prepareBases(configs, progress);
@@ -38,6 +41,7 @@ export async function buildImages(
     const c = configs[n]!;
     images[n] = await buildNodeImage(n, c, hosts, bases.get(`${c.debian.suite} ${c.debian.mirror}`)!, { progress, sourceDir });
   }
+  if (testFile) recordRoot(testFile, def.name, images);
   return { configs, images };
 }
 
@@ -49,6 +53,10 @@ export interface TopologyOptions {
   keepVmState: boolean;
   /** run before every machine command (the script's polling conditions) */
   beforeCommand?: () => Promise<void>;
+  /** the terminal Machine.shell() uses (the REPL lends its own) */
+  terminal?: () => Terminal;
+  /** the test file, recorded as the GC root of its images */
+  testFile?: string;
 }
 
 /** Everything a test's machines need, running: switches up, machines ready to boot on first use. */
@@ -64,7 +72,7 @@ export interface Topology {
 export async function createTopology(def: TopologyDefinition, opts: TopologyOptions): Promise<Topology> {
   const { logger } = opts;
   const { configs, images } = await logger.nested(`building images for ${def.name}`, () =>
-    buildImages(def, opts.sourceDir, (m) => logger.log(m)),
+    buildImages(def, opts.sourceDir, (m) => logger.log(m), opts.testFile),
   );
   const accel = await resolveAccel(opts.accel, Object.values(images)[0]?.kernel);
   logger.log(`accelerator: ${accel}${accel === "tcg" ? " (software emulation: no usable KVM)" : ""}`);
@@ -98,6 +106,7 @@ export async function createTopology(def: TopologyDefinition, opts: TopologyOpti
           logger,
           resultDir: opts.resultDir,
           ...(opts.beforeCommand ? { beforeCommand: opts.beforeCommand } : {}),
+          ...(opts.terminal ? { terminal: opts.terminal } : {}),
           spec: () => ({
             name,
             disk: img.disk,

@@ -19,6 +19,8 @@ export interface NodeImage {
   initrd: string;
   /** content hash of everything in the image, for result caching */
   hash: string;
+  /** every store entry the image needs (base, boot, packages, the image): what `vmrig gc` keeps for it */
+  entries: string[];
 }
 
 const guestDir = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "guest");
@@ -80,7 +82,8 @@ export async function buildNodeImage(
     },
     () => progress(`waiting for another vmrig run that is assembling ${name}'s image`),
   );
-  return { name, disk: path.join(entry.path, "root.img"), kernel: base.kernel, initrd: base.initrd, hash: entry.hash };
+  const entries = [...new Set([base.path, path.dirname(base.kernel), pkgs.path, entry.path])];
+  return { name, disk: path.join(entry.path, "root.img"), kernel: base.kernel, initrd: base.initrd, hash: entry.hash, entries };
 }
 
 function sha(data: string | Buffer): string {

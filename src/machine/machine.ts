@@ -43,6 +43,37 @@ export interface MachineContext {
   spec: () => VmSpec;
   /** run before every command (the script's active polling conditions) */
   beforeCommand?: () => Promise<void>;
+  /** the terminal shell() talks to (default: this process's stdin and stdout) */
+  terminal?: () => Terminal;
+}
+
+/** A terminal lent to `shell()`: raw keystrokes in, the guest's screen out. */
+export interface Terminal {
+  input: NodeJS.ReadableStream;
+  output: NodeJS.WritableStream;
+  columns?: number;
+  rows?: number;
+  /** give the terminal back (e.g. to the REPL) */
+  release?: () => void;
+}
+
+/** Ctrl-]: leaves shell() without ending the guest's shell by hand (telnet's escape). */
+const DETACH = 0x1d;
+
+function processTerminal(): Terminal {
+  const stdin = process.stdin;
+  const wasRaw = stdin.isTTY ? stdin.isRaw : false;
+  if (stdin.isTTY) stdin.setRawMode(true);
+  stdin.resume();
+  return {
+    input: stdin,
+    output: process.stdout,
+    ...(process.stdout.columns ? { columns: process.stdout.columns, rows: process.stdout.rows } : {}),
+    release: () => {
+      if (stdin.isTTY) stdin.setRawMode(wasRaw);
+      stdin.pause();
+    },
+  };
 }
 
 const DEFAULT_TIMEOUT = 900;
@@ -754,6 +785,51 @@ export class Machine {
   };
 
   private hostNic = false;
+
+  // ---- interactive -------------------------------------------------------------
+
+  /**
+   * An interactive root shell on the machine (NixOS `shell_interact`): a login bash
+   * on a real pseudo-terminal in the guest, so line editing, job control and Ctrl-C
+   * work there. Resolves when the shell exits (`exit`, Ctrl-D) or on Ctrl-].
+   */
+  shell = async (): Promise<void> => {
+    const location = callerLocation();
+    const vm = await this.ensureUp();
+    const term = (this.ctx.terminal ?? processTerminal)();
+    const { output } = term;
+    const sock = vm.shell!;
+    const size = term.columns && term.rows ? `stty rows ${term.rows} cols ${term.columns}; ` : "";
+    const termName = /^[\w.+-]+$/.test(process.env.TERM ?? "") ? process.env.TERM! : "xterm";
+    const inner = `${size}export TERM=${termName}; infocmp >/dev/null 2>&1 || export TERM=xterm; cd /root; exec bash -l`;
+    const cmd = `port=$(find_port vmrig.shell); exec script -qfec ${quote(inner)} /dev/null <>"$port" >&0 2>&0`;
+    output.write(`[vmrig: root shell on ${this.name}; exit or Ctrl-D to leave, Ctrl-] to detach]\r\n`);
+    const toGuest = (chunk: Buffer | string) => {
+      const b = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk);
+      const at = b.indexOf(DETACH);
+      if (at >= 0) {
+        if (at > 0) sock.write(b.subarray(0, at));
+        vm.backdoor!.interrupt();
+        return;
+      }
+      sock.write(b);
+    };
+    const toUser = (chunk: Buffer) => output.write(chunk);
+    term.input.on("data", toGuest);
+    sock.on("data", toUser);
+    try {
+      // No timeout: the shell lasts as long as the user wants it.
+      const r = await this.runCommand(cmd, "shell()", location, Infinity);
+      if (r.status !== 0 && r.status !== 137 && r.stderr.trim()) {
+        throw this.fail_("the shell could not start", "shell()", { command: cmd, status: r.status, output: shown(r), location });
+      }
+    } finally {
+      term.input.off("data", toGuest);
+      sock.off("data", toUser);
+      term.release?.();
+      output.write(`\r\n[vmrig: left the shell on ${this.name}]\r\n`);
+    }
+  };
 
   // ---- logging -----------------------------------------------------------------
 

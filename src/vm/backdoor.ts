@@ -267,6 +267,12 @@ export class Backdoor extends EventEmitter {
     });
   }
 
+  /** Kill the running command's process group in the guest (its result still arrives). */
+  interrupt(): void {
+    const pid = this.current?.pid;
+    if (pid !== undefined) this.ctl.write(`kill ${pid}\n`);
+  }
+
   /** Confirm the shell is alive and in step (e.g. after a restore): ping with a nonce. */
   ping(timeoutMs = 5000): Promise<void> {
     const nonce = randomBytes(6).toString("hex");

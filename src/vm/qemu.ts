@@ -68,7 +68,7 @@ export function macFor(nic: NicSpec): string {
   return `52:54:00:${hex(nic.slot)}:${hex(nic.vlan)}:${hex(nic.nodeIndex)}`;
 }
 
-export type SocketName = "cmd" | "err" | "ctl" | "xfer" | "con" | "qmp";
+export type SocketName = "cmd" | "err" | "ctl" | "xfer" | "shell" | "con" | "qmp";
 
 export function qemuArgs(spec: VmSpec, sockets: Record<SocketName, string>, overlay: string): string[] {
   const accel = accelArgs(spec.accel);
@@ -118,6 +118,10 @@ export function qemuArgs(spec: VmSpec, sockets: Record<SocketName, string>, over
     `socket,id=xfer,path=${sockets.xfer}`,
     "-device",
     "virtserialport,bus=vs.0,chardev=xfer,name=vmrig.xfer",
+    "-chardev",
+    `socket,id=shell,path=${sockets.shell}`,
+    "-device",
+    "virtserialport,bus=vs.0,chardev=shell,name=vmrig.shell",
     "-chardev",
     `socket,id=con,path=${sockets.con}`,
     "-serial",
@@ -189,6 +193,8 @@ export class Vm extends EventEmitter {
   consoleSocket: net.Socket | undefined;
   /** a raw byte channel into the guest (port vmrig.xfer), for copyFromHost */
   xfer: net.Socket | undefined;
+  /** the terminal of an interactive shell (port vmrig.shell), for Machine.shell() */
+  shell: net.Socket | undefined;
   /** QEMU start → backdoor answering, in ms */
   bootMs: number | undefined;
   readonly overlay: string;
@@ -223,6 +229,7 @@ export class Vm extends EventEmitter {
       err: sock("err"),
       ctl: sock("ctl"),
       xfer: sock("xfer"),
+      shell: sock("shell"),
       con: sock("con"),
       qmp: sock("qmp"),
     };
@@ -267,12 +274,13 @@ export class Vm extends EventEmitter {
     aborted.catch(() => undefined);
     const race = <T>(p: Promise<T>) => Promise.race([p, died, aborted]);
 
-    const [cmd, err, ctl, xfer, con, qmpSock] = await race(
+    const [cmd, err, ctl, xfer, shell, con, qmpSock] = await race(
       Promise.all([
         accepts.cmd.connection,
         accepts.err.connection,
         accepts.ctl.connection,
         accepts.xfer.connection,
+        accepts.shell.connection,
         accepts.con.connection,
         accepts.qmp.connection,
       ]),
@@ -280,6 +288,9 @@ export class Vm extends EventEmitter {
     con.on("data", (d: Buffer) => this.console?.write(d));
     con.on("error", () => undefined);
     xfer.on("error", () => undefined);
+    shell.on("error", () => undefined);
+    shell.resume(); // output with no shell() attached is dropped, never blocks the guest
+    this.shell = shell;
     this.consoleSocket = con;
     this.xfer = xfer;
     this.qmp = new Qmp(qmpSock);

@@ -33,6 +33,13 @@ describe("backdoor on a real VM", () => {
     expect((await run('echo "$UNSET_VARIABLE"')).status).not.toBe(0);
   });
 
+  it("runs commands with SIGINT and SIGQUIT at their defaults (so Ctrl-C and `kill -INT` work)", async () => {
+    const mask = BigInt(`0x${(await run("sed -n 's/^SigIgn:\\t//p' /proc/self/status")).stdout.toString().trim()}`);
+    expect(mask & 0b110n).toBe(0n); // bit 1 = SIGINT (2), bit 2 = SIGQUIT (3)
+    const r = await run("sh -c 'kill -INT $$; sleep 5' || echo $?");
+    expect(r.stdout.toString()).toBe("130\n");
+  });
+
   it("passes every byte value through, with no trailing newline", async () => {
     const r = await run("printf \"$(printf '\\\\%03o' $(seq 0 255))\"");
     expect(r.status).toBe(0);

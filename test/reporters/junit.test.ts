@@ -36,10 +36,18 @@ describe("JUnit XML", () => {
     expect(xml).not.toContain("\x01");
   });
 
-  it("is well-formed XML", () => {
-    const f = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-junit-")), "junit.xml");
-    fs.writeFileSync(f, xml);
-    // python3's expat parser is on every machine vmrig supports
-    execFileSync("python3", ["-c", "import sys, xml.dom.minidom as m; m.parse(sys.argv[1])", f]);
+  it("validates against the common JUnit schema (xmllint)", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-junit-"));
+    const schema = path.resolve(import.meta.dirname, "../fixtures/junit-common.xsd");
+    const passed: TestResult = { ...base, name: "three", outcome: "passed", durationMs: 1234, subtests: [{ name: "only", outcome: "passed", durationMs: 1 }] };
+    for (const [i, doc] of [xml, junitXml([]), junitXml([passed])].entries()) {
+      const f = path.join(dir, `junit-${i}.xml`);
+      fs.writeFileSync(f, doc);
+      execFileSync("xmllint", ["--noout", "--schema", schema, f], { stdio: "pipe" });
+    }
+    // and the schema is not a rubber stamp: a testcase without a name is rejected
+    const bad = path.join(dir, "bad.xml");
+    fs.writeFileSync(bad, xml.replace('name="first" ', ""));
+    expect(() => execFileSync("xmllint", ["--noout", "--schema", schema, bad], { stdio: "pipe" })).toThrow(/fails to validate|name/);
   });
 });

@@ -1,0 +1,123 @@
+import fs from "node:fs";
+import path from "node:path";
+import repl from "node:repl";
+import { PassThrough } from "node:stream";
+import type { LoadedTest } from "../driver/load.js";
+import { Logger } from "../driver/logger.js";
+import { openSession, type TestResult } from "../driver/run.js";
+import type { Terminal } from "../machine/machine.js";
+import type { Accel } from "../vm/qemu.js";
+import { errorMessage } from "../util/errors.js";
+
+export interface ReplOptions {
+  outputDir: string;
+  accel: "auto" | Accel;
+  keepVmState: boolean;
+}
+
+/**
+ * Routes this process's keystrokes: to the REPL, or, while a machine's shell()
+ * has borrowed the terminal, to that shell (so Ctrl-C reaches the guest).
+ */
+class KeyboardRouter {
+  readonly replInput = new PassThrough();
+  private lent: PassThrough | undefined;
+  private readonly wasRaw: boolean;
+
+  constructor() {
+    const stdin = process.stdin;
+    this.wasRaw = stdin.isTTY ? stdin.isRaw : false;
+    if (stdin.isTTY) stdin.setRawMode(true);
+    stdin.on("data", (d: Buffer) => (this.lent ?? this.replInput).write(d));
+    stdin.on("end", () => this.replInput.end());
+  }
+
+  get borrowed(): boolean {
+    return this.lent !== undefined;
+  }
+
+  lend(): Terminal {
+    const input = new PassThrough();
+    this.lent = input;
+    return {
+      input,
+      output: process.stdout,
+      ...(process.stdout.columns ? { columns: process.stdout.columns, rows: process.stdout.rows } : {}),
+      release: () => {
+        if (this.lent === input) this.lent = undefined;
+      },
+    };
+  }
+
+  restore(): void {
+    if (process.stdin.isTTY) process.stdin.setRawMode(this.wasRaw);
+    process.stdin.pause();
+  }
+}
+
+/**
+ * `vmrig repl FILE` (NixOS's driverInteractive): every machine and global in scope,
+ * top-level await, `testScript()` to run the script, `machine.shell()` for a root shell.
+ */
+export async function startRepl(loaded: LoadedTest, opts: ReplOptions): Promise<void> {
+  const { def } = loaded;
+  const resultDir = path.resolve(opts.outputDir, def.name);
+  fs.mkdirSync(resultDir, { recursive: true });
+  const keyboard = new KeyboardRouter();
+  // The log stays complete in log.txt; on screen it pauses while a shell owns it.
+  const logger = new Logger(path.join(resultDir, "log.txt"), (line) => {
+    if (!keyboard.borrowed) process.stderr.write(`${line}\n`);
+  });
+  logger.serialStdout = false;
+  const result: TestResult = { name: def.name, file: loaded.file, outcome: "passed", configError: false, durationMs: 0, resultDir, subtests: [], bootMs: {} };
+  let session: Awaited<ReturnType<typeof openSession>> | undefined;
+  const shutdown = async () => {
+    await session?.close();
+    await logger.close();
+    keyboard.restore();
+  };
+  try {
+    session = await openSession(loaded, { ...opts, terminal: () => keyboard.lend() }, logger, result);
+  } catch (e) {
+    await shutdown();
+    throw e;
+  }
+  const { ctx } = session;
+  const names = session.topology.machines.map((m) => m.name);
+  process.stdout.write(
+    [
+      `vmrig interactive: ${def.name}`,
+      `  machines: ${names.join(", ")} (they boot on first use, or with start() / startAll())`,
+      "  testScript()        run the test script",
+      `  ${names[0] ?? "machine"}.shell()  a root shell on a machine (exit or Ctrl-D to come back, Ctrl-] to detach)`,
+      "  serialStdoutOn()    show the serial consoles",
+      "  Ctrl-D or .exit     stop the machines and leave" + (opts.keepVmState ? " (disks are kept: --keep-vm-state)" : ""),
+      "",
+    ].join("\n"),
+  );
+  const server = repl.start({
+    prompt: "vmrig> ",
+    input: keyboard.replInput,
+    output: process.stdout,
+    terminal: Boolean(process.stdout.isTTY),
+    useGlobal: false,
+    ignoreUndefined: true,
+  });
+  Object.assign(server.context, ctx, {
+    testScript: () => logger.nested(`running ${def.name}'s test script`, () => def.testScript(ctx)),
+  });
+  const onTerm = () => server.close();
+  process.once("SIGTERM", onTerm);
+  process.once("SIGHUP", onTerm);
+  await new Promise<void>((resolve) => {
+    server.on("exit", () => resolve());
+  });
+  process.off("SIGTERM", onTerm);
+  process.off("SIGHUP", onTerm);
+  process.stdout.write("stopping the machines…\n");
+  try {
+    await shutdown();
+  } catch (e) {
+    process.stderr.write(`${errorMessage(e)}\n`);
+  }
+}

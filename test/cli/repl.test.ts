@@ -1,0 +1,121 @@
+import { execFileSync, spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { cacheRoot } from "../../src/image/store.js";
+
+// `vmrig repl` driven through a real pseudo-terminal (tmux), as a person would use it.
+const root = path.resolve(import.meta.dirname, "../..");
+const cli = path.join(root, "dist/cli/main.js");
+const session = `vmrig-repl-${process.pid}`;
+
+const tmux = (...args: string[]) => execFileSync("tmux", args, { encoding: "utf8" });
+const screen = () => tmux("capture-pane", "-p", "-J", "-t", session, "-S", "-400");
+const keys = (...k: string[]) => tmux("send-keys", "-t", session, ...k);
+const type = (line: string) => {
+  keys("-l", line);
+  keys("Enter");
+};
+
+async function waitFor(pattern: RegExp, seconds = 300): Promise<string> {
+  const deadline = Date.now() + seconds * 1000;
+  for (;;) {
+    const s = screen();
+    if (pattern.test(s)) return s;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${pattern} on the terminal; it shows:\n${s}`);
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
+
+afterAll(() => {
+  spawnSync("tmux", ["kill-session", "-t", session]);
+});
+
+describe("vmrig repl (through tmux)", () => {
+  it("starts a machine, runs commands in shell() with line editing and Ctrl-C, comes back, runs testScript()", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-repl-"));
+    fs.writeFileSync(
+      path.join(dir, "interactive.vmrig.ts"),
+      `import { defineTest } from "vmrig";
+export default defineTest({
+  name: "interactive",
+  nodes: { machine: {} },
+  async testScript({ machine }) {
+    await machine.succeed("test -e /root/made-in-the-shell");
+    machine.log("the script saw the shell's file");
+  },
+});
+`,
+    );
+    tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "50", "-c", dir, `node ${cli} repl interactive.vmrig.ts --output-dir out; echo REPL-EXITED-$?; sleep 600`);
+    await waitFor(/^vmrig> $/m, 600);
+
+    type("await machine.start(); 'started-' + 6 * 7");
+    await waitFor(/'started-42'/, 300);
+    const panePid = tmux("display-message", "-p", "-t", session, "#{pane_pid}").trim();
+    const children = (pid: string, name: string) =>
+      spawnSync("pgrep", ["-P", pid, "-x", name], { encoding: "utf8" }).stdout.split("\n").filter(Boolean);
+    const qemu = children(children(panePid, "node")[0] ?? "0", "qemu-system-x86");
+    expect(qemu).toHaveLength(1);
+
+    type("await machine.shell()");
+    await waitFor(/root shell on machine/);
+    await waitFor(/root@machine:~# $/m);
+    type("echo guest-$((6*7)) $(hostname) $(tty)");
+    await waitFor(/^guest-42 machine \/dev\/pts\/\d+$/m);
+    // line editing happens in the guest's readline: Ctrl-U discards what was typed
+    keys("-l", "echo wrong");
+    keys("C-u");
+    type("echo right-$((2*2))");
+    await waitFor(/^right-4$/m);
+    // Ctrl-C interrupts the guest's foreground command, not vmrig
+    type("sleep 1000");
+    await new Promise((r) => setTimeout(r, 1500));
+    keys("C-c");
+    type("echo after-$((1+1)); touch /root/made-in-the-shell");
+    await waitFor(/^after-2$/m, 60);
+    type("exit");
+    await waitFor(/left the shell on machine\]\s*\n(.*\n)*vmrig> $/m, 60);
+
+    type("await testScript()");
+    await waitFor(/\(finished: running interactive's test script/, 300);
+    expect(screen()).toContain("the script saw the shell's file");
+
+    keys("C-d");
+    await waitFor(/REPL-EXITED-0/, 120);
+    for (const pid of qemu) expect(fs.existsSync(`/proc/${pid}`)).toBe(false);
+    expect(fs.readFileSync(path.join(dir, "out/interactive/log.txt"), "utf8")).toContain("starting vm");
+  });
+});
+
+describe("--keep-vm-state", () => {
+  const name = `keep-state-${process.pid}`;
+  afterAll(() => fs.rmSync(path.join(cacheRoot(), "vm-state", name), { recursive: true, force: true }));
+
+  it("keeps a machine's disk between runs", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-keep-"));
+    const file = path.join(dir, "keep.vmrig.ts");
+    fs.writeFileSync(
+      file,
+      `import { defineTest } from "vmrig";
+export default defineTest({
+  name: ${JSON.stringify(name)},
+  nodes: { machine: {} },
+  async testScript({ machine }) {
+    const kept = (await machine.execute("cat /root/kept")).stdout.trim();
+    machine.log("kept: [" + kept + "]");
+    await machine.succeed("echo run-$RANDOM > /root/kept && sync");
+  },
+});
+`,
+    );
+    const run = () => spawnSync("node", [cli, "run", file, "--keep-vm-state", "--output-dir", path.join(dir, "out")], { encoding: "utf8", timeout: 600_000 });
+    const first = run();
+    expect(first.status, first.stdout + first.stderr).toBe(0);
+    expect(first.stderr).toContain("kept: []");
+    const second = run();
+    expect(second.status, second.stdout + second.stderr).toBe(0);
+    expect(second.stderr).toMatch(/kept: \[run-\d+\]/);
+  });
+});

@@ -1,0 +1,98 @@
+import { spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+
+// Many tests at once: --shard, --jobs, the HTML reporter, gc (black box).
+const root = path.resolve(import.meta.dirname, "../..");
+const cli = path.join(root, "dist/cli/main.js");
+
+function suite(files: Record<string, string>): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-suite-"));
+  for (const [name, body] of Object.entries(files)) {
+    fs.writeFileSync(path.join(dir, `${name}.vmrig.ts`), `import { defineTest } from "vmrig";\nexport default defineTest(${body});\n`);
+  }
+  return dir;
+}
+
+const run = (args: string[], cwd: string) => {
+  const r = spawnSync("node", [cli, ...args], { cwd, encoding: "utf8", timeout: 900_000 });
+  return { status: r.status, output: r.stdout + r.stderr };
+};
+
+// A test that needs no VM: machines only boot when the script uses them.
+const quick = (name: string) => `{ name: ${JSON.stringify(name)}, nodes: { m: {} }, async testScript({ log }) { log(${JSON.stringify(`ran ${name}`)}); await Promise.resolve(); } }`;
+
+describe("vmrig run over a suite", () => {
+  it("--shard i/n runs every n-th test; the shards together run each test once", () => {
+    const dir = suite({ a: quick("a"), b: quick("b"), c: quick("c") });
+    const ran = [1, 2].map((i) => {
+      const r = run(["run", "--rerun", "--shard", `${i}/2`, "--output-dir", "out"], dir);
+      expect(r.status, r.output).toBe(0);
+      return ["a", "b", "c"].filter((n) => r.output.includes(`ran ${n}`));
+    });
+    expect(ran).toEqual([["a", "c"], ["b"]]);
+    const bad = run(["run", "--shard", "3/2"], dir);
+    expect(bad.status).toBe(2);
+    expect(bad.output).toContain("--shard 3/2: expected i/n");
+  });
+
+  it("--reporter html writes a report of every test, failures included", () => {
+    const dir = suite({
+      good: quick("good"),
+      bad: `{ name: "bad", nodes: { m: {} }, async testScript() { await Promise.reject(new Error("the bad test failed on purpose")); } }`,
+    });
+    const r = run(["run", "--rerun", "--reporter", "list,html,junit", "--output-dir", "out"], dir);
+    expect(r.status).toBe(1);
+    expect(r.output).toContain("HTML report: out/index.html");
+    const html = fs.readFileSync(path.join(dir, "out/index.html"), "utf8");
+    expect(html).toContain("<title>vmrig: 1 passed, 1 failed</title>");
+    expect(html).toContain("the bad test failed on purpose");
+    expect(html).toContain('href="bad/log.txt"');
+    expect(fs.readFileSync(path.join(dir, "out/junit.xml"), "utf8")).toContain('<testsuite name="bad"');
+  });
+
+  it("--jobs 2 runs two VM tests side by side, each with its output prefixed", () => {
+    const stamps = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-jobs-")), "stamps");
+    const timed = (name: string) => `{
+  name: "${name}",
+  nodes: { m: {} },
+  async testScript({ m }) {
+    const fs = await import("node:fs");
+    await m.start();
+    fs.appendFileSync(${JSON.stringify(stamps)}, "${name} up " + Date.now() + "\\n");
+    await m.succeed("sleep 4");
+    fs.appendFileSync(${JSON.stringify(stamps)}, "${name} done " + Date.now() + "\\n");
+  },
+}`;
+    const dir = suite({ one: timed("one"), two: timed("two") });
+    const r = run(["run", "--rerun", "--jobs", "2", "--output-dir", "out"], dir);
+    expect(r.status, r.output).toBe(0);
+    expect(r.output).toContain("2 passed, 0 failed");
+    expect(r.output).toMatch(/^\[one\] /m);
+    expect(r.output).toMatch(/^\[two\] /m);
+    const t = Object.fromEntries(
+      fs
+        .readFileSync(stamps, "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => {
+          const [n, what, at] = l.split(" ");
+          return [`${n} ${what}`, Number(at)];
+        }),
+    );
+    // both machines were up at the same time
+    expect(Math.max(t["one up"]!, t["two up"]!)).toBeLessThan(Math.min(t["one done"]!, t["two done"]!));
+  });
+});
+
+describe("vmrig gc", () => {
+  it("reports what it would free without touching the store", () => {
+    const before = fs.readdirSync(path.join(process.env.VMRIG_CACHE_DIR ?? path.join(os.homedir(), ".cache/vmrig"), "store")).length;
+    const r = run(["gc", "--dry-run"], root);
+    expect(r.status, r.output).toBe(0);
+    expect(r.output).toMatch(/would free \d+ MiB in \d+ store entries and \d+ cached results; kept \d+ entries \(\d+ MiB\) for \d+ tests/);
+    expect(fs.readdirSync(path.join(process.env.VMRIG_CACHE_DIR ?? path.join(os.homedir(), ".cache/vmrig"), "store")).length).toBe(before);
+  });
+});

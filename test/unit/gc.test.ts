@@ -1,0 +1,70 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { gc, recordRoot } from "../../src/driver/gc.js";
+import { recordPass } from "../../src/driver/cache.js";
+import type { NodeImage } from "../../src/image/image.js";
+import { storeDir } from "../../src/image/store.js";
+
+let saved: string | undefined;
+let tmp: string;
+
+beforeEach(() => {
+  saved = process.env.VMRIG_CACHE_DIR;
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-gc-"));
+  process.env.VMRIG_CACHE_DIR = path.join(tmp, "cache");
+});
+afterEach(() => {
+  if (saved === undefined) delete process.env.VMRIG_CACHE_DIR;
+  else process.env.VMRIG_CACHE_DIR = saved;
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+function entry(name: string, ageHours: number, kib = 8): string {
+  const p = path.join(storeDir(), name);
+  fs.mkdirSync(p, { recursive: true });
+  fs.writeFileSync(path.join(p, "data"), Buffer.alloc(kib * 1024));
+  const t = new Date(Date.now() - ageHours * 3600_000);
+  fs.utimesSync(p, t, t);
+  return p;
+}
+
+const image = (entries: string[]): NodeImage => ({ name: "n", disk: "", kernel: "", initrd: "", hash: "", entries });
+
+describe("vmrig gc", () => {
+  it("keeps what the latest build of an existing test uses, and recent or busy entries; removes the rest", async () => {
+    const base = entry("aaa-base-trixie", 48);
+    const pkgs = entry("bbb-packages", 48);
+    const img = entry("ccc-image-server", 48);
+    entry("ddd-image-server", 48, 64); // an older build of the same test
+    const gone = entry("eee-image-client", 48); // used only by a deleted test
+    entry("fff-image-fresh", 0); // younger than the grace period
+    entry("ggg-image-building", 48);
+    fs.writeFileSync(path.join(storeDir(), "ggg-image-building.lock"), "1");
+    const file = path.join(tmp, "a.vmrig.ts");
+    const deleted = path.join(tmp, "deleted.vmrig.ts");
+    fs.writeFileSync(file, "");
+    fs.writeFileSync(deleted, "");
+    recordRoot(file, "a", { server: image([base, pkgs, img]) });
+    recordRoot(deleted, "d", { client: image([base, gone]) });
+    fs.rmSync(deleted);
+    recordPass("k1", { name: "a", file, passedAt: "2026-01-01T00:00:00.000Z", durationMs: 1 });
+    recordPass("k2", { name: "a", file, passedAt: "2026-02-01T00:00:00.000Z", durationMs: 1 });
+    recordPass("k3", { name: "d", file: deleted, passedAt: "2026-02-01T00:00:00.000Z", durationMs: 1 });
+
+    const dry = await gc({ dryRun: true });
+    expect(dry.removedEntries.map((e) => e.name)).toEqual(["ddd-image-server", "eee-image-client"]);
+    expect(fs.existsSync(gone)).toBe(true);
+
+    const r = await gc();
+    expect(r.removedEntries.map((e) => e.name)).toEqual(["ddd-image-server", "eee-image-client"]);
+    expect(r.removedEntries[0]!.kib).toBeGreaterThanOrEqual(64);
+    expect(r.keptEntries).toBe(5);
+    expect(r.tests).toBe(1);
+    expect(r.droppedRoots).toEqual([deleted]);
+    expect(r.removedResults).toBe(2);
+    expect(fs.readdirSync(storeDir()).sort()).toEqual(["aaa-base-trixie", "bbb-packages", "ccc-image-server", "fff-image-fresh", "ggg-image-building", "ggg-image-building.lock"]);
+    expect(fs.readdirSync(path.join(process.env.VMRIG_CACHE_DIR!, "results"))).toEqual(["k2.json"]);
+  });
+});
