@@ -77,7 +77,7 @@ export async function startRepl(loaded: LoadedTest, opts: ReplOptions): Promise<
     keyboard.restore();
   };
   try {
-    session = await openSession(loaded, { ...opts, terminal: () => keyboard.lend() }, logger, result);
+    session = await openSession(loaded, { ...opts, terminal: () => keyboard.lend(), interactive: true }, logger, result);
   } catch (e) {
     await shutdown();
     throw e;

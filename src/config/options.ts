@@ -310,7 +310,12 @@ export const nodeOptions = {
     memorySize: option(t.int, 1024, "Guest memory in MiB."),
     cores: option(t.int, 2, "vCPUs (1 on a one-core host). Under TCG two boot about 1.5× faster than one."),
     diskSize: option(t.int, 2048, "Root file system size in MiB (grown to fit the packages)."),
-    graphics: option(t.bool, true, "NixOS semantics: whether interactive mode (`vmrig repl`) shows the display. Every VM has a display adapter either way, so screenshots always work."),
+    graphics: option(
+      t.bool,
+      true,
+      "NixOS semantics: whether interactive mode (`vmrig repl`) shows the display. Every VM has a display adapter either way, so screenshots always work.",
+      "in `vmrig repl`, QEMU serves the display over VNC on a unix socket in the run's state directory (its path is logged at boot); `vmrig run` never shows one",
+    ),
     resolution: {
       x: option(t.int, 1024, "Display width the adapter offers (EDID)."),
       y: option(t.int, 768, "Display height."),

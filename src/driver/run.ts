@@ -110,7 +110,7 @@ export interface Session {
 /** Build the images, bring up the networks and give the script its context (machines boot on first use). */
 export async function openSession(
   loaded: LoadedTest,
-  opts: Pick<RunOptions, "accel" | "keepVmState" | "terminal">,
+  opts: Pick<RunOptions, "accel" | "keepVmState" | "terminal"> & { interactive?: boolean },
   logger: Logger,
   result: TestResult,
 ): Promise<Session> {
@@ -125,6 +125,7 @@ export async function openSession(
     keepVmState: opts.keepVmState,
     beforeCommand: () => checkConditions(conditions),
     ...(opts.terminal ? { terminal: opts.terminal } : {}),
+    ...(opts.interactive ? { interactive: true } : {}),
   });
   const { machines, configs, vlans, accel } = topology;
   const ctx = makeContext(machines, configs, logger, result, { conditions, vlans, driver: { testName: def.name, resultDir: result.resultDir, accel } });

@@ -57,6 +57,8 @@ export interface TopologyOptions {
   terminal?: () => Terminal;
   /** the test file, recorded as the GC root of its images */
   testFile?: string;
+  /** interactive mode: machines with virtualisation.graphics serve their display (VNC) */
+  interactive?: boolean;
 }
 
 /** Everything a test's machines need, running: switches up, machines ready to boot on first use. */
@@ -128,6 +130,7 @@ export async function createTopology(def: TopologyDefinition, opts: TopologyOpti
             forwardPorts: c.virtualisation.forwardPorts,
             emptyDisks: c.virtualisation.emptyDiskImages,
             resolution: c.virtualisation.resolution,
+            ...(opts.interactive && c.virtualisation.graphics ? { vncSocket: path.join(stateDir, `${name.slice(0, 20)}.vnc`) } : {}),
           }),
         }),
       );

@@ -161,6 +161,7 @@ export class Machine {
               `booted in ${(this.systemdReadyMs / 1000).toFixed(1)} s (shell after ${((vm.bootMs ?? 0) / 1000).toFixed(1)} s)`,
               this.name,
             );
+            if (vm.spec.vncSocket) this.ctx.logger.log(`display: VNC on unix socket ${vm.spec.vncSocket}`, this.name);
           },
           this.name,
         )
@@ -604,7 +605,8 @@ export class Machine {
           // The guest reads exactly `size` bytes from the transfer port while we stream the archive into it.
           const dst = shellQuote(target);
           const cmd = [
-            `port=$(for p in /sys/class/virtio-ports/*; do [ "$(cat "$p/name")" = vmrig.xfer ] && echo "/dev/\${p##*/}"; done)`,
+            // find_port: the backdoor's own lookup of a virtio port by name (guest/backdoor)
+            "port=$(find_port vmrig.xfer)",
             `mkdir -p "$(dirname ${dst})"`,
             `t=$(mktemp -d -p "$(dirname ${dst})" .vmrig-xfer-XXXXXX)`,
             `head -c ${size} "$port" | tar -x -C "$t"`,

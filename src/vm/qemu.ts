@@ -43,6 +43,8 @@ export interface VmSpec {
   /** sizes in MiB of blank extra disks (virtualisation.emptyDiskImages) */
   emptyDisks?: number[];
   resolution?: { x: number; y: number };
+  /** serve the display over VNC on this unix socket (interactive mode with virtualisation.graphics) */
+  vncSocket?: string;
 }
 
 export interface PortForward {
@@ -86,6 +88,7 @@ export function qemuArgs(spec: VmSpec, sockets: Record<SocketName, string>, over
     "-no-user-config",
     "-display",
     "none",
+    ...(spec.vncSocket ? ["-vnc", `unix:${spec.vncSocket}`] : []),
     "-vga",
     "none",
     "-device",

@@ -52,7 +52,10 @@ export default defineTest({
     await waitFor(/^vmrig> $/m, 600);
 
     type("await machine.start(); 'started-' + 6 * 7");
-    await waitFor(/'started-42'/, 300);
+    const booted = await waitFor(/'started-42'/, 300);
+    // virtualisation.graphics (default true): in interactive mode the display is served over VNC
+    const vnc = /display: VNC on unix socket (\S+)/.exec(booted)?.[1];
+    expect(vnc && fs.statSync(vnc).isSocket()).toBe(true);
     const panePid = tmux("display-message", "-p", "-t", session, "#{pane_pid}").trim();
     const children = (pid: string, name: string) =>
       spawnSync("pgrep", ["-P", pid, "-x", name], { encoding: "utf8" }).stdout.split("\n").filter(Boolean);
