@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # Runtime: QEMU, image building, networks. The test suite also drives the REPL through
 # tmux, validates JUnit XML with xmllint and renders the HTML report in chromium.
-PKGS=(qemu-system-x86 qemu-utils mmdebstrap vde2 e2fsprogs cpio xz-utils zstd util-linux openssl ca-certificates
+PKGS=(qemu-system-x86 qemu-utils mmdebstrap vde2 e2fsprogs cpio xz-utils zstd util-linux openssl ca-certificates socat
   tmux libxml2-utils chromium)
 missing=()
 for p in "${PKGS[@]}"; do

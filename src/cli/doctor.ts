@@ -27,6 +27,7 @@ const CHECKS: Check[] = [
   { what: "setpriv (child processes die with vmrig)", command: "setpriv", pkg: "util-linux" },
   { what: "unshare (private mounts while installing packages)", command: "unshare", pkg: "util-linux" },
   { what: "openssl (password hashes)", command: "openssl", pkg: "openssl" },
+  { what: "socat (virtualisation.forwardPorts from the guest)", command: "socat", pkg: "socat" },
 ];
 
 function has(command: string): boolean {

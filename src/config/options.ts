@@ -337,7 +337,7 @@ export const nodeOptions = {
       ),
       [],
       "Ports forwarded between host and guest, through a user-mode NIC (eth0, 10.0.2.15) that reaches nothing else.",
-      "QEMU `-netdev user,restrict=on` with hostfwd/guestfwd; eth0 is a trusted firewall interface",
+      "QEMU `-netdev user,restrict=on` with hostfwd, and guestfwd running `socat` per guest connection; eth0 is a trusted firewall interface",
     ),
     emptyDiskImages: option(t.listOf(t.int), [], "Sizes (MiB) of extra blank disks: /dev/vdb, /dev/vdc, …", "a qcow2 file per disk in the run's state directory, virtio-blk"),
     vlans: option(t.listOf(t.int), [1], "Virtual networks the node joins, as eth1, eth2, …"),

@@ -49,12 +49,15 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
       const stdout = Buffer.concat(out).toString();
       const stderr = Buffer.concat(err).toString();
       if (code === 0) return resolve({ stdout, stderr });
+      const hint = /No space left on device/.test(stderr + stdout)
+        ? "the disk is full: `vmrig gc` frees store entries no test uses; `df -h` shows which file system is out of space"
+        : opts.hint;
       reject(
         new VmrigError(`host command failed (${signal ? `killed by ${signal}` : `exit status ${code}`})`, {
           command: shown,
           status: code,
           output: tail(stderr + stdout, 30),
-          ...(opts.hint ? { hint: opts.hint } : {}),
+          ...(hint ? { hint } : {}),
         }),
       );
     });

@@ -57,10 +57,14 @@ export interface PortForward {
 /** The user-mode NIC: the guest renames it eth0 (slot 0 of the MAC scheme) and gives it QEMU's default address. */
 export const HOST_NIC = { id: "hostfwd", mac: "52:54:00:00:00:01", guestAddress: "10.0.2.15", net: "10.0.2.0/24" } as const;
 
+// A guestfwd to a chardev (`-tcp:host:port`) is one connection QEMU opens at start-up and
+// shares among every guest connection, so a host server that times out an idle connection
+// answers the guest's first request with its error. `cmd:` connects afresh per guest
+// connection; libslirp splits the command like a shell but runs no shell.
 function forwardRule(f: PortForward): string {
   return f.from === "host"
     ? `hostfwd=${f.proto}:${f.host.address}:${f.host.port}-${HOST_NIC.guestAddress}:${f.guest.port}`
-    : `guestfwd=${f.proto}:${f.guest.address}:${f.guest.port}-${f.proto}:${f.host.address}:${f.host.port}`;
+    : `guestfwd=tcp:${f.guest.address}:${f.guest.port}-cmd:socat STDIO TCP:${f.host.address}:${f.host.port}`;
 }
 
 export const emptyDiskPath = (spec: VmSpec, i: number) => path.join(spec.stateDir, `${spec.name}-empty${i}.qcow2`);
