@@ -4,10 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Runtime: QEMU, image building, networks. The test suite also drives the REPL through
-# tmux, validates JUnit XML with xmllint and renders the HTML report in chromium.
+# Runtime: QEMU, image building, networks, OCR (tesseract, for tests with enableOCR).
+# The test suite also drives the REPL through tmux, validates JUnit XML with xmllint and
+# renders the HTML report in chromium.
 PKGS=(qemu-system-x86 qemu-utils mmdebstrap vde2 e2fsprogs cpio xz-utils zstd util-linux openssl ca-certificates socat
-  tmux libxml2-utils chromium)
+  tesseract-ocr tesseract-ocr-eng tmux libxml2-utils chromium)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -14,6 +14,8 @@ interface Check {
   what: string;
   command: string;
   pkg: string;
+  /** only some tests need it: missing is reported, not fatal */
+  optional?: boolean;
 }
 
 const CHECKS: Check[] = [
@@ -28,6 +30,7 @@ const CHECKS: Check[] = [
   { what: "unshare (private mounts while installing packages)", command: "unshare", pkg: "util-linux" },
   { what: "openssl (password hashes)", command: "openssl", pkg: "openssl" },
   { what: "socat (virtualisation.forwardPorts from the guest)", command: "socat", pkg: "socat" },
+  { what: "tesseract (OCR, for tests with enableOCR)", command: "tesseract", pkg: "tesseract-ocr tesseract-ocr-eng", optional: true },
 ];
 
 function has(command: string): boolean {
@@ -45,9 +48,9 @@ export async function doctor(print: (l: string) => void = (l) => process.stdout.
   const missing: string[] = [];
   for (const c of CHECKS) {
     const present = has(c.command);
-    print(`${present ? "ok     " : "MISSING"} ${c.what} (${c.command})`);
+    print(`${present ? "ok     " : c.optional ? "absent " : "MISSING"} ${c.what} (${c.command})`);
     if (!present) {
-      ok = false;
+      if (!c.optional) ok = false;
       missing.push(c.pkg);
     }
   }

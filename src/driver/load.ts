@@ -11,7 +11,11 @@ export interface LoadedTest {
   def: TestDefinition;
   /** the test file and every local module it imports, for the result cache */
   sources: Record<string, string>;
+  /** the OCR methods the script's code calls, found before anything boots (they need enableOCR) */
+  ocrCalls: string[];
 }
+
+const OCR_METHODS = ["getScreenText", "getScreenTextVariants", "waitForText"];
 
 const packageEntry = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "index.js");
 
@@ -72,5 +76,6 @@ export async function loadTest(file: string): Promise<LoadedTest> {
   if (!isTestDefinition(mod.default)) {
     throw configError(`${file} must \`export default defineTest({ … })\``, { hint: 'import { defineTest } from "vmrig"' });
   }
-  return { file: abs, def: mod.default, sources };
+  const ocrCalls = OCR_METHODS.filter((m) => new RegExp(`\\b${m}\\s*\\(`).test(code)).map((m) => `${m}()`);
+  return { file: abs, def: mod.default, sources, ocrCalls };
 }

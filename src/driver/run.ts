@@ -4,7 +4,8 @@ import type { EvaluatedConfig, NodesInfo } from "../config/eval.js";
 import type { Machine, Terminal } from "../machine/machine.js";
 import type { Accel } from "../vm/qemu.js";
 import { createTopology, type Topology } from "./topology.js";
-import { VmrigError, callerLocation, errorMessage } from "../util/errors.js";
+import { VmrigError, callerLocation, configError, errorMessage } from "../util/errors.js";
+import { ocrAvailable } from "../machine/ocr.js";
 import { sleep, within } from "../util/proc.js";
 import { Logger } from "./logger.js";
 import type { LoadedTest } from "./load.js";
@@ -115,6 +116,7 @@ export async function openSession(
   result: TestResult,
 ): Promise<Session> {
   const { def } = loaded;
+  await checkOcr(loaded);
   const conditions = new Set<ActiveCondition>();
   const topology = await createTopology(def, {
     logger,
@@ -126,6 +128,7 @@ export async function openSession(
     beforeCommand: () => checkConditions(conditions),
     ...(opts.terminal ? { terminal: opts.terminal } : {}),
     ...(opts.interactive ? { interactive: true } : {}),
+    enableOCR: def.enableOCR ?? false,
   });
   const { machines, configs, vlans, accel } = topology;
   const ctx = makeContext(machines, configs, logger, result, { conditions, vlans, driver: { testName: def.name, resultDir: result.resultDir, accel } });
@@ -137,6 +140,19 @@ export async function openSession(
       await topology.close();
     },
   };
+}
+
+/** OCR is asked for but tesseract is missing, or used without being asked for: both are bad input, found before anything is built. */
+async function checkOcr(loaded: LoadedTest): Promise<void> {
+  const { def } = loaded;
+  if (def.enableOCR) {
+    const missing = await ocrAvailable();
+    if (missing) throw configError(`test ${def.name} sets enableOCR, but ${missing}`, { hint: "`vmrig doctor` lists what the host is missing" });
+  } else if (loaded.ocrCalls.length > 0) {
+    throw configError(`test ${def.name} calls ${loaded.ocrCalls.join(", ")} without enableOCR`, {
+      hint: "set `enableOCR: true` in defineTest (NixOS: enableOCR = true)",
+    });
+  }
 }
 
 class Deadline extends VmrigError {}

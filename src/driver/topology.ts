@@ -59,6 +59,8 @@ export interface TopologyOptions {
   testFile?: string;
   /** interactive mode: machines with virtualisation.graphics serve their display (VNC) */
   interactive?: boolean;
+  /** the test's enableOCR */
+  enableOCR?: boolean;
 }
 
 /** Everything a test's machines need, running: switches up, machines ready to boot on first use. */
@@ -109,6 +111,7 @@ export async function createTopology(def: TopologyDefinition, opts: TopologyOpti
           resultDir: opts.resultDir,
           ...(opts.beforeCommand ? { beforeCommand: opts.beforeCommand } : {}),
           ...(opts.terminal ? { terminal: opts.terminal } : {}),
+          ocr: opts.enableOCR ?? false,
           spec: () => ({
             name,
             disk: img.disk,

@@ -221,6 +221,7 @@ export async function packageLayer(base: BaseLayer, packages: string[], progress
           }
         },
         hint: "apt could not install the packages; the output above says why",
+        explains: /^(E: |W: |dpkg: |.*(error|failed|not found|cannot|No such)\b)/i,
       });
     },
     () => progress("waiting for another vmrig run that is installing the same packages"),

@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { keyFor } from "./keys.js";
+import { readScreen } from "./ocr.js";
 import { HOST_NIC, Vm, type VmSpec } from "../vm/qemu.js";
 import { BackdoorClosed, CommandTimeout } from "../vm/backdoor.js";
 import type { QmpEvent } from "../vm/qmp.js";
@@ -45,6 +46,8 @@ export interface MachineContext {
   beforeCommand?: () => Promise<void>;
   /** the terminal shell() talks to (default: this process's stdin and stdout) */
   terminal?: () => Terminal;
+  /** the test's enableOCR: getScreenText and waitForText refuse without it */
+  ocr?: boolean;
 }
 
 /** A terminal lent to `shell()`: raw keystrokes in, the guest's screen out. */
@@ -753,6 +756,57 @@ export class Machine {
   dumpTtyContents = async (tty: number): Promise<void> => {
     this.ctx.logger.log(`tty${tty}:\n${(await this.getTtyText(tty)).trimEnd()}`, this.name);
   };
+
+  // ---- OCR ---------------------------------------------------------------------
+
+  /** The text on the screen, read by OCR (needs `enableOCR: true`). */
+  getScreenText = async (): Promise<string> => (await this.readScreenText("getScreenText()", callerLocation(), 1))[0]!;
+
+  /** The screen read by OCR from three preparations of the image; a glyph one misreads another may get right. */
+  getScreenTextVariants = async (): Promise<string[]> => this.readScreenText("getScreenTextVariants()", callerLocation(), 3);
+
+  /** Until OCR finds `pattern` on the screen (in any of the variants), reading it about once a second. */
+  waitForText = async (pattern: Pattern, timeout = DEFAULT_TIMEOUT): Promise<void> => {
+    const location = callerLocation();
+    const re = toRegExp(pattern);
+    const call = `waitForText(${re})`;
+    await this.ctx.logger.nested(
+      `waiting for ${re} on the screen (OCR)`,
+      () =>
+        this.poll(call, timeout, location, async () => {
+          const texts = await this.readScreenText(call, location, 3, (t) => re.test(t));
+          return { done: texts.some((t) => re.test(t)), last: `OCR of the screen read:\n${texts[0]!.trimEnd()}` };
+        }, `${re} on the screen`),
+      this.name,
+    );
+  };
+
+  private ocrDumps = 0;
+
+  private async readScreenText(call: string, location: string | undefined, count: number, accept?: (t: string) => boolean): Promise<string[]> {
+    if (!this.ctx.ocr) {
+      throw this.fail_("OCR is off for this test", call, {
+        location,
+        hint: "set `enableOCR: true` in defineTest (NixOS: enableOCR = true); it needs tesseract on the host",
+      });
+    }
+    const vm = await this.ensureUp();
+    const dump = path.join(vm.spec.stateDir, `${vm.spec.name.slice(0, 20)}.ocr${this.ocrDumps++}.ppm`);
+    try {
+      await vm.qmp!.execute("screendump", { filename: dump });
+      const texts = await readScreen(dump, accept, count);
+      this.ctx.logger.detail(`OCR read ${texts[0]!.length} characters`, this.name);
+      return texts;
+    } catch (e) {
+      if (e instanceof VmrigError && e.machine === undefined) {
+        // tesseract failed on the host: keep its command, output and hint, say where
+        throw this.fail_(`OCR failed: ${e.summary}`, call, { location, command: e.command, status: e.status, output: e.output, hint: e.hint, cause: e });
+      }
+      throw e instanceof VmrigError ? e : this.fail_(`could not read the screen: ${errorMessage(e)}`, call, { location, cause: e });
+    } finally {
+      fs.rmSync(dump, { force: true });
+    }
+  }
 
   // ---- host access -------------------------------------------------------------
 

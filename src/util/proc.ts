@@ -9,11 +9,30 @@ export interface RunOptions {
   onOutput?: (chunk: string) => void;
   /** what to suggest if the command fails */
   hint?: string;
+  /** lines that explain a failure (e.g. dpkg's errors): shown in the report even when they are far from the end */
+  explains?: RegExp;
 }
 
 export interface RunResult {
   stdout: string;
   stderr: string;
+}
+
+/** The output's last lines, after the lines that `explains` picks out of the rest (with the line before each). */
+function explained(output: string, explains: RegExp | undefined): string {
+  const last = tail(output, 30);
+  if (!explains) return last;
+  const lines = output.replace(/\n$/, "").split("\n");
+  const shownFrom = Math.max(0, lines.length - 30);
+  const picked = new Set<number>();
+  lines.forEach((l, i) => {
+    if (i >= shownFrom || !explains.test(l)) return;
+    if (i > 0) picked.add(i - 1);
+    picked.add(i);
+  });
+  if (picked.size === 0) return last;
+  const earlier = [...picked].filter((i) => i < shownFrom).sort((a, b) => a - b).slice(-40).map((i) => lines[i]);
+  return `(the lines that explain it, from earlier in the output)\n${earlier.join("\n")}\n(the end of the output)\n${last}`;
 }
 
 /** Run a host command to completion; a non-zero exit throws with the command and its output. */
@@ -26,12 +45,17 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
     });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
+    // both streams in the order they came: an error report must show a tool's errors
+    // where they happened, not all of stderr before all of stdout
+    const both: Buffer[] = [];
     child.stdout!.on("data", (d: Buffer) => {
       out.push(d);
+      both.push(d);
       opts.onOutput?.(d.toString());
     });
     child.stderr!.on("data", (d: Buffer) => {
       err.push(d);
+      both.push(d);
       opts.onOutput?.(d.toString());
     });
     if (opts.input !== undefined) child.stdin!.end(opts.input);
@@ -49,14 +73,15 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
       const stdout = Buffer.concat(out).toString();
       const stderr = Buffer.concat(err).toString();
       if (code === 0) return resolve({ stdout, stderr });
-      const hint = /No space left on device/.test(stderr + stdout)
+      const combined = Buffer.concat(both).toString();
+      const hint = /No space left on device/.test(combined)
         ? "the disk is full: `vmrig gc` frees store entries no test uses; `df -h` shows which file system is out of space"
         : opts.hint;
       reject(
         new VmrigError(`host command failed (${signal ? `killed by ${signal}` : `exit status ${code}`})`, {
           command: shown,
           status: code,
-          output: tail(stderr + stdout, 30),
+          output: explained(combined, opts.explains),
           ...(hint ? { hint } : {}),
         }),
       );

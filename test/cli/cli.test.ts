@@ -50,6 +50,17 @@ describe("vmrig run (black box)", () => {
     expect(r.output).not.toContain("starting vm");
   });
 
+  it("catches OCR calls in a test without enableOCR before anything is built: exit 2", () => {
+    const r = runInline(
+      "noocr",
+      `{ name: "noocr", nodes: { machine: {} }, async testScript({ machine }) { await machine.waitForText(/login/); } }`,
+    );
+    expect(r.status).toBe(2);
+    expect(r.output).toContain("test noocr calls waitForText() without enableOCR");
+    expect(r.output).toContain("set `enableOCR: true` in defineTest");
+    expect(r.output).not.toContain("building images");
+  });
+
   it("fails a succeed() of a command that exits 3 with exit 1, a full report, and no QEMU left", () => {
     const before = qemuPids();
     const r = runInline(

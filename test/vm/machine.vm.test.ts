@@ -20,7 +20,7 @@ beforeAll(async () => {
   const logger = new Logger(path.join(resultDir, "log.txt"), (l) => lines.push(l));
   topo = await createTopology(
     { name: "api", nodes: { a: {}, b: { networking: { firewall: { allowedTCPPorts: [1234] } } } } },
-    { logger, resultDir, sourceDir: process.cwd(), accel: "auto", keepVmState: false },
+    { logger, resultDir, sourceDir: process.cwd(), accel: "auto", keepVmState: false, enableOCR: true },
   );
   [a, b] = topo.machines as [Machine, Machine];
   await Promise.all([a.start(), b.start()]);
@@ -193,6 +193,18 @@ describe("console, keyboard, screen, QEMU", () => {
     const file = await a.screenshot("screen");
     expect(file).toBe(path.join(resultDir, "screen.png"));
     expect(fs.readFileSync(file).subarray(1, 4).toString()).toBe("PNG");
+  });
+
+  it("reads the screen by OCR: getScreenText, its variants, waitForText", async () => {
+    // tty8 has no getty (logind starts them on tty1-6), so nothing redraws it under us
+    await a.succeed("chvt 8", "printf '\\033[2J\\033[HVMRIG OCR CHECK 4711\\n\\nThe quick brown fox jumps over the lazy dog.\\n' > /dev/tty8");
+    await a.waitForText(/OCR CHECK 4711/, 60);
+    expect(await a.getScreenText()).toMatch(/quick brown fox jumps over the lazy dog/);
+    const variants = await a.getScreenTextVariants();
+    expect(variants).toHaveLength(3);
+    for (const v of variants) expect(v).toMatch(/4711/);
+    await rejectsWith(a.waitForText(/not on the screen/, 2), "a.waitForText(/not on the screen/): timed out after 2 s", "OCR of the screen read:", "CHECK 4711");
+    await a.succeed("chvt 1");
   });
 
   it("talks QMP and the human monitor, and waits for QMP events", async () => {

@@ -1,0 +1,169 @@
+import fs from "node:fs";
+import { run } from "../util/proc.js";
+
+/**
+ * OCR of a machine's screen with Debian's tesseract. The screen arrives as the PPM
+ * that QEMU's screendump writes; preparing it here (not with ImageMagick, as the
+ * NixOS driver does) keeps the host dependency to tesseract alone.
+ */
+
+/** An 8-bit grey image. */
+export interface Gray {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
+/** Parse a binary PPM (P6) or PGM (P5) with maxval 255 into luminance. */
+export function parsePnm(buf: Buffer): Gray {
+  let pos = 0;
+  const token = (): string => {
+    for (;;) {
+      while (pos < buf.length && /\s/.test(String.fromCharCode(buf[pos]!))) pos++;
+      if (buf[pos] !== 0x23) break; // '#': a comment runs to the end of the line
+      while (pos < buf.length && buf[pos] !== 0x0a) pos++;
+    }
+    const start = pos;
+    while (pos < buf.length && !/\s/.test(String.fromCharCode(buf[pos]!))) pos++;
+    return buf.toString("latin1", start, pos);
+  };
+  const magic = token();
+  if (magic !== "P6" && magic !== "P5") throw new Error(`not a binary PPM/PGM (magic ${JSON.stringify(magic)})`);
+  const width = Number(token());
+  const height = Number(token());
+  const maxval = Number(token());
+  if (!(width > 0 && height > 0) || maxval !== 255) throw new Error(`unsupported PNM header: ${width}x${height}, maxval ${maxval}`);
+  pos++; // the single whitespace byte before the raster
+  const channels = magic === "P6" ? 3 : 1;
+  if (buf.length - pos < width * height * channels) throw new Error("PNM raster is truncated");
+  const data = new Uint8Array(width * height);
+  for (let i = 0, p = pos; i < data.length; i++, p += channels) {
+    // ITU-R BT.601 luma, in integers
+    data[i] = channels === 1 ? buf[p]! : (buf[p]! * 299 + buf[p + 1]! * 587 + buf[p + 2]! * 114 + 500) / 1000;
+  }
+  return { width, height, data };
+}
+
+export function toPgm(img: Gray): Buffer {
+  return Buffer.concat([Buffer.from(`P5\n${img.width} ${img.height}\n255\n`, "latin1"), Buffer.from(img.data)]);
+}
+
+/** Tesseract reads dark text on a light page best; a console is light text on black. */
+export function darkOnLight(img: Gray): Gray {
+  let sum = 0;
+  for (const v of img.data) sum += v;
+  if (sum / img.data.length >= 128) return img;
+  return { ...img, data: img.data.map((v) => 255 - v) };
+}
+
+/** Stretch the grey levels to the full 0–255 range. */
+export function stretch(img: Gray): Gray {
+  let lo = 255;
+  let hi = 0;
+  for (const v of img.data) {
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  if (hi - lo < 1 || (lo === 0 && hi === 255)) return img;
+  const k = 255 / (hi - lo);
+  return { ...img, data: img.data.map((v) => Math.round((v - lo) * k)) };
+}
+
+/** Bilinear upscaling: VGA text glyphs are ~9 px wide, tesseract wants ~20–30 px letters. */
+export function upscale(img: Gray, factor: number): Gray {
+  const width = Math.round(img.width * factor);
+  const height = Math.round(img.height * factor);
+  const data = new Uint8Array(width * height);
+  const { data: src, width: sw, height: sh } = img;
+  for (let y = 0; y < height; y++) {
+    const fy = Math.min(sh - 1, Math.max(0, (y + 0.5) / factor - 0.5));
+    const y0 = Math.floor(fy);
+    const y1 = Math.min(sh - 1, y0 + 1);
+    const wy = fy - y0;
+    for (let x = 0; x < width; x++) {
+      const fx = Math.min(sw - 1, Math.max(0, (x + 0.5) / factor - 0.5));
+      const x0 = Math.floor(fx);
+      const x1 = Math.min(sw - 1, x0 + 1);
+      const wx = fx - x0;
+      const top = src[y0 * sw + x0]! * (1 - wx) + src[y0 * sw + x1]! * wx;
+      const bottom = src[y1 * sw + x0]! * (1 - wx) + src[y1 * sw + x1]! * wx;
+      data[y * width + x] = Math.round(top * (1 - wy) + bottom * wy);
+    }
+  }
+  return { width, height, data };
+}
+
+/** Black and white at Otsu's threshold (the one that best separates two grey populations). */
+export function binarize(img: Gray): Gray {
+  const hist = new Array<number>(256).fill(0);
+  for (const v of img.data) hist[v]!++;
+  const total = img.data.length;
+  let sumAll = 0;
+  for (let i = 0; i < 256; i++) sumAll += i * hist[i]!;
+  let sumB = 0;
+  let weightB = 0;
+  let best = 0;
+  let threshold = 127;
+  for (let t = 0; t < 256; t++) {
+    weightB += hist[t]!;
+    if (weightB === 0) continue;
+    const weightF = total - weightB;
+    if (weightF === 0) break;
+    sumB += t * hist[t]!;
+    const meanB = sumB / weightB;
+    const meanF = (sumAll - sumB) / weightF;
+    const between = weightB * weightF * (meanB - meanF) ** 2;
+    if (between > best) {
+      best = between;
+      threshold = t;
+    }
+  }
+  return { ...img, data: img.data.map((v) => (v > threshold ? 255 : 0)) };
+}
+
+/**
+ * The images OCR reads, best first: the screen prepared for tesseract (dark on light,
+ * contrast stretched, upscaled ×3), the same in pure black and white, and the screen
+ * as QEMU drew it. Different glyphs survive different preparations, so
+ * `getScreenTextVariants()` offers all three, as the NixOS driver does.
+ */
+export function ocrImages(screen: Gray): Gray[] {
+  const prepared = upscale(stretch(darkOnLight(screen)), 3);
+  return [prepared, binarize(prepared), screen];
+}
+
+/** Run tesseract on one image file. One thread: the host's cores belong to the VMs. */
+export async function tesseract(file: string): Promise<string> {
+  const { stdout } = await run("tesseract", [file, "stdout", "-l", "eng", "--psm", "3"], {
+    env: { ...process.env, OMP_THREAD_LIMIT: "1" },
+    hint: "OCR needs tesseract with English data: apt install tesseract-ocr tesseract-ocr-eng (scripts/setup.sh installs them)",
+  });
+  return stdout.replace(/\f/g, "").trimEnd();
+}
+
+/** Write the OCR images of a screen dump next to it and read each; stops early once `accept` says yes. */
+export async function readScreen(ppmFile: string, accept: (text: string) => boolean = () => false, count = 3): Promise<string[]> {
+  const images = ocrImages(parsePnm(fs.readFileSync(ppmFile))).slice(0, count);
+  const texts: string[] = [];
+  for (const [i, img] of images.entries()) {
+    const file = `${ppmFile}.${i}.pgm`;
+    fs.writeFileSync(file, toPgm(img));
+    try {
+      texts.push(await tesseract(file));
+    } finally {
+      fs.rmSync(file, { force: true });
+    }
+    if (accept(texts[texts.length - 1]!)) break;
+  }
+  return texts;
+}
+
+/** Whether tesseract and its English data are installed (checked before any VM boots). */
+export async function ocrAvailable(): Promise<string | undefined> {
+  try {
+    const { stdout } = await run("tesseract", ["--list-langs"]);
+    return /^eng$/m.test(stdout) ? undefined : "tesseract has no English data: apt install tesseract-ocr-eng";
+  } catch {
+    return "tesseract is not installed: apt install tesseract-ocr tesseract-ocr-eng (scripts/setup.sh installs them)";
+  }
+}
