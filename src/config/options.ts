@@ -293,6 +293,12 @@ export const nodeOptions = {
     kernel: {
       sysctl: option(t.attrsOf(t.either(t.str, t.int, t.bool)), {}, "Kernel parameters.", "/etc/sysctl.d/90-vmrig.conf, applied by systemd-sysctl and before the network comes up"),
     },
+    kernelParams: option(
+      t.listOf(t.str),
+      [],
+      "Extra kernel command-line parameters.",
+      "appended to QEMU's -append after vmrig's own (console, root, panic=1), so a later one wins where the kernel takes the last",
+    ),
   },
   fileSystems: option(
     t.attrsOf(

@@ -133,6 +133,7 @@ export async function createTopology(def: TopologyDefinition, opts: TopologyOpti
             forwardPorts: c.virtualisation.forwardPorts,
             emptyDisks: c.virtualisation.emptyDiskImages,
             resolution: c.virtualisation.resolution,
+            kernelParams: c.boot.kernelParams,
             ...(opts.interactive && c.virtualisation.graphics ? { vncSocket: path.join(stateDir, `${name.slice(0, 20)}.vnc`) } : {}),
           }),
         }),

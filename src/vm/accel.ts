@@ -58,8 +58,11 @@ export function probeAccel(accel: Accel, kernel?: string, timeoutMs = kernel ? 8
 export function accelArgs(accel: Accel): string[] {
   // Under multi-threaded TCG (QEMU 7.2) the trixie kernel's SLUB double-faults
   // on cmpxchg16b in about half of all boots; without cx16 it takes its locked path.
+  // rdrand seeds the kernel's CRNG before the second CPU starts: without it the CRNG
+  // becomes ready seconds into userspace and the kernel live-patches get_random_u64()
+  // while the other vCPU runs it, which MTTCG sometimes gets wrong (an "Oops: int3").
   // tb-size caps the translation cache: ~180 MiB less RSS per VM at no cost.
-  return accel === "kvm" ? ["-accel", "kvm", "-cpu", "host"] : ["-accel", "tcg,tb-size=64", "-cpu", "qemu64,-cx16"];
+  return accel === "kvm" ? ["-accel", "kvm", "-cpu", "host"] : ["-accel", "tcg,tb-size=64", "-cpu", "qemu64,-cx16,+rdrand"];
 }
 
 let cached: Promise<Accel> | undefined;

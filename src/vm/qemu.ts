@@ -45,6 +45,8 @@ export interface VmSpec {
   resolution?: { x: number; y: number };
   /** serve the display over VNC on this unix socket (interactive mode with virtualisation.graphics) */
   vncSocket?: string;
+  /** appended to the kernel command line (boot.kernelParams) */
+  kernelParams?: string[];
 }
 
 export interface PortForward {
@@ -102,7 +104,7 @@ export function qemuArgs(spec: VmSpec, sockets: Record<SocketName, string>, over
     "-initrd",
     spec.initrd,
     "-append",
-    "console=tty1 console=ttyS0,115200 vmrig.root=/dev/vda panic=1 net.ifnames=0 loglevel=4 systemd.show_status=true",
+    ["console=tty1 console=ttyS0,115200 vmrig.root=/dev/vda panic=1 net.ifnames=0 loglevel=4 systemd.show_status=true", ...(spec.kernelParams ?? [])].join(" "),
     "-drive",
     `file=${overlay},if=none,id=root,format=qcow2,cache=unsafe,discard=unmap`,
     "-device",

@@ -103,6 +103,22 @@ describe("vmrig run (black box)", () => {
 describe("clean-up", () => {
   const runDirs = () => fs.readdirSync(os.tmpdir()).filter((e) => /^vmrig-[A-Za-z0-9]{6}$/.test(e));
 
+  it("ends a boot whose kernel crashes at once, boots once more under TCG, then fails naming the crash", () => {
+    const before = qemuPids();
+    // No init in the initrd and no root= for the kernel's own fallback: a panic on every boot.
+    const r = runInline(
+      "panics",
+      `{ name: "panics", nodes: { machine: { boot: { kernelParams: ["rdinit=/nonexistent"] } } }, async testScript({ machine }) { await machine.start(); } }`,
+    );
+    expect(r.status).toBe(1);
+    expect(r.output).toMatch(/the guest kernel crashed while booting \(.*Kernel panic - not syncing.*\); booting again/);
+    expect(r.output).toMatch(/machine\.start\(\): the guest kernel crashed while booting: .*Kernel panic - not syncing/);
+    expect(r.output).toContain("hint: it crashed on both boots, so it is not one of TCG's rare races");
+    expect(r.output).toContain("Call Trace:"); // the trace after the crash line is kept
+    expect(r.output).not.toContain("within 300 s");
+    expect(qemuPids().filter((p) => !before.includes(p))).toEqual([]);
+  });
+
   it("on Ctrl-C stops every VM and switch, removes its temp dir, and exits 1", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-cli-"));
     const file = path.join(dir, "interrupted.vmrig.ts");

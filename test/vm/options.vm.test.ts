@@ -20,7 +20,7 @@ beforeAll(async () => {
       nodes: {
         server: {
           virtualisation: { vlans: [1, 2] },
-          boot: { kernel: { sysctl: { "vm.swappiness": 7 } } },
+          boot: { kernel: { sysctl: { "vm.swappiness": 7 } }, kernelParams: ["vmrig.test=42", "quiet"] },
           systemd: { tmpfiles: { rules: ["d /var/lib/from-tmpfiles 0750 www-data www-data -"] } },
           services: { getty: { autoLoginUser: "alice" } },
           users: { users: { alice: { isNormalUser: true } } },
@@ -51,8 +51,10 @@ afterAll(async () => {
 });
 
 describe("system options on a real VM", () => {
-  it("applies boot.kernel.sysctl", async () => {
+  it("applies boot.kernel.sysctl and boot.kernelParams", async () => {
     expect(await server.succeed("cat /proc/sys/vm/swappiness")).toBe("7\n");
+    expect(await server.succeed("cat /proc/cmdline")).toMatch(/ panic=1 .* vmrig\.test=42 quiet\n$/);
+    expect(await client.succeed("cat /proc/cmdline")).not.toContain("vmrig.test");
   });
 
   it("applies systemd.tmpfiles.rules", async () => {
