@@ -2,9 +2,9 @@ import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { ensureEntry, type StoreEntry } from "./store.js";
+import { cacheRoot, ensureEntry, type StoreEntry } from "./store.js";
 import { run } from "../util/proc.js";
-import { configError } from "../util/errors.js";
+import { VmrigError, configError } from "../util/errors.js";
 
 /**
  * The documented base set: every image has these (SPEC §2), plus what vmrig
@@ -184,6 +184,22 @@ export interface PackageLayer extends StoreEntry {
   rootfs: string;
 }
 
+/** Lines of apt's output that explain a failure, for the error report. */
+const APT_ERRORS = /^(E: |W: |dpkg: |.*(error|failed|not found|cannot|No such)\b)/i;
+
+/** Keep a failed build's whole output where the user can read it after the run. */
+function saveBuildLog(name: string, text: string): string {
+  const dir = path.join(cacheRoot(), "logs");
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, `${new Date().toISOString().replace(/[:.]/g, "-")}-${name}.log`);
+  fs.writeFileSync(file, text);
+  return file;
+}
+
+function errorFields(e: VmrigError) {
+  return { kind: e.kind, command: e.command, status: e.status, output: e.output, location: e.location, cause: e };
+}
+
 /**
  * Base plus the node's packages. Keyed by the sorted package set only, so nodes
  * with the same packages share it and config-only changes never re-run apt.
@@ -198,7 +214,6 @@ export async function packageLayer(base: BaseLayer, packages: string[], progress
     async (tmp) => {
       const root = path.join(tmp, "root");
       progress(`installing ${wanted.join(" ")} (apt, once per package set)`);
-      await run("cp", ["-a", "--reflink=auto", base.rootfs, root]);
       // A private mount namespace: the chroot's mounts vanish with the shell.
       const script = `
         set -e
@@ -213,16 +228,35 @@ export async function packageLayer(base: BaseLayer, packages: string[], progress
         rm -f "$ROOT/usr/sbin/policy-rc.d"
         : > "$ROOT/etc/resolv.conf"
       `;
-      await run("unshare", ["--mount", "--propagation", "private", "--", "sh", "-c", script, "sh", root, ...wanted], {
-        env: { ...process.env, ROOT: root },
-        onOutput: (chunk) => {
-          for (const m of chunk.matchAll(/^(Get:\d+ \S+ \S+ \S+ (\S+)|Setting up (\S+))/gm)) {
-            progress(`  apt: ${m[2] ? `downloading ${m[2]}` : `setting up ${m[3]}`}`);
+      // Once more from a clean copy if apt fails: a mirror or DNS hiccup must not fail a
+      // test run (one cold CI run lost two package sets to a failure seen only once).
+      for (let attempt = 1; ; attempt++) {
+        fs.rmSync(root, { recursive: true, force: true });
+        await run("cp", ["-a", "--reflink=auto", base.rootfs, root]);
+        let log = "";
+        try {
+          await run("unshare", ["--mount", "--propagation", "private", "--", "sh", "-c", script, "sh", root, ...wanted], {
+            env: { ...process.env, ROOT: root },
+            onOutput: (chunk) => {
+              log += chunk;
+              for (const m of chunk.matchAll(/^(Get:\d+ \S+ \S+ \S+ (\S+)|Setting up (\S+))/gm)) {
+                progress(`  apt: ${m[2] ? `downloading ${m[2]}` : `setting up ${m[3]}`}`);
+              }
+            },
+            hint: "apt could not install the packages; the output above says why",
+            explains: APT_ERRORS,
+          });
+          return;
+        } catch (e) {
+          if (!(e instanceof VmrigError)) throw e;
+          const saved = saveBuildLog(`apt-${wanted.slice(0, 3).join("-")}`, log);
+          if (attempt >= 2) {
+            throw new VmrigError(e.summary, { ...errorFields(e), hint: `${e.hint ?? ""}; apt's whole output: ${saved}` });
           }
-        },
-        hint: "apt could not install the packages; the output above says why",
-        explains: /^(E: |W: |dpkg: |.*(error|failed|not found|cannot|No such)\b)/i,
-      });
+          const why = log.split("\n").find((l) => /^(E: |dpkg: error)/.test(l)) ?? e.summary;
+          progress(`  apt failed (${why.trim()}); once more from a clean copy (apt's whole output: ${saved})`);
+        }
+      }
     },
     () => progress("waiting for another vmrig run that is installing the same packages"),
   );
