@@ -10,6 +10,7 @@ import { buildNodeImage, prepareBases } from "../dist/image/image.js";
 import { storeDir } from "../dist/image/store.js";
 import { resolveAccel } from "../dist/vm/accel.js";
 import { Vm } from "../dist/vm/qemu.js";
+import { ocrAvailable, readScreen } from "../dist/machine/ocr.js";
 
 const args = process.argv.slice(2);
 const boots = Number(args[args.indexOf("--boots") + 1] || 3) || 3;
@@ -69,6 +70,8 @@ const bootTimes = [];
 const systemdTimes = [];
 let rtts = [];
 let rss;
+const ocrTimes = [];
+let variantsMs;
 try {
   for (let i = 0; i < boots; i++) {
     const vm = new Vm({
@@ -97,6 +100,22 @@ try {
         }
         rtts = { during: rtts, idle: after };
         rss = Number(fs.readFileSync(`/proc/${vm.pid}/status`, "utf8").match(/VmRSS:\s+(\d+)/)[1]) / 1024;
+        if (!(await ocrAvailable())) {
+          // what getScreenText() does: screendump, prepare, one tesseract run
+          await vm.backdoor.run("chvt 8; printf '\\033[2J\\033[Hvmrig bench: OCR of a text console\\n' > /dev/tty8");
+          const dump = path.join(dir, "screen.ppm");
+          for (let j = 0; j < 3; j++) {
+            const t = performance.now();
+            await vm.qmp.execute("screendump", { filename: dump });
+            const [text] = await readScreen(dump, () => false, 1);
+            ocrTimes.push(performance.now() - t);
+            if (!/OCR of a text console/.test(text)) console.log(`  (OCR misread the bench text: ${JSON.stringify(text)})`);
+          }
+          const t = performance.now();
+          await vm.qmp.execute("screendump", { filename: dump });
+          await readScreen(dump, () => false, 3);
+          variantsMs = performance.now() - t;
+        }
       }
     } finally {
       await vm.kill();
@@ -113,3 +132,10 @@ console.log(`  all: ${systemdTimes.map(fmt).join(", ")}  (Machine.start() waits 
 row("succeed(\"true\") round trip, median of 50, idle", `${median(rtts.idle).toFixed(1)} ms`, "≤ 10 ms");
 row("  … while systemd is still booting", `${median(rtts.during).toFixed(1)} ms`);
 row("QEMU RSS after boot (1024 MiB guest)", `${rss.toFixed(0)} MiB`);
+if (ocrTimes.length) {
+  row("getScreenText() (OCR of the screen), median of 3", fmt(median(ocrTimes)));
+  console.log(`  all: ${ocrTimes.map(fmt).join(", ")}; the NixOS driver's anchor is ~10 s per screenshot (ratio ${(median(ocrTimes) / 10000).toFixed(2)})`);
+  row("getScreenTextVariants() (three images)", fmt(variantsMs));
+} else {
+  console.log("OCR: tesseract is not installed, not measured");
+}

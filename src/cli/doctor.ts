@@ -62,10 +62,14 @@ export async function doctor(print: (l: string) => void = (l) => process.stdout.
   if (has("qemu-system-x86_64")) {
     const kernel = findKernel();
     if (!kernel) print("(no Debian kernel built yet: KVM is probed with a minimal BIOS only; `vmrig run` probes with the real kernel)");
-    const kvm = await probeAccel("kvm", kernel);
-    const tcg = await probeAccel("tcg", kernel);
-    print(`${kvm ? "ok     " : "no     "} KVM (probed by running a guest${kvm ? "" : "; /dev/kvm may exist but does not run one"})`);
-    print(`${tcg ? "ok     " : "BROKEN "} TCG software emulation`);
+    const kvmProbe = await probeAccel("kvm", kernel);
+    // once more if it fails: on a busy shared host one boot to the banner can be slow
+    let tcgProbe = await probeAccel("tcg", kernel);
+    if (!tcgProbe.ok) tcgProbe = await probeAccel("tcg", kernel, 20_000);
+    const kvm = kvmProbe.ok;
+    const tcg = tcgProbe.ok;
+    print(`${kvm ? "ok     " : "no     "} KVM (probed by running a guest${kvm ? "" : `; /dev/kvm may exist but does not run one: ${kvmProbe.why ?? "?"}`})`);
+    print(`${tcg ? "ok     " : "BROKEN "} TCG software emulation${tcg ? "" : ` (${tcgProbe.why ?? "?"})`}`);
     print(`\nvmrig will use: ${kvm ? "kvm" : tcg ? "tcg (expect boots of ~5 s per VM)" : "nothing: QEMU cannot run guests"}`);
     if (!tcg) ok = false;
   }

@@ -236,7 +236,9 @@ program
     for (const f of r.droppedRoots) process.stdout.write(`forgot ${f} (the test file is gone)\n`);
     process.stdout.write(
       `${o.dryRun ? "would free" : "freed"} ${mib(freed)} in ${r.removedEntries.length} store entries and ${r.removedResults} cached results; ` +
-        `kept ${r.keptEntries} entries (${mib(r.keptKib)}) for ${r.tests} tests and for builds of the last ${o.grace} min\n`,
+        `kept ${r.keptEntries} entries (${mib(r.keptKib)}) for ${r.tests} tests and for builds of the last ${o.grace} min` +
+        (r.removedLogs ? `; ${o.dryRun ? "would remove" : "removed"} ${r.removedLogs} failed-build logs older than a week` : "") +
+        "\n",
     );
   });
 

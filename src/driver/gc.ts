@@ -43,7 +43,11 @@ export interface GcReport {
   tests: number;
   droppedRoots: string[];
   removedResults: number;
+  /** outputs of failed builds (`<cache>/logs/`) older than a week */
+  removedLogs: number;
 }
+
+const LOG_KEEP_MS = 7 * 24 * 3600_000;
 
 export async function gc(opts: { graceMs?: number; dryRun?: boolean } = {}): Promise<GcReport> {
   const dryRun = opts.dryRun ?? false;
@@ -81,5 +85,13 @@ export async function gc(opts: { graceMs?: number; dryRun?: boolean } = {}): Pro
     removedResults++;
     if (!dryRun) fs.rmSync(r.path, { force: true });
   }
-  return { removedEntries: store.removed, keptEntries: store.kept, keptKib: store.keptKib, tests, droppedRoots, removedResults };
+  const logsDir = path.join(cacheRoot(), "logs");
+  let removedLogs = 0;
+  for (const f of fs.existsSync(logsDir) ? fs.readdirSync(logsDir) : []) {
+    const p = path.join(logsDir, f);
+    if (Date.now() - fs.statSync(p).mtimeMs < LOG_KEEP_MS) continue;
+    removedLogs++;
+    if (!dryRun) fs.rmSync(p, { force: true });
+  }
+  return { removedEntries: store.removed, keptEntries: store.kept, keptKib: store.keptKib, tests, droppedRoots, removedResults, removedLogs };
 }

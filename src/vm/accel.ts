@@ -3,6 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { Accel } from "./qemu.js";
+import { within } from "../util/proc.js";
 
 /**
  * A 64 KiB BIOS whose reset vector writes "K" to the serial port and halts:
@@ -16,13 +17,19 @@ function probeBios(): Buffer {
   return bios;
 }
 
+export interface ProbeResult {
+  ok: boolean;
+  /** why not: QEMU's stderr, or what the guest printed before the time ran out */
+  why?: string;
+}
+
 /**
  * Does `accel` run a guest here? With a kernel, boot it with the CPU flags real
  * VMs use until it prints its banner (a BIOS that runs is not enough: on some
  * hosts KVM runs real mode but dies on the kernel's first MSR write).
  */
-export function probeAccel(accel: Accel, kernel?: string, timeoutMs = kernel ? 8000 : 3000): Promise<boolean> {
-  if (accel === "kvm" && !fs.existsSync("/dev/kvm")) return Promise.resolve(false);
+export function probeAccel(accel: Accel, kernel?: string, timeoutMs = kernel ? 8000 : 3000): Promise<ProbeResult> {
+  if (accel === "kvm" && !fs.existsSync("/dev/kvm")) return Promise.resolve({ ok: false, why: "/dev/kvm does not exist" });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-probe-"));
   const bios = path.join(dir, "bios.bin");
   fs.writeFileSync(bios, probeBios());
@@ -32,25 +39,38 @@ export function probeAccel(accel: Accel, kernel?: string, timeoutMs = kernel ? 8
     const child = spawn(
       "setpriv",
       ["--pdeathsig", "KILL", "--", "qemu-system-x86_64", ...accelArgs(accel), "-machine", "pc", "-nodefaults", "-display", "none", "-serial", "stdio", ...guest],
-      { stdio: ["ignore", "pipe", "ignore"] },
+      { stdio: ["ignore", "pipe", "pipe"] },
     );
     let seen = "";
+    let stderr = "";
     let done = false;
-    const finish = (ok: boolean) => {
+    const exited = new Promise<void>((r) => child.once("close", () => r()));
+    const finish = (result: ProbeResult) => {
       if (done) return;
       done = true;
       clearTimeout(timer);
       child.kill("SIGKILL");
-      fs.rmSync(dir, { recursive: true, force: true });
-      resolve(ok);
+      // Resolve only once this QEMU is gone: a KVM guest spinning in the kernel must not
+      // still hold a core while the next probe (or VM) runs.
+      void within(exited, 5000).then(() => {
+        fs.rmSync(dir, { recursive: true, force: true });
+        resolve(result);
+      });
     };
-    const timer = setTimeout(() => finish(false), timeoutMs);
+    const timer = setTimeout(
+      () => finish({ ok: false, why: `no ${JSON.stringify(expect)} within ${timeoutMs} ms${stderr ? `; QEMU said: ${stderr.trim()}` : seen ? `; the guest printed: ${seen.trim().slice(-120)}` : ""}` }),
+      timeoutMs,
+    );
     child.stdout.on("data", (d: Buffer) => {
       seen = (seen + d.toString("latin1")).slice(-200);
-      if (seen.includes(expect)) finish(true);
+      if (seen.includes(expect)) finish({ ok: true });
     });
-    child.on("error", () => finish(false));
-    child.on("exit", () => finish(false));
+    child.stderr.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-500)));
+    child.on("error", (e) => finish({ ok: false, why: e.message }));
+    child.on("exit", (code, sig) => {
+      // let the streams drain: the banner or QEMU's complaint may still be in flight
+      setTimeout(() => finish(seen.includes(expect) ? { ok: true } : { ok: false, why: `QEMU exited (${sig ?? `status ${code}`})${stderr ? `: ${stderr.trim()}` : ""}` }), 50);
+    });
   });
 }
 
@@ -70,6 +90,6 @@ let cached: Promise<Accel> | undefined;
 /** `auto`: KVM if the test's kernel really boots under it, else TCG. */
 export function resolveAccel(wanted: "auto" | Accel, kernel?: string): Promise<Accel> {
   if (wanted !== "auto") return Promise.resolve(wanted);
-  cached ??= probeAccel("kvm", kernel).then((ok) => (ok ? "kvm" : "tcg"));
+  cached ??= probeAccel("kvm", kernel).then((r) => (r.ok ? "kvm" : "tcg"));
   return cached;
 }

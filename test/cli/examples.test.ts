@@ -14,7 +14,7 @@ function run(file: string, extra: string[] = []) {
 }
 
 describe("examples from the seeds and SPEC §5 (real VMs)", () => {
-  for (const name of ["ping", "nat", "link-failure", "mysql-replication", "goldenbook", "postgres-rest"]) {
+  for (const name of ["ping", "nat", "link-failure", "mysql-replication", "goldenbook", "postgres-rest", "console-login"]) {
     it(`examples/${name}.vmrig.ts passes`, () => {
       const r = run(path.join(root, "examples", `${name}.vmrig.ts`));
       expect(r.output).toContain("1 passed, 0 failed");

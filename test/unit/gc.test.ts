@@ -53,7 +53,15 @@ describe("vmrig gc", () => {
     recordPass("k2", { name: "a", file, passedAt: "2026-02-01T00:00:00.000Z", durationMs: 1 });
     recordPass("k3", { name: "d", file: deleted, passedAt: "2026-02-01T00:00:00.000Z", durationMs: 1 });
 
+    const logs = path.join(process.env.VMRIG_CACHE_DIR!, "logs");
+    fs.mkdirSync(logs, { recursive: true });
+    fs.writeFileSync(path.join(logs, "old-apt.log"), "E: old");
+    fs.writeFileSync(path.join(logs, "new-apt.log"), "E: new");
+    const weekAgo = new Date(Date.now() - 8 * 24 * 3600_000);
+    fs.utimesSync(path.join(logs, "old-apt.log"), weekAgo, weekAgo);
+
     const dry = await gc({ dryRun: true });
+    expect(dry.removedLogs).toBe(1);
     expect(dry.removedEntries.map((e) => e.name)).toEqual(["ddd-image-server", "eee-image-client"]);
     expect(fs.existsSync(gone)).toBe(true);
 
@@ -64,6 +72,8 @@ describe("vmrig gc", () => {
     expect(r.tests).toBe(1);
     expect(r.droppedRoots).toEqual([deleted]);
     expect(r.removedResults).toBe(2);
+    expect(r.removedLogs).toBe(1);
+    expect(fs.readdirSync(logs)).toEqual(["new-apt.log"]);
     expect(fs.readdirSync(storeDir()).sort()).toEqual(["aaa-base-trixie", "bbb-packages", "ccc-image-server", "fff-image-fresh", "ggg-image-building", "ggg-image-building.lock"]);
     expect(fs.readdirSync(path.join(process.env.VMRIG_CACHE_DIR!, "results"))).toEqual(["k2.json"]);
   });
