@@ -59,8 +59,9 @@ describe("OCR image preparation", () => {
 describe("OCR in the Machine API", () => {
   it("refuses without enableOCR, naming the machine, the call and the fix, before touching a VM", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-ocr-"));
+    const logger = new Logger(path.join(dir, "log.txt"), () => undefined);
     const m = new Machine("box", {
-      logger: new Logger(path.join(dir, "log.txt"), () => undefined),
+      logger,
       resultDir: dir,
       spec: () => {
         throw new Error("must not build a VM");
@@ -68,6 +69,7 @@ describe("OCR in the Machine API", () => {
     });
     await expect(m.getScreenText()).rejects.toThrow(/box\.getScreenText\(\): OCR is off for this test[\s\S]*set `enableOCR: true`/);
     await expect(m.waitForText("x", 1)).rejects.toThrow(/box\.waitForText\(\/x\/m\): OCR is off/);
+    await logger.close();
     fs.rmSync(dir, { recursive: true, force: true });
   });
 });
