@@ -214,7 +214,9 @@ export async function packageLayer(base: BaseLayer, packages: string[], progress
     async (tmp) => {
       const root = path.join(tmp, "root");
       progress(`installing ${wanted.join(" ")} (apt, once per package set)`);
-      // A private mount namespace: the chroot's mounts vanish with the shell.
+      // A private mount namespace: the chroot's mounts vanish with the shell. apt runs with
+      // a clean environment: the host's (TMPDIR above all) names paths that do not exist in
+      // the chroot, and maintainer scripts that call mktemp then fail.
       const script = `
         set -e
         mount -t proc proc "$1/proc"
@@ -223,8 +225,9 @@ export async function packageLayer(base: BaseLayer, packages: string[], progress
         cp /etc/resolv.conf "$1/etc/resolv.conf"
         printf '#!/bin/sh\\nexit 101\\n' > "$1/usr/sbin/policy-rc.d"; chmod 755 "$1/usr/sbin/policy-rc.d"
         shift
-        chroot "$ROOT" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
-        chroot "$ROOT" apt-get clean
+        chroot "$ROOT" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive \\
+          apt-get install -y -q --no-install-recommends "$@"
+        chroot "$ROOT" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin apt-get clean
         rm -f "$ROOT/usr/sbin/policy-rc.d"
         : > "$ROOT/etc/resolv.conf"
       `;
