@@ -187,17 +187,9 @@ export interface PackageLayer extends StoreEntry {
 /** Lines of apt's output that explain a failure, for the error report. */
 const APT_ERRORS = /^(E: |W: |dpkg: |.*(error|failed|not found|cannot|No such)\b)/i;
 
-/** Keep a failed build's whole output where the user can read it after the run. */
-function saveBuildLog(name: string, text: string): string {
-  const dir = path.join(cacheRoot(), "logs");
-  fs.mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, `${new Date().toISOString().replace(/[:.]/g, "-")}-${name}.log`);
-  fs.writeFileSync(file, text);
-  return file;
-}
-
-function errorFields(e: VmrigError) {
-  return { kind: e.kind, command: e.command, status: e.status, output: e.output, location: e.location, cause: e };
+/** Where a failed build's whole output is kept, for the user to read after the run. */
+function buildLogPath(name: string): string {
+  return path.join(cacheRoot(), "logs", `${new Date().toISOString().replace(/[:.]/g, "-")}-${name}.log`);
 }
 
 /**
@@ -236,28 +228,24 @@ export async function packageLayer(base: BaseLayer, packages: string[], progress
       for (let attempt = 1; ; attempt++) {
         fs.rmSync(root, { recursive: true, force: true });
         await run("cp", ["-a", "--reflink=auto", base.rootfs, root]);
-        let log = "";
+        const log = buildLogPath(`apt-${wanted.slice(0, 3).join("-")}`);
         try {
           await run("unshare", ["--mount", "--propagation", "private", "--", "sh", "-c", script, "sh", root, ...wanted], {
             env: { ...process.env, ROOT: root },
             onOutput: (chunk) => {
-              log += chunk;
               for (const m of chunk.matchAll(/^(Get:\d+ \S+ \S+ \S+ (\S+)|Setting up (\S+))/gm)) {
                 progress(`  apt: ${m[2] ? `downloading ${m[2]}` : `setting up ${m[3]}`}`);
               }
             },
-            hint: "apt could not install the packages; the output above says why",
+            hint: `apt could not install the packages; the output above says why; apt's whole output: ${log}`,
             explains: APT_ERRORS,
+            failureLog: log,
           });
           return;
         } catch (e) {
-          if (!(e instanceof VmrigError)) throw e;
-          const saved = saveBuildLog(`apt-${wanted.slice(0, 3).join("-")}`, log);
-          if (attempt >= 2) {
-            throw new VmrigError(e.summary, { ...errorFields(e), hint: `${e.hint ?? ""}; apt's whole output: ${saved}` });
-          }
-          const why = log.split("\n").find((l) => /^(E: |dpkg: error)/.test(l)) ?? e.summary;
-          progress(`  apt failed (${why.trim()}); once more from a clean copy (apt's whole output: ${saved})`);
+          if (!(e instanceof VmrigError) || attempt >= 2) throw e;
+          const why = /^(E: |dpkg: error).*$/m.exec(e.output ?? "")?.[0] ?? e.summary;
+          progress(`  apt failed (${why.trim()}); once more from a clean copy (apt's whole output: ${log})`);
         }
       }
     },

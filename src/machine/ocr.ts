@@ -128,32 +128,35 @@ export function binarize(img: Gray): Gray {
  * `getScreenTextVariants()` offers all three, as the NixOS driver does.
  */
 export function ocrImages(screen: Gray): Gray[] {
-  const prepared = upscale(stretch(darkOnLight(screen)), 3);
-  return [prepared, binarize(prepared), screen];
+  return [...preparedImages(screen)];
 }
 
-/** Run tesseract on one image file. One thread: the host's cores belong to the VMs. */
-export async function tesseract(file: string): Promise<string> {
-  const { stdout } = await run("tesseract", [file, "stdout", "-l", "eng", "--psm", "3"], {
+/** The same, made one at a time: a read that stops at the first image never prepares the others. */
+function* preparedImages(screen: Gray): Generator<Gray> {
+  const prepared = upscale(stretch(darkOnLight(screen)), 3);
+  yield prepared;
+  yield binarize(prepared);
+  yield screen;
+}
+
+const INSTALL_TESSERACT = "apt install tesseract-ocr tesseract-ocr-eng (scripts/setup.sh installs them)";
+
+/** Read one image with tesseract, handed over on stdin. One thread: the host's cores belong to the VMs. */
+export async function tesseract(img: Gray): Promise<string> {
+  const { stdout } = await run("tesseract", ["stdin", "stdout", "-l", "eng", "--psm", "3"], {
+    input: toPgm(img),
     env: { ...process.env, OMP_THREAD_LIMIT: "1" },
-    hint: "OCR needs tesseract with English data: apt install tesseract-ocr tesseract-ocr-eng (scripts/setup.sh installs them)",
+    hint: `OCR needs tesseract with English data: ${INSTALL_TESSERACT}`,
   });
   return stdout.replace(/\f/g, "").trimEnd();
 }
 
-/** Write the OCR images of a screen dump next to it and read each; stops early once `accept` says yes. */
+/** Read the OCR images of a screen dump in turn; stops early once `accept` says yes. */
 export async function readScreen(ppmFile: string, accept: (text: string) => boolean = () => false, count = 3): Promise<string[]> {
-  const images = ocrImages(parsePnm(fs.readFileSync(ppmFile))).slice(0, count);
   const texts: string[] = [];
-  for (const [i, img] of images.entries()) {
-    const file = `${ppmFile}.${i}.pgm`;
-    fs.writeFileSync(file, toPgm(img));
-    try {
-      texts.push(await tesseract(file));
-    } finally {
-      fs.rmSync(file, { force: true });
-    }
-    if (accept(texts[texts.length - 1]!)) break;
+  for (const img of preparedImages(parsePnm(fs.readFileSync(ppmFile)))) {
+    texts.push(await tesseract(img));
+    if (texts.length >= count || accept(texts[texts.length - 1]!)) break;
   }
   return texts;
 }
@@ -164,6 +167,6 @@ export async function ocrAvailable(): Promise<string | undefined> {
     const { stdout } = await run("tesseract", ["--list-langs"]);
     return /^eng$/m.test(stdout) ? undefined : "tesseract has no English data: apt install tesseract-ocr-eng";
   } catch {
-    return "tesseract is not installed: apt install tesseract-ocr tesseract-ocr-eng (scripts/setup.sh installs them)";
+    return `tesseract is not installed: ${INSTALL_TESSERACT}`;
   }
 }

@@ -1,4 +1,6 @@
 import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
 import { VmrigError, tail } from "./errors.js";
 
 export interface RunOptions {
@@ -11,6 +13,8 @@ export interface RunOptions {
   hint?: string;
   /** lines that explain a failure (e.g. dpkg's errors): shown in the report even when they are far from the end */
   explains?: RegExp;
+  /** on failure, the whole output (both streams, in order) is written to this file */
+  failureLog?: string;
 }
 
 export interface RunResult {
@@ -74,6 +78,10 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
       const stderr = Buffer.concat(err).toString();
       if (code === 0) return resolve({ stdout, stderr });
       const combined = Buffer.concat(both).toString();
+      if (opts.failureLog) {
+        fs.mkdirSync(path.dirname(opts.failureLog), { recursive: true });
+        fs.writeFileSync(opts.failureLog, combined);
+      }
       const hint = /No space left on device/.test(combined)
         ? "the disk is full: `vmrig gc` frees store entries no test uses; `df -h` shows which file system is out of space"
         : opts.hint;

@@ -3,6 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
+import { qemuPids } from "../vm/helpers.js";
 
 const root = path.resolve(import.meta.dirname, "../..");
 const cli = path.join(root, "dist/cli/main.js");
@@ -18,14 +19,6 @@ function runInline(name: string, body: string, extra: string[] = []) {
 function runCli(args: string[], cwd = root) {
   const r = spawnSync("node", [cli, ...args], { cwd, encoding: "utf8", timeout: 600_000 });
   return { status: r.status, output: r.stdout + r.stderr, cwd };
-}
-
-function qemuPids(): string[] {
-  try {
-    return execFileSync("pgrep", ["-x", "qemu-system-x86"], { encoding: "utf8" }).split("\n").filter(Boolean);
-  } catch {
-    return [];
-  }
 }
 
 describe("vmrig run (black box)", () => {

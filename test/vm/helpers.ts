@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -27,4 +28,13 @@ export async function bootVm(name: string, module: NodeModule = {}): Promise<{ v
   });
   await vm.start();
   return { vm, dir };
+}
+
+/** PIDs of every QEMU on the host, for "nothing left running" checks (compare before and after). */
+export function qemuPids(): string[] {
+  try {
+    return execFileSync("pgrep", ["-x", "qemu-system-x86"], { encoding: "utf8" }).split("\n").filter(Boolean);
+  } catch {
+    return []; // pgrep exits 1 when nothing matches
+  }
 }
