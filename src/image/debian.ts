@@ -48,6 +48,13 @@ export interface Progress {
 
 const guestDir = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "guest");
 
+/**
+ * Every command vmrig runs in a chroot starts from this environment: the host's
+ * (TMPDIR above all) names paths that do not exist there, and maintainer scripts
+ * that call mktemp then fail.
+ */
+const CHROOT_ENV = ["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LC_ALL=C.UTF-8"];
+
 export interface BaseLayer extends StoreEntry {
   rootfs: string;
   kernel: string;
@@ -91,7 +98,7 @@ export async function baseLayer(suite: string, mirror: string, progress: Progres
           hint: `building the base image needs mmdebstrap and access to ${mirror}; run \`vmrig doctor\``,
         },
       );
-      const pkgnames = await run("chroot", [root, "apt-cache", "pkgnames"]);
+      const pkgnames = await run("chroot", [root, ...CHROOT_ENV, "apt-cache", "pkgnames"]);
       await fsp.writeFile(path.join(tmp, "pkgnames.txt"), pkgnames.stdout.split("\n").sort().join("\n"));
       // Debian's own initrd is not used: ours boots seconds faster.
       for (const f of await fsp.readdir(path.join(root, "boot"))) {
@@ -206,9 +213,7 @@ export async function packageLayer(base: BaseLayer, packages: string[], progress
     async (tmp) => {
       const root = path.join(tmp, "root");
       progress(`installing ${wanted.join(" ")} (apt, once per package set)`);
-      // A private mount namespace: the chroot's mounts vanish with the shell. apt runs with
-      // a clean environment: the host's (TMPDIR above all) names paths that do not exist in
-      // the chroot, and maintainer scripts that call mktemp then fail.
+      // A private mount namespace: the chroot's mounts vanish with the shell.
       const script = `
         set -e
         mount -t proc proc "$1/proc"
@@ -217,9 +222,8 @@ export async function packageLayer(base: BaseLayer, packages: string[], progress
         cp /etc/resolv.conf "$1/etc/resolv.conf"
         printf '#!/bin/sh\\nexit 101\\n' > "$1/usr/sbin/policy-rc.d"; chmod 755 "$1/usr/sbin/policy-rc.d"
         shift
-        chroot "$ROOT" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive \\
-          apt-get install -y -q --no-install-recommends "$@"
-        chroot "$ROOT" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin apt-get clean
+        chroot "$ROOT" ${CHROOT_ENV.join(" ")} DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
+        chroot "$ROOT" ${CHROOT_ENV.join(" ")} apt-get clean
         rm -f "$ROOT/usr/sbin/policy-rc.d"
         : > "$ROOT/etc/resolv.conf"
       `;
