@@ -2,6 +2,57 @@
 // with the same floating-promise rules.
 import tseslint from "typescript-eslint";
 
+/**
+ * The layers (docs/architecture.md): each folder of src/ may import only the folders
+ * named here. Enforced below with `no-restricted-imports`; test/unit/layers.test.ts
+ * proves that a break fails the lint.
+ */
+export const LAYERS = {
+  util: [],
+  config: ["util"],
+  image: ["config", "util"],
+  vm: ["util"],
+  machine: ["vm", "util"],
+  driver: ["machine", "image", "config", "util"],
+  reporters: ["driver", "util"],
+  cli: ["driver", "reporters", "util"],
+};
+
+/** The few files allowed past their layer, and why. */
+export const LAYER_EXCEPTIONS = {
+  // a run's shared host-side resources: the vlan switches and the accelerator probe
+  "src/driver/topology.ts": ["vm"],
+  // implements the vm layer's SnapshotStore interface over the image store
+  "src/driver/snapshots.ts": ["vm"],
+  // `vmrig doctor` probes QEMU and the accelerator directly
+  "src/driver/doctor.ts": ["vm"],
+};
+
+const forbidden = (allowed) =>
+  Object.keys(LAYERS)
+    .filter((l) => !allowed.includes(l))
+    .flatMap((l) => [`../${l}/*`, `../../${l}/*`]);
+
+const layerRule = (layer, extra = []) => ({
+  "no-restricted-imports": [
+    "error",
+    {
+      patterns: [
+        {
+          group: forbidden([layer, ...LAYERS[layer], ...extra]),
+          message: `src/${layer}/ may import only ${[...LAYERS[layer], ...extra].join(", ") || "nothing of vmrig's"} (the layers in eslint.config.js and docs/architecture.md)`,
+        },
+      ],
+    },
+  ],
+});
+
+/** The layering rules alone (test/unit/layers.test.ts lints probes with them). */
+export const layerConfigs = () => [
+  ...Object.keys(LAYERS).map((layer) => ({ files: [`src/${layer}/**/*.ts`], rules: layerRule(layer) })),
+  ...Object.entries(LAYER_EXCEPTIONS).map(([file, extra]) => ({ files: [file], rules: layerRule(file.split("/")[1], extra) })),
+];
+
 export default tseslint.config(
   { ignores: ["dist/**", "node_modules/**"] },
   ...tseslint.configs.recommendedTypeChecked,
@@ -15,4 +66,5 @@ export default tseslint.config(
       "@typescript-eslint/no-explicit-any": "off",
     },
   },
+  ...layerConfigs(),
 );

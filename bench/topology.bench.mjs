@@ -12,7 +12,7 @@ const row = (what, value) => console.log(`${what.padEnd(48)} ${value.padStart(12
 const logger = new Logger(path.join(dir, "log.txt"), () => {});
 const topo = await createTopology(
   { name: "bench", nodes: { a: {}, b: {} } },
-  { logger, resultDir: dir, sourceDir: process.cwd(), accel: "auto", keepVmState: false },
+  { logger, resultDir: dir, sourceDir: process.cwd(), accel: "auto", keepVmState: false, snapshots: false },
 );
 try {
   const [a, b] = topo.machines;

@@ -4,9 +4,8 @@ import repl from "node:repl";
 import { PassThrough } from "node:stream";
 import type { LoadedTest } from "../driver/load.js";
 import { Logger } from "../driver/logger.js";
-import { openSession, type TestResult } from "../driver/run.js";
-import type { Terminal } from "../machine/machine.js";
-import type { Accel } from "../vm/qemu.js";
+import { openSession, type Terminal, type TestResult } from "../driver/run.js";
+import type { Accel } from "../driver/topology.js";
 import { errorMessage } from "../util/errors.js";
 
 export interface ReplOptions {

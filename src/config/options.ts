@@ -347,6 +347,12 @@ export const nodeOptions = {
     ),
     emptyDiskImages: option(t.listOf(t.int), [], "Sizes (MiB) of extra blank disks: /dev/vdb, /dev/vdc, …", "a qcow2 file per disk in the run's state directory, virtio-blk"),
     vlans: option(t.listOf(t.int), [1], "Virtual networks the node joins, as eth1, eth2, …"),
+    bootSnapshot: option(
+      t.bool,
+      true,
+      "Restore the machine's saved first boot instead of booting it (SPEC §7). `false`: boot it every time.",
+      "the first boot of a configuration runs with its vlan links down until systemd has finished; if it ends clean its memory, devices and disk are saved in the store and later starts restore them in well under a second. `vmrig run --no-snapshots` turns it off for a whole run",
+    ),
     qemu: {
       options: option(t.listOf(t.str), [], "Extra QEMU arguments; each entry is split on whitespace."),
     },

@@ -28,6 +28,17 @@ export function recordRoot(file: string, test: string, images: Record<string, No
   fs.renameSync(tmp, rootPath(file));
 }
 
+/** Add store entries made while a test ran (its boot snapshots) to its root. */
+export function addToRoot(file: string, entries: string[]): void {
+  const root = readJson<Root>(rootPath(file));
+  if (!root) return;
+  const all = [...new Set([...root.entries, ...entries])].sort();
+  if (all.length === root.entries.length) return;
+  const tmp = `${rootPath(file)}.${process.pid}`;
+  fs.writeFileSync(tmp, JSON.stringify({ ...root, entries: all }, null, 2));
+  fs.renameSync(tmp, rootPath(file));
+}
+
 function readJson<T>(p: string): T | undefined {
   try {
     return JSON.parse(fs.readFileSync(p, "utf8")) as T;

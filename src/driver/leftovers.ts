@@ -2,27 +2,22 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { storeDir } from "../image/store.js";
+import { OWNER_FILE as OWNER } from "../util/owned-dir.js";
 import { pidAlive as alive } from "../util/proc.js";
-
-const OWNER = "owner.pid";
-
-/** Mark a run's temporary directory as ours, so a later run can tell if we died. */
-export function claim(dir: string): void {
-  fs.writeFileSync(path.join(dir, OWNER), String(process.pid));
-}
 
 /**
  * Remove what runs that were killed (SIGKILL, power loss) left behind: their
- * temporary directories and half-built store entries. Their QEMU and switch
+ * temporary directories, RAM files and half-built store entries. Their QEMU and switch
  * processes died with them (parent-death signal). Only directories whose
  * owner process is gone are touched.
  */
 export function sweepLeftovers(): string[] {
   const removed: string[] = [];
-  const tmp = os.tmpdir();
-  for (const e of fs.readdirSync(tmp)) {
-    if (!/^vmrig-[A-Za-z0-9]{6}$/.test(e)) continue;
-    const dir = path.join(tmp, e);
+  // run directories in TMPDIR, and the RAM files of boot snapshots being made in /dev/shm
+  const candidates = [os.tmpdir(), "/dev/shm"].flatMap((parent) =>
+    (fs.existsSync(parent) ? fs.readdirSync(parent) : []).filter((e) => /^vmrig-[A-Za-z0-9]{6}$/.test(e)).map((e) => path.join(parent, e)),
+  );
+  for (const dir of candidates) {
     let owner: number;
     try {
       owner = Number(fs.readFileSync(path.join(dir, OWNER), "utf8"));

@@ -1,10 +1,11 @@
 import fs from "node:fs";
+import type { Log } from "../util/log.js";
 
 /**
  * The run's nested log: what the user sees live and what goes into log.txt.
  * Lines from inside `nested()` are indented under their heading, with timing.
  */
-export class Logger {
+export class Logger implements Log {
   private depth = 0;
   private readonly file: fs.WriteStream | undefined;
   private readonly t0 = Date.now();

@@ -2,9 +2,11 @@ import fs from "node:fs";
 import path from "node:path";
 import type { EvaluatedConfig, NodesInfo } from "../config/eval.js";
 import type { Machine, Terminal } from "../machine/machine.js";
-import type { Accel } from "../vm/qemu.js";
-import { createTopology, type Topology } from "./topology.js";
+
+export type { Terminal };
+import { createTopology, type Accel, type Topology } from "./topology.js";
 import { VmrigError, callerLocation, configError, errorMessage } from "../util/errors.js";
+import { checkpointDir, restoreCheckpoint, takeCheckpoint, type Checkpoint } from "../machine/checkpoint.js";
 import { ocrAvailable } from "../machine/ocr.js";
 import { sleep, within } from "../util/proc.js";
 import { Logger } from "./logger.js";
@@ -15,6 +17,8 @@ export interface RunOptions {
   outputDir: string;
   accel: "auto" | Accel;
   keepVmState: boolean;
+  /** restore boot snapshots (SPEC §7); default true */
+  snapshots?: boolean;
   /** seconds; overrides the test's globalTimeout */
   globalTimeout?: number;
   /** where live output goes (default stderr) */
@@ -111,7 +115,7 @@ export interface Session {
 /** Build the images, bring up the networks and give the script its context (machines boot on first use). */
 export async function openSession(
   loaded: LoadedTest,
-  opts: Pick<RunOptions, "accel" | "keepVmState" | "terminal"> & { interactive?: boolean },
+  opts: Pick<RunOptions, "accel" | "keepVmState" | "terminal" | "snapshots"> & { interactive?: boolean },
   logger: Logger,
   result: TestResult,
 ): Promise<Session> {
@@ -125,13 +129,19 @@ export async function openSession(
     testFile: loaded.file,
     accel: opts.accel,
     keepVmState: opts.keepVmState,
+    snapshots: opts.snapshots ?? true,
     beforeCommand: () => checkConditions(conditions),
     ...(opts.terminal ? { terminal: opts.terminal } : {}),
     ...(opts.interactive ? { interactive: true } : {}),
     enableOCR: def.enableOCR ?? false,
   });
   const { machines, configs, vlans, accel } = topology;
-  const ctx = makeContext(machines, configs, logger, result, { conditions, vlans, driver: { testName: def.name, resultDir: result.resultDir, accel } });
+  const ctx = makeContext(machines, configs, logger, result, {
+    conditions,
+    vlans,
+    driver: { testName: def.name, resultDir: result.resultDir, accel },
+    stateDir: topology.stateDir,
+  });
   return {
     topology,
     ctx,
@@ -223,8 +233,9 @@ function makeContext(
   configs: Record<string, EvaluatedConfig>,
   logger: Logger,
   result: TestResult,
-  extra: { conditions: Set<ActiveCondition>; vlans: Globals["vlans"]; driver: Globals["driver"] },
+  extra: { conditions: Set<ActiveCondition>; vlans: Globals["vlans"]; driver: Globals["driver"]; stateDir: string },
 ): TestContext {
+  const checkpoints = new Map<string, Checkpoint>();
   const nodes: NodesInfo = Object.fromEntries(Object.entries(configs).map(([n, c]) => [n, { config: c }]));
   const globals: Globals = {
     startAll: async () => {
@@ -278,6 +289,23 @@ function makeContext(
           }
         },
       };
+    },
+    snapshot: async (name) => {
+      await logger.nested(`checkpoint "${name}": saving every running machine at one instant`, async () => {
+        checkpoints.set(name, await takeCheckpoint(machines.map((m) => m.internals), checkpointDir(extra.stateDir), name));
+      });
+    },
+    restore: async (name) => {
+      const location = callerLocation();
+      const cp = checkpoints.get(name);
+      if (!cp) {
+        throw new VmrigError(`there is no checkpoint named ${JSON.stringify(name)}`, {
+          call: `restore(${JSON.stringify(name)})`,
+          location,
+          hint: checkpoints.size ? `checkpoints of this run: ${[...checkpoints.keys()].map((k) => JSON.stringify(k)).join(", ")}` : "save one first with snapshot(name)",
+        });
+      }
+      await logger.nested(`restoring checkpoint "${name}"`, () => restoreCheckpoint(cp, checkpointDir(extra.stateDir)));
     },
     serialStdoutOn: () => {
       logger.serialStdout = true;

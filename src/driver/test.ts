@@ -22,6 +22,13 @@ export interface Globals<N extends string = string> {
   /** show (default) or hide the machines' serial consoles in the live output */
   serialStdoutOn: () => void;
   serialStdoutOff: () => void;
+  /**
+   * Save every running machine at one instant (all paused together: memory, devices,
+   * disks) under `name`; `restore(name)` brings them all back to it, any number of times.
+   */
+  snapshot: (name: string) => Promise<void>;
+  /** Every machine back to the instant of `snapshot(name)`; machines that were not running then are stopped. */
+  restore: (name: string) => Promise<void>;
   machines: Machine[];
   nodes: NodesInfo<N>;
   /** the vlans in use, with their members */
@@ -51,6 +58,8 @@ export const GLOBAL_NAMES = [
   "serialStdoutOn",
   "serialStdoutOff",
   "log",
+  "snapshot",
+  "restore",
   "machines",
   "vlans",
   "nodes",

@@ -7,10 +7,14 @@ import type { HostEntry } from "../image/render.js";
 import { cacheRoot } from "../image/store.js";
 import { Machine, type Terminal } from "../machine/machine.js";
 import { resolveAccel } from "../vm/accel.js";
-import type { Accel } from "../vm/qemu.js";
+import type { Accel } from "../vm/guest.js";
+
+export type { Accel };
 import { VlanSwitch } from "../vm/vlan.js";
-import { recordRoot } from "./gc.js";
-import { claim } from "./leftovers.js";
+import { addToRoot, recordRoot } from "./gc.js";
+import { storeSnapshots } from "./snapshots.js";
+import { claim } from "../util/owned-dir.js";
+import { Semaphore } from "../util/semaphore.js";
 import type { Logger } from "./logger.js";
 
 export interface TopologyDefinition {
@@ -51,6 +55,8 @@ export interface TopologyOptions {
   sourceDir: string;
   accel: "auto" | Accel;
   keepVmState: boolean;
+  /** restore boot snapshots (default true; --no-snapshots turns it off) */
+  snapshots?: boolean;
   /** run before every machine command (the script's polling conditions) */
   beforeCommand?: () => Promise<void>;
   /** the terminal Machine.shell() uses (the REPL lends its own) */
@@ -69,9 +75,18 @@ export interface Topology {
   configs: Record<string, EvaluatedConfig>;
   vlans: { vlan: number; members: string[] }[];
   accel: Accel;
+  /** the run's sockets, overlays and checkpoints (removed by close() unless disks are kept) */
+  stateDir: string;
   /** kill every VM and switch and remove the run's temporary files */
   close(): Promise<void>;
 }
+
+/**
+ * Cold boots at once, for every test of this process: under TCG ten vCPUs on two cores
+ * make every boot crawl (five at once took 91 s, one 12 s), while a restored machine
+ * costs almost nothing. One per two host cores.
+ */
+const coldBoots = new Semaphore(Math.max(1, Math.floor(os.cpus().length / 2)));
 
 export async function createTopology(def: TopologyDefinition, opts: TopologyOptions): Promise<Topology> {
   const { logger } = opts;
@@ -102,6 +117,8 @@ export async function createTopology(def: TopologyDefinition, opts: TopologyOpti
       await sw.start();
     }
     const hostCores = os.cpus().length;
+    // Boot snapshots restore a pristine disk: with disks kept between runs they would not be.
+    const snapshots = (opts.snapshots ?? true) && !opts.keepVmState ? storeSnapshots((entry) => opts.testFile && addToRoot(opts.testFile, [entry])) : undefined;
     for (const [i, name] of names.entries()) {
       const c = configs[name]!;
       const img = images[name]!;
@@ -112,6 +129,8 @@ export async function createTopology(def: TopologyDefinition, opts: TopologyOpti
           ...(opts.beforeCommand ? { beforeCommand: opts.beforeCommand } : {}),
           ...(opts.terminal ? { terminal: opts.terminal } : {}),
           ocr: opts.enableOCR ?? false,
+          coldBoots,
+          ...(snapshots && c.virtualisation.bootSnapshot ? { snapshots } : {}),
           spec: () => ({
             name,
             disk: img.disk,
@@ -140,7 +159,7 @@ export async function createTopology(def: TopologyDefinition, opts: TopologyOpti
       );
     }
     const vlans = vlanIds.map((v) => ({ vlan: v, members: names.filter((n) => configs[n]!.virtualisation.vlans.includes(v)) }));
-    return { machines, configs, vlans, accel, close };
+    return { machines, configs, vlans, accel, stateDir, close };
   } catch (e) {
     await close();
     throw e;

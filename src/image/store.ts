@@ -115,3 +115,56 @@ export async function ensureEntry(
     onWait,
   );
 }
+
+/** Take `lockPath` if nobody alive holds it; a dead owner's lock is taken over. */
+function tryLock(lockPath: string): boolean {
+  for (let i = 0; i < 3; i++) {
+    try {
+      const fd = fs.openSync(lockPath, "wx");
+      fs.writeSync(fd, String(process.pid));
+      fs.closeSync(fd);
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+      const owner = Number(fs.readFileSync(lockPath, "utf8").trim() || "0");
+      if (owner > 0 && pidAlive(owner)) return false;
+      fs.rmSync(lockPath, { force: true });
+    }
+  }
+  return false;
+}
+
+/**
+ * The entry `<store>/<hash>-<name>`, made by `build(tmpDir)` unless it exists, or
+ * `undefined` at once if another live process is making it: for entries that are worth
+ * having but not worth waiting for (boot snapshots). Published by rename, as every entry.
+ */
+export async function createEntryUnlessBusy(hash: string, name: string, build: (tmpDir: string) => Promise<void>): Promise<string | undefined> {
+  const dir = storeDir();
+  const final = path.join(dir, `${hash}-${name}`);
+  if (fs.existsSync(final)) return final;
+  await fsp.mkdir(dir, { recursive: true });
+  if (!tryLock(`${final}.lock`)) return undefined;
+  try {
+    if (fs.existsSync(final)) return final;
+    const tmp = `${final}.tmp-${process.pid}`;
+    await fsp.rm(tmp, { recursive: true, force: true });
+    await fsp.mkdir(tmp);
+    try {
+      await build(tmp);
+      await fsp.rename(tmp, final);
+    } catch (e) {
+      await fsp.rm(tmp, { recursive: true, force: true });
+      throw e;
+    }
+    return final;
+  } finally {
+    fs.rmSync(`${final}.lock`, { force: true });
+  }
+}
+
+/** `<store>/<hash>-<name>` if it exists. */
+export function findEntry(hash: string, name: string): string | undefined {
+  const p = path.join(storeDir(), `${hash}-${name}`);
+  return fs.existsSync(p) ? p : undefined;
+}

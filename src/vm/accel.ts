@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import type { Accel } from "./qemu.js";
+import type { Accel } from "./guest.js";
 import { within } from "../util/proc.js";
 
 /**

@@ -29,6 +29,15 @@ export class ConsoleLog extends EventEmitter {
     this.emit("data");
   }
 
+  /**
+   * What the console of a saved boot printed, for a machine restored from it: the file
+   * gets it under `header`, and `waitForConsoleText` finds boot messages as after a boot.
+   */
+  replay(text: string, header: string): void {
+    this.file.write(`${header}\n${text}${text.endsWith("\n") ? "" : "\n"}[vmrig: end of the saved boot's console]\n`);
+    this.text += text;
+  }
+
   /** Everything the console has printed since the VM started (escape sequences removed). */
   get all(): string {
     return this.text;

@@ -1,10 +1,10 @@
 import { createHash } from "node:crypto";
 import fs from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Vm } from "../../src/vm/qemu.js";
+import type { QemuVm } from "../../src/vm/qemu.js";
 import { bootVm } from "./helpers.js";
 
-let vm: Vm;
+let vm: QemuVm;
 let dir: string;
 
 beforeAll(async () => {
@@ -16,7 +16,7 @@ afterAll(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-const run = (cmd: string, timeout?: number) => vm.backdoor!.run(cmd, timeout);
+const run = (cmd: string, timeout?: number) => vm.backdoor.run(cmd, timeout);
 
 describe("backdoor on a real VM", () => {
   it("returns exit codes, stdout and stderr separately", async () => {
@@ -75,7 +75,7 @@ describe("backdoor on a real VM", () => {
   });
 
   it("answers a resynchronising ping", async () => {
-    await expect(vm.backdoor!.ping()).resolves.toBeUndefined();
+    await expect(vm.backdoor.ping()).resolves.toBeUndefined();
   });
 
   it("keeps files written early in /tmp and /run while systemd boots", async () => {
@@ -87,6 +87,6 @@ describe("backdoor on a real VM", () => {
   it("boots with the network and backdoor up before systemd finishes", () => {
     // Not a timing assertion: the boot time itself is measured in bench/.
     expect(vm.bootMs).toBeGreaterThan(0);
-    expect(vm.console!.all).not.toContain("Kernel panic");
+    expect(vm.console.all).not.toContain("Kernel panic");
   });
 });

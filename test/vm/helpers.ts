@@ -4,16 +4,18 @@ import os from "node:os";
 import path from "node:path";
 import { evalNodes, type NodeModule } from "../../src/config/eval.js";
 import { buildNodeImage, prepareBases } from "../../src/image/image.js";
-import { Vm } from "../../src/vm/qemu.js";
+import { run } from "../../src/util/proc.js";
+import { socketPaths, type VmSpec } from "../../src/vm/qemu-args.js";
+import { launchQemu, type QemuVm } from "../../src/vm/qemu.js";
 
 /** Build a one-node image and boot it on the vm layer directly (no driver). */
-export async function bootVm(name: string, module: NodeModule = {}): Promise<{ vm: Vm; dir: string }> {
+export async function bootVm(name: string, module: NodeModule = {}): Promise<{ vm: QemuVm; dir: string }> {
   const configs = evalNodes({ [name]: module });
   const bases = await prepareBases(configs, () => undefined);
   const base = [...bases.values()][0]!;
   const img = await buildNodeImage(name, configs[name]!, [], base, { progress: () => undefined, sourceDir: process.cwd() });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-test-"));
-  const vm = new Vm({
+  const spec: VmSpec = {
     name,
     disk: img.disk,
     kernel: img.kernel,
@@ -25,8 +27,10 @@ export async function bootVm(name: string, module: NodeModule = {}): Promise<{ v
     extraArgs: [],
     stateDir: dir,
     consoleLog: path.join(dir, "console.log"),
-  });
-  await vm.start();
+  };
+  const root = path.join(dir, "root.qcow2");
+  await run("qemu-img", ["create", "-q", "-f", "qcow2", "-b", img.disk, "-F", "raw", root]);
+  const vm = await launchQemu(spec, { layout: { sockets: socketPaths(spec), drives: { root } } });
   return { vm, dir };
 }
 

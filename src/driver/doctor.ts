@@ -2,6 +2,7 @@ import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { probeAccel } from "../vm/accel.js";
+import { qemuInfo } from "../vm/qemu-info.js";
 import { storeDir } from "../image/store.js";
 
 function findKernel(): string | undefined {
@@ -60,6 +61,13 @@ export async function doctor(print: (l: string) => void = (l) => process.stdout.
   }
   if (missing.length) print(`\nto install: apt-get install -y ${[...new Set(missing)].join(" ")}`);
   if (has("qemu-system-x86_64")) {
+    const q = await qemuInfo();
+    print(`ok      ${q.version}, machine type ${q.machineType}`);
+    const shm = fs.existsSync("/dev/shm") && fs.statSync("/dev/shm").isDirectory();
+    print(
+      `${shm ? "ok     " : "no     "} boot snapshots: RAM template file + x-ignore-shared migration, restored by a private copy-on-write mapping` +
+        (shm ? "" : " (no /dev/shm: first boots cannot be saved; every start boots)"),
+    );
     const kernel = findKernel();
     if (!kernel) print("(no Debian kernel built yet: KVM is probed with a minimal BIOS only; `vmrig run` probes with the real kernel)");
     const kvmProbe = await probeAccel("kvm", kernel);
@@ -70,7 +78,7 @@ export async function doctor(print: (l: string) => void = (l) => process.stdout.
     const tcg = tcgProbe.ok;
     print(`${kvm ? "ok     " : "no     "} KVM (probed by running a guest${kvm ? "" : `; /dev/kvm may exist but does not run one: ${kvmProbe.why ?? "?"}`})`);
     print(`${tcg ? "ok     " : "BROKEN "} TCG software emulation${tcg ? "" : ` (${tcgProbe.why ?? "?"})`}`);
-    print(`\nvmrig will use: ${kvm ? "kvm" : tcg ? "tcg (expect boots of ~5 s per VM)" : "nothing: QEMU cannot run guests"}`);
+    print(`\nvmrig will use: ${kvm ? "kvm" : tcg ? "tcg (first boots of 10–20 s per VM, then restores in under a second)" : "nothing: QEMU cannot run guests"}`);
     if (!tcg) ok = false;
   }
   return ok;

@@ -1,0 +1,61 @@
+import fs from "node:fs";
+import path from "node:path";
+import { DEFAULT_TIMEOUT, toRegExp, type MachineCore, type Pattern } from "./core.js";
+import { keyFor } from "./keys.js";
+import { readScreen } from "./ocr.js";
+import { waitFor } from "./waiting.js";
+import { VmrigError, errorMessage } from "../util/errors.js";
+
+export async function screenshot(m: MachineCore, location: string | undefined, name: string): Promise<string> {
+  const vm = await m.qemu("screenshot()", location);
+  const file = path.resolve(m.ctx.resultDir, name.endsWith(".png") ? name : `${name}.png`);
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  await vm.qmp.execute("screendump", { filename: file, format: "png" });
+  m.log.log(`screenshot ${path.relative(process.cwd(), file)}`, m.name);
+  return file;
+}
+
+export async function sendKey(m: MachineCore, location: string | undefined, key: string): Promise<void> {
+  const vm = await m.qemu(`sendKey(${JSON.stringify(key)})`, location);
+  await vm.qmp.hmp(`sendkey ${key}`);
+}
+
+export async function sendChars(m: MachineCore, location: string | undefined, text: string): Promise<void> {
+  const vm = await m.qemu("sendChars()", location);
+  m.log.log(`sending keys ${JSON.stringify(text)}`, m.name);
+  for (const ch of text) await vm.qmp.hmp(`sendkey ${keyFor(ch)}`);
+}
+
+let dumps = 0;
+
+/** OCR of the screen: `count` variants, stopping early at one `accept` likes. */
+export async function readScreenText(m: MachineCore, call: string, location: string | undefined, count: number, accept?: (t: string) => boolean): Promise<string[]> {
+  if (!m.ctx.ocr) {
+    throw m.fail("OCR is off for this test", call, { location, hint: "set `enableOCR: true` in defineTest (NixOS: enableOCR = true); it needs tesseract on the host" });
+  }
+  const vm = await m.qemu(call, location);
+  const dump = path.join(vm.spec.stateDir, `${vm.spec.name.slice(0, 20)}.ocr${dumps++}.ppm`);
+  try {
+    await vm.qmp.execute("screendump", { filename: dump });
+    const texts = await readScreen(dump, accept, count);
+    m.log.detail(`OCR read ${texts[0]!.length} characters`, m.name);
+    return texts;
+  } catch (e) {
+    if (e instanceof VmrigError && e.machine === undefined) {
+      // tesseract failed on the host: keep its command, output and hint, say where
+      throw m.fail(`OCR failed: ${e.summary}`, call, { location, command: e.command, status: e.status, output: e.output, hint: e.hint, cause: e });
+    }
+    throw e instanceof VmrigError ? e : m.fail(`could not read the screen: ${errorMessage(e)}`, call, { location, cause: e });
+  } finally {
+    fs.rmSync(dump, { force: true });
+  }
+}
+
+export function waitForText(m: MachineCore, location: string | undefined, pattern: Pattern, timeout = DEFAULT_TIMEOUT): Promise<void> {
+  const re = toRegExp(pattern);
+  const call = `waitForText(${re})`;
+  return waitFor(m, { call, heading: `waiting for ${re} on the screen (OCR)`, what: `${re} on the screen`, timeout, location }, async () => {
+    const texts = await readScreenText(m, call, location, 3, (t) => re.test(t));
+    return { done: texts.some((t) => re.test(t)), last: `OCR of the screen read:\n${texts[0]!.trimEnd()}` };
+  });
+}

@@ -1,0 +1,58 @@
+import { createHash } from "node:crypto";
+import { qemuArgs, type Layout, type VmSpec } from "./qemu-args.js";
+import type { QemuInfo } from "./qemu-info.js";
+
+/** Bumped when what a boot snapshot holds, or how it is restored, changes. */
+export const SNAPSHOT_FORMAT = 1;
+
+/** What a saved boot is, next to its files (`ram`, `state`, one `<drive>.qcow2` per drive, `console.log`). */
+export interface SnapshotMeta {
+  /** false: this configuration's isolated boot did not end clean, so it is booted every time */
+  ok: boolean;
+  /** why not, for the log */
+  reason?: string;
+  machine: string;
+  qemu: string;
+  bootId?: string;
+  /** how long the boot that was saved took, ms */
+  bootMs?: number;
+  createdAt: string;
+}
+
+export interface SavedBoot {
+  dir: string;
+  meta: SnapshotMeta;
+}
+
+/**
+ * Where boot snapshots live: the driver implements it over the image store (content
+ * addressed, locked per entry). A lower layer declares what it needs.
+ */
+export interface SnapshotStore {
+  find(key: string, machine: string): SavedBoot | undefined;
+  /**
+   * Make the entry with `save(dir)` unless another process is making it right now
+   * (then `undefined`: boot without one). A thrown error leaves no entry behind.
+   */
+  create(key: string, machine: string, save: (dir: string) => Promise<SnapshotMeta>): Promise<SavedBoot | undefined>;
+}
+
+/**
+ * The key of a machine's boot snapshot: everything the saved state depends on. The
+ * command line covers kernel, initrd, image (store paths are content hashes), CPU model
+ * and flags, -smp, -m, the memory layout, every device with its MAC and the kernel
+ * command line; per-process paths (sockets, overlays, the RAM file) are replaced by
+ * placeholders, since a state loads with other paths.
+ */
+export function snapshotKey(spec: VmSpec, info: QemuInfo): string {
+  const layout: Layout = {
+    sockets: { cmd: "@cmd", err: "@err", ctl: "@ctl", xfer: "@xfer", shell: "@shell", con: "@con", qmp: "@qmp" },
+    drives: Object.fromEntries(["root", ...(spec.emptyDisks ?? []).map((_, i) => `empty${i}`)].map((d) => [d, `@${d}`])),
+    ram: { path: "@ram", share: true },
+  };
+  const args = qemuArgs({ ...spec, stateDir: "@state" }, layout, info.machineType).map((a) => a.split(spec.stateDir).join("@state"));
+  return createHash("sha256")
+    .update(JSON.stringify({ format: SNAPSHOT_FORMAT, qemu: info.version, args }))
+    .digest("hex")
+    .slice(0, 32);
+}
