@@ -6,7 +6,8 @@ import path from "node:path";
  * The suite gets a temp dir of its own: everything tests and the vmrig runs they start
  * put in TMPDIR goes there and is removed at the end, so a suite never fills /tmp.
  * Before removing it, the teardown checks that vmrig itself left nothing behind
- * (run state dirs, transfer and probe dirs): tests' own fixtures may remain, vmrig's may not.
+ * (run state dirs, transfer and probe dirs, RAM files in /dev/shm): tests' own fixtures may
+ * remain, vmrig's may not.
  */
 export default function setup(): () => void {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-suite-tmp-"));
@@ -15,5 +16,8 @@ export default function setup(): () => void {
     const leaked = fs.readdirSync(dir).filter((e) => /^vmrig-([A-Za-z0-9]{6}|xfer-.*|probe-.*)$/.test(e));
     fs.rmSync(dir, { recursive: true, force: true });
     if (leaked.length > 0) throw new Error(`vmrig left these behind in TMPDIR: ${leaked.join(", ")}`);
+    // RAM files of boot snapshots being made: never outlive the run that made them
+    const shm = fs.existsSync("/dev/shm") ? fs.readdirSync("/dev/shm").filter((e) => e.startsWith("vmrig-")) : [];
+    if (shm.length > 0) throw new Error(`vmrig left these behind in /dev/shm: ${shm.join(", ")}`);
   };
 }

@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { evalNodes, type EvaluatedConfig } from "../config/eval.js";
 import { cachedPass, recordPass, resultKey } from "./cache.js";
-import { checkTestFile, reportFindings } from "./check.js";
+import { checkOnce } from "./check.js";
 import { sweepLeftovers } from "./leftovers.js";
 import { loadTest, type LoadedTest } from "./load.js";
 import type { Reporter, SuiteSummary } from "./reporter.js";
@@ -36,8 +36,9 @@ export async function checkBeforeRun(loaded: LoadedTest, print: (line: string) =
   const lint = !def.skipLint;
   if (!typeCheck && !lint) return;
   const t0 = Date.now();
-  reportFindings(loaded.file, await checkTestFile(loaded.file, { typeCheck, lint }));
-  print(`${def.name}: ${[typeCheck && "type-checked", lint && "linted"].filter(Boolean).join(" and ")} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  const what = [typeCheck && "type-checked", lint && "linted"].filter(Boolean).join(" and ");
+  const cached = await checkOnce(loaded.file, loaded.sources, { typeCheck, lint });
+  print(`${def.name}: ${cached ? `${what} (unchanged since it last passed)` : `${what} in ${((Date.now() - t0) / 1000).toFixed(1)} s`}`);
 }
 
 export interface SuiteOptions extends Omit<RunOptions, "print"> {

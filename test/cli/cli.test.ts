@@ -1,24 +1,15 @@
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { qemuPids } from "../vm/helpers.js";
-
-const root = path.resolve(import.meta.dirname, "../..");
-const cli = path.join(root, "dist/cli/main.js");
+import { cli, runCli, writeTests } from "./helpers.js";
 
 /** Write an inline test file (Playwright-style black-box test) and run the CLI on it. */
 function runInline(name: string, body: string, extra: string[] = []) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-cli-"));
-  const file = path.join(dir, `${name}.vmrig.ts`);
-  fs.writeFileSync(file, `import { defineTest } from "vmrig";\nexport default defineTest(${body});\n`);
-  return runCli(["run", file, "--rerun", "--output-dir", path.join(dir, "results"), ...extra], dir);
-}
-
-function runCli(args: string[], cwd = root) {
-  const r = spawnSync("node", [cli, ...args], { cwd, encoding: "utf8", timeout: 600_000 });
-  return { status: r.status, output: r.stdout + r.stderr, cwd };
+  const dir = writeTests({ [name]: body });
+  return runCli(["run", path.join(dir, `${name}.vmrig.ts`), "--rerun", "--output-dir", path.join(dir, "results"), ...extra], dir);
 }
 
 describe("vmrig run (black box)", () => {

@@ -1,16 +1,12 @@
-import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-
-const root = path.resolve(import.meta.dirname, "../..");
-const cli = path.join(root, "dist/cli/main.js");
+import { root, runCli } from "./helpers.js";
 
 function run(file: string, extra: string[] = []) {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-out-"));
-  const r = spawnSync("node", [cli, "run", file, "--rerun", "--output-dir", out, ...extra], { cwd: path.dirname(file), encoding: "utf8", timeout: 900_000 });
-  return { status: r.status, output: r.stdout + r.stderr, out };
+  return { ...runCli(["run", file, "--rerun", "--output-dir", out, ...extra], path.dirname(file)), out };
 }
 
 describe("examples from the seeds and SPEC §5 (real VMs)", () => {

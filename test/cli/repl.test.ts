@@ -4,10 +4,9 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { cacheRoot } from "../../src/image/store.js";
+import { cli, runCli } from "./helpers.js";
 
 // `vmrig repl` driven through a real pseudo-terminal (tmux), as a person would use it.
-const root = path.resolve(import.meta.dirname, "../..");
-const cli = path.join(root, "dist/cli/main.js");
 const session = `vmrig-repl-${process.pid}`;
 
 const tmux = (...args: string[]) => execFileSync("tmux", args, { encoding: "utf8" });
@@ -113,7 +112,7 @@ export default defineTest({
 });
 `,
     );
-    const run = () => spawnSync("node", [cli, "run", file, "--keep-vm-state", "--output-dir", path.join(dir, "out")], { encoding: "utf8", timeout: 600_000 });
+    const run = () => runCli(["run", file, "--keep-vm-state", "--output-dir", path.join(dir, "out")], dir);
     const first = run();
     expect(first.status, first.stdout + first.stderr).toBe(0);
     expect(first.stderr).toContain("kept: []");

@@ -1,25 +1,12 @@
-import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
+import { root, runCli, writeTests } from "./helpers.js";
 
 // Many tests at once: --shard, --jobs, the HTML reporter, gc (black box).
-const root = path.resolve(import.meta.dirname, "../..");
-const cli = path.join(root, "dist/cli/main.js");
-
-function suite(files: Record<string, string>): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-suite-"));
-  for (const [name, body] of Object.entries(files)) {
-    fs.writeFileSync(path.join(dir, `${name}.vmrig.ts`), `import { defineTest } from "vmrig";\nexport default defineTest(${body});\n`);
-  }
-  return dir;
-}
-
-const run = (args: string[], cwd: string) => {
-  const r = spawnSync("node", [cli, ...args], { cwd, encoding: "utf8", timeout: 900_000 });
-  return { status: r.status, output: r.stdout + r.stderr };
-};
+const suite = writeTests;
+const run = (args: string[], cwd: string) => runCli(args, cwd);
 
 // A test that needs no VM: machines only boot when the script uses them.
 const quick = (name: string) => `{ name: ${JSON.stringify(name)}, nodes: { m: {} }, async testScript({ log }) { log(${JSON.stringify(`ran ${name}`)}); await Promise.resolve(); } }`;
@@ -51,6 +38,15 @@ describe("vmrig run over a suite", () => {
     expect(html).toContain("the bad test failed on purpose");
     expect(html).toContain('href="bad/log.txt"');
     expect(fs.readFileSync(path.join(dir, "out/junit.xml"), "utf8")).toContain('<testsuite name="bad"');
+  });
+
+  it("an unknown reporter is bad input: exit 2 before any test runs, naming the known ones", () => {
+    const dir = suite({ good: quick("good") });
+    const r = run(["run", "--rerun", "--reporter", "list,junitt", "--output-dir", "out"], dir);
+    expect(r.status).toBe(2);
+    expect(r.output).toContain("unknown reporter `junitt`");
+    expect(r.output).toContain("list, junit, html");
+    expect(r.output).not.toContain("ran good");
   });
 
   it("--jobs 2 runs two VM tests side by side, each with its output prefixed", () => {
