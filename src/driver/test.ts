@@ -10,6 +10,7 @@ export interface Globals<N extends string = string> {
   subtest: <T>(name: string, fn: () => Promise<T>) => Promise<T>;
   /** call `fn` until it returns true (it gets the attempt number), at most `timeout` seconds */
   retry: (fn: (lastTry: boolean) => Promise<boolean> | boolean, timeout?: number) => Promise<void>;
+  /** a line in the test's log */
   log: (message: string) => void;
   /** wait until every machine has shut down by itself */
   joinAll: () => Promise<void>;
@@ -19,8 +20,9 @@ export interface Globals<N extends string = string> {
    * test fails as soon as it does not hold.
    */
   pollingCondition: (fn: () => Promise<boolean> | boolean, opts?: { interval?: number; description?: string }) => PollingCondition;
-  /** show (default) or hide the machines' serial consoles in the live output */
+  /** show the machines' serial consoles in the live output (the default) */
   serialStdoutOn: () => void;
+  /** hide the machines' serial consoles from the live output (the log file keeps them) */
   serialStdoutOff: () => void;
   /**
    * Save every running machine at one instant (all paused together: memory, devices,
@@ -29,10 +31,13 @@ export interface Globals<N extends string = string> {
   snapshot: (name: string) => Promise<void>;
   /** Every machine back to the instant of `snapshot(name)`; machines that were not running then are stopped. */
   restore: (name: string) => Promise<void>;
+  /** every machine of the test, in name order */
   machines: Machine[];
+  /** every node's evaluated config: `nodes.server.config.services.nginx.enable` */
   nodes: NodesInfo<N>;
   /** the vlans in use, with their members */
   vlans: { vlan: number; members: string[] }[];
+  /** the run: test name, result folder, accelerator */
   driver: DriverInfo;
 }
 

@@ -189,7 +189,7 @@ export class Machine {
   /** Log `message`, run `fn` indented under it, and log how long it took. */
   nested = <T>(message: string, fn: () => Promise<T>): Promise<T> => this.core.nested(message, fn);
 
-  /** Stop the VM (the driver, at the end of a run). */
+  /** @internal Stop the VM (the driver, at the end of a run). */
   async kill(): Promise<void> {
     await this.core.guest?.kill();
   }
