@@ -50,7 +50,10 @@ const layerRule = (layer, extra = []) => ({
 /** The layering rules alone (test/unit/layers.test.ts lints probes with them). */
 export const layerConfigs = () => [
   ...Object.keys(LAYERS).map((layer) => ({ files: [`src/${layer}/**/*.ts`], rules: layerRule(layer) })),
-  ...Object.entries(LAYER_EXCEPTIONS).map(([file, extra]) => ({ files: [file], rules: layerRule(file.split("/")[1], extra) })),
+  ...Object.entries(LAYER_EXCEPTIONS).map(([file, extra]) => ({
+    files: [file],
+    rules: layerRule(file.split("/")[1], extra),
+  })),
 ];
 
 export default tseslint.config(

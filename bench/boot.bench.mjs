@@ -18,7 +18,8 @@ const args = process.argv.slice(2);
 const boots = Number(args[args.indexOf("--boots") + 1] || 3) || 3;
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const fmt = (ms) => `${(ms / 1000).toFixed(2)} s`;
-const row = (what, value, target) => console.log(`${what.padEnd(44)} ${value.padStart(10)}${target ? `   target ${target}` : ""}`);
+const row = (what, value, target) =>
+  console.log(`${what.padEnd(44)} ${value.padStart(10)}${target ? `   target ${target}` : ""}`);
 
 async function build(module, name = "bench") {
   const configs = evalNodes({ [name]: module });
@@ -53,11 +54,20 @@ row("image build after a config-only change", fmt(changed.ms), "≤ 3 s");
   process.env.VMRIG_CACHE_DIR = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-bench-pkg-"));
   try {
     fs.mkdirSync(storeDir(), { recursive: true });
-    for (const e of fs.readdirSync(real).filter((e) => /-(base-|boot)/.test(e))) execFileSync("cp", ["-al", path.join(real, e), path.join(storeDir(), e)]);
+    for (const e of fs.readdirSync(real).filter((e) => /-(base-|boot)/.test(e)))
+      execFileSync("cp", ["-al", path.join(real, e), path.join(storeDir(), e)]);
     const added = await build({ environment: { systemPackages: ["nginx", "tree"] } }, "bench3");
     row("image build after adding one package", fmt(added.ms), "(apt runs)");
-    console.log("  nginx → nginx + tree: the package layer is rebuilt from the base with the whole set, then the config is applied");
-    console.log(`  built: ${fs.readdirSync(storeDir()).filter((e) => !/-(base-|boot)/.test(e) && !e.startsWith(".")).map((e) => e.replace(/^\w+-/, "")).join(", ")}`);
+    console.log(
+      "  nginx → nginx + tree: the package layer is rebuilt from the base with the whole set, then the config is applied",
+    );
+    console.log(
+      `  built: ${fs
+        .readdirSync(storeDir())
+        .filter((e) => !/-(base-|boot)/.test(e) && !e.startsWith("."))
+        .map((e) => e.replace(/^\w+-/, ""))
+        .join(", ")}`,
+    );
   } finally {
     fs.rmSync(process.env.VMRIG_CACHE_DIR, { recursive: true, force: true });
     if (saved === undefined) delete process.env.VMRIG_CACHE_DIR;
@@ -77,8 +87,16 @@ let variantsMs;
 try {
   for (let i = 0; i < boots; i++) {
     const spec = {
-      name: "bench", disk: img.disk, kernel: img.kernel, initrd: img.initrd, memoryMiB: 1024,
-      cores: Math.min(2, os.cpus().length), nics: [], accel, extraArgs: [], stateDir: dir,
+      name: "bench",
+      disk: img.disk,
+      kernel: img.kernel,
+      initrd: img.initrd,
+      memoryMiB: 1024,
+      cores: Math.min(2, os.cpus().length),
+      nics: [],
+      accel,
+      extraArgs: [],
+      stateDir: dir,
       consoleLog: path.join(dir, "console.log"),
     };
     const root = path.join(dir, `root${i}.qcow2`);
@@ -113,7 +131,8 @@ try {
             await vm.qmp.execute("screendump", { filename: dump });
             const [text] = await readScreen(dump, () => false, 1);
             ocrTimes.push(performance.now() - t);
-            if (!/OCR of a text console/.test(text)) console.log(`  (OCR misread the bench text: ${JSON.stringify(text)})`);
+            if (!/OCR of a text console/.test(text))
+              console.log(`  (OCR misread the bench text: ${JSON.stringify(text)})`);
           }
           const t = performance.now();
           await vm.qmp.execute("screendump", { filename: dump });
@@ -133,12 +152,14 @@ row(`QEMU start → backdoor ready (median of ${boots})`, fmt(boot), "≤ 6 s");
 console.log(`  all boots: ${bootTimes.map(fmt).join(", ")}; ratio to target ${(boot / 6000).toFixed(2)}`);
 row(`QEMU start → systemd takes requests (median)`, fmt(median(systemdTimes)));
 console.log(`  all: ${systemdTimes.map(fmt).join(", ")}  (Machine.start() waits for this)`);
-row("succeed(\"true\") round trip, median of 50, idle", `${median(rtts.idle).toFixed(1)} ms`, "≤ 10 ms");
+row('succeed("true") round trip, median of 50, idle', `${median(rtts.idle).toFixed(1)} ms`, "≤ 10 ms");
 row("  … while systemd is still booting", `${median(rtts.during).toFixed(1)} ms`);
 row("QEMU RSS after boot (1024 MiB guest)", `${rss.toFixed(0)} MiB`);
 if (ocrTimes.length) {
   row("getScreenText() (OCR of the screen), median of 3", fmt(median(ocrTimes)));
-  console.log(`  all: ${ocrTimes.map(fmt).join(", ")}; the NixOS driver's anchor is ~10 s per screenshot (ratio ${(median(ocrTimes) / 10000).toFixed(2)})`);
+  console.log(
+    `  all: ${ocrTimes.map(fmt).join(", ")}; the NixOS driver's anchor is ~10 s per screenshot (ratio ${(median(ocrTimes) / 10000).toFixed(2)})`,
+  );
   row("getScreenTextVariants() (three images)", fmt(variantsMs));
 } else {
   console.log("OCR: tesseract is not installed, not measured");

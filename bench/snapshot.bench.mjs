@@ -22,7 +22,17 @@ const dirs = [];
 async function topo(name, nodes, snapshots) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-bench-"));
   dirs.push(dir);
-  return createTopology({ name, nodes }, { logger: new Logger(path.join(dir, "log.txt"), () => {}), resultDir: dir, sourceDir: root, accel: "auto", keepVmState: false, snapshots });
+  return createTopology(
+    { name, nodes },
+    {
+      logger: new Logger(path.join(dir, "log.txt"), () => {}),
+      resultDir: dir,
+      sourceDir: root,
+      accel: "auto",
+      keepVmState: false,
+      snapshots,
+    },
+  );
 }
 
 async function timedStart(name, nodes, snapshots) {
@@ -50,7 +60,7 @@ try {
   row("one machine, cold boot → systemd answering", s(cold.ms));
   row(`one machine, restore → backdoor answering (median of ${restores})`, s(median(warm.map((w) => w.ms))), "≤ 0.5 s");
   console.log(`  all restores: ${warm.map((w) => s(w.ms)).join(", ")}; origin: ${warm[0].origin}`);
-  row("  first succeed(\"true\") after the restore", `${median(warm.map((w) => w.firstCommandMs)).toFixed(0)} ms`);
+  row('  first succeed("true") after the restore', `${median(warm.map((w) => w.firstCommandMs)).toFixed(0)} ms`);
   row("  ratio cold / restore", `${(cold.ms / median(warm.map((w) => w.ms))).toFixed(1)}×`);
 
   // 2. the client-server example through the CLI
@@ -59,7 +69,19 @@ try {
       const out = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-bench-out-"));
       dirs.push(out);
       const t0 = performance.now();
-      const r = spawnSync("node", [path.join(root, "dist/cli/main.js"), "run", "examples/client-server.vmrig.ts", "--rerun", "--output-dir", out, ...extra], { cwd: root, encoding: "utf8" });
+      const r = spawnSync(
+        "node",
+        [
+          path.join(root, "dist/cli/main.js"),
+          "run",
+          "examples/client-server.vmrig.ts",
+          "--rerun",
+          "--output-dir",
+          out,
+          ...extra,
+        ],
+        { cwd: root, encoding: "utf8" },
+      );
       if (r.status !== 0) console.log(r.stderr.slice(-2000));
       return performance.now() - t0;
     };
@@ -73,12 +95,19 @@ try {
 
   // 3. five machines with a service each
   if (!args.includes("--skip-five")) {
-    const five = Object.fromEntries(["n1", "n2", "n3", "n4", "n5"].map((n) => [n, { services: { openssh: { enable: true } } }]));
+    const five = Object.fromEntries(
+      ["n1", "n2", "n3", "n4", "n5"].map((n) => [n, { services: { openssh: { enable: true } } }]),
+    );
     const upAll = async (snapshots) => {
       const t = await topo("bench-five", five, snapshots);
       try {
         const t0 = performance.now();
-        await Promise.all(t.machines.map(async (m) => { await m.start(); await m.waitForUnit("sshd.service", { timeout: 600 }); }));
+        await Promise.all(
+          t.machines.map(async (m) => {
+            await m.start();
+            await m.waitForUnit("sshd.service", { timeout: 600 });
+          }),
+        );
         return performance.now() - t0;
       } finally {
         await t.close();

@@ -37,7 +37,13 @@ export default defineTest({
       services: {
         mysql: {
           enable: true,
-          replication: { role: "master", slaveHost: "%", masterUser: replicateUser, masterPassword: replicatePassword, serverId: 1 },
+          replication: {
+            role: "master",
+            slaveHost: "%",
+            masterUser: replicateUser,
+            masterPassword: replicatePassword,
+            serverId: 1,
+          },
           initialDatabases: [{ name: "testdb", schema: testdb }],
         },
       },
@@ -67,7 +73,11 @@ export default defineTest({
     await secondary2.succeed("systemctl start mysql");
     await secondary2.waitForUnit("mysql");
     await secondary2.waitForOpenPort(3306);
-    await secondary2.waitUntilSucceeds("sudo -u mysql mysql -u mysql -N -e 'select * from testdb.tests where Id = 123;' | grep 456");
-    await secondary1.waitUntilSucceeds("sudo -u mysql mysql -u mysql -N -e 'select * from testdb.tests where Id = 123;' | grep 456");
+    await secondary2.waitUntilSucceeds(
+      "sudo -u mysql mysql -u mysql -N -e 'select * from testdb.tests where Id = 123;' | grep 456",
+    );
+    await secondary1.waitUntilSucceeds(
+      "sudo -u mysql mysql -u mysql -N -e 'select * from testdb.tests where Id = 123;' | grep 456",
+    );
   },
 });

@@ -32,7 +32,11 @@ function members(checker, decl, sectionsFrom) {
       undocumented.push(name);
       continue;
     }
-    const type = checker.typeToString(checker.getTypeOfSymbolAtLocation(sym, m), undefined, ts.TypeFormatFlags.NoTruncation);
+    const type = checker.typeToString(
+      checker.getTypeOfSymbolAtLocation(sym, m),
+      undefined,
+      ts.TypeFormatFlags.NoTruncation,
+    );
     out.push({ section, name, type, doc });
   }
   return out;
@@ -40,7 +44,12 @@ function members(checker, decl, sectionsFrom) {
 
 export function apiMarkdown() {
   const files = ["src/machine/machine.ts", "src/driver/test.ts"].map((f) => path.join(root, f));
-  const program = ts.createProgram(files, { strict: true, target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext });
+  const program = ts.createProgram(files, {
+    strict: true,
+    target: ts.ScriptTarget.ES2022,
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+  });
   const checker = program.getTypeChecker();
   const find = (file, kind, name) => {
     const sf = program.getSourceFile(file);
@@ -66,7 +75,8 @@ export function apiMarkdown() {
     lines.push(`- **\`${m.name}\`** \`${m.type.replace(/\|/g, "\\|")}\`  `, `  ${m.doc.replace(/\n/g, " ")}`);
   }
   lines.push("", "## Globals", "");
-  for (const g of globals) lines.push(`- **\`${g.name}\`** \`${g.type.replace(/\|/g, "\\|")}\`  `, `  ${g.doc.replace(/\n/g, " ")}`);
+  for (const g of globals)
+    lines.push(`- **\`${g.name}\`** \`${g.type.replace(/\|/g, "\\|")}\`  `, `  ${g.doc.replace(/\n/g, " ")}`);
   return lines.join("\n") + "\n";
 }
 

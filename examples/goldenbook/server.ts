@@ -47,7 +47,9 @@ export default defineModule(({ config }) => ({
     },
     mysql: {
       enable: true,
-      initialDatabases: [{ name: "goldenbook", schema: "CREATE TABLE posts (id INT AUTO_INCREMENT PRIMARY KEY, text TEXT NOT NULL);" }],
+      initialDatabases: [
+        { name: "goldenbook", schema: "CREATE TABLE posts (id INT AUTO_INCREMENT PRIMARY KEY, text TEXT NOT NULL);" },
+      ],
       // the pool's user logs in through MariaDB's unix socket authentication
       ensureUsers: [{ name: "goldenbook", ensurePermissions: { "goldenbook.*": "ALL PRIVILEGES" } }],
     },

@@ -45,25 +45,47 @@ program
   .option("--no-snapshots", "boot every machine instead of restoring its saved first boot")
   .option("--reporter <list>", `list (always), junit: <output-dir>/junit.xml, html: <output-dir>/index.html`, "list")
   .option("--global-timeout <seconds>", "override each test's globalTimeout", (v) => Number(v))
-  .option("--jobs <n>", "tests run side by side (each waits until the host has memory for its machines)", positiveInt, 1)
+  .option(
+    "--jobs <n>",
+    "tests run side by side (each waits until the host has memory for its machines)",
+    positiveInt,
+    1,
+  )
   .option("--shard <i/n>", "run only the i-th of n parts of the suite (for several CI machines)")
   .action(
     async (
       paths: string[],
-      o: { outputDir: string; accel: "auto" | "kvm" | "tcg"; keepVmState: boolean; snapshots: boolean; rerun: boolean; reporter: string; globalTimeout?: number; jobs: number; shard?: string },
+      o: {
+        outputDir: string;
+        accel: "auto" | "kvm" | "tcg";
+        keepVmState: boolean;
+        snapshots: boolean;
+        rerun: boolean;
+        reporter: string;
+        globalTimeout?: number;
+        jobs: number;
+        shard?: string;
+      },
     ) => {
       const ac = new AbortController();
       let interrupts = 0;
       const onSignal = (sig: NodeJS.Signals) => {
         interrupts++;
-        print(`\nvmrig: ${sig}: stopping machines and cleaning up${interrupts > 1 ? " (again: still cleaning up)" : ""}`);
+        print(
+          `\nvmrig: ${sig}: stopping machines and cleaning up${interrupts > 1 ? " (again: still cleaning up)" : ""}`,
+        );
         ac.abort(sig);
       };
       process.on("SIGINT", onSignal);
       process.on("SIGTERM", onSignal);
       try {
         const { reporter, ...rest } = o;
-        const outcome = await runSuite(paths, { ...rest, signal: ac.signal, reporters: reportersByName(reporter), print });
+        const outcome = await runSuite(paths, {
+          ...rest,
+          signal: ac.signal,
+          reporters: reportersByName(reporter),
+          print,
+        });
         process.exitCode = outcome.exitCode;
       } catch (e) {
         process.exitCode = report(e);
@@ -73,7 +95,9 @@ program
 
 program
   .command("repl")
-  .description("interactive mode (NixOS driverInteractive): machines and globals in a REPL, testScript(), machine.shell()")
+  .description(
+    "interactive mode (NixOS driverInteractive): machines and globals in a REPL, testScript(), machine.shell()",
+  )
   .argument("<file>")
   .option("--output-dir <dir>", "where the log and artifacts go", "vmrig-results")
   .addOption(new Option("--accel <accel>", "accelerator").choices(["auto", "kvm", "tcg"]).default("auto"))
@@ -123,7 +147,12 @@ program
   .action(async (file: string) => {
     try {
       const loaded = await loadTest(file);
-      const { images } = await buildImages(loaded.def, path.dirname(loaded.file), (m) => process.stderr.write(m + "\n"), loaded.file);
+      const { images } = await buildImages(
+        loaded.def,
+        path.dirname(loaded.file),
+        (m) => process.stderr.write(m + "\n"),
+        loaded.file,
+      );
       for (const [n, img] of Object.entries(images)) process.stdout.write(`${n}: ${img.disk}\n`);
     } catch (e) {
       process.exitCode = report(e);
@@ -134,17 +163,25 @@ program
   .command("gc")
   .description("remove store entries and cached results no test uses any more, and say how much space that freed")
   .option("--dry-run", "only say what would be removed", false)
-  .option("--grace <minutes>", "leave entries younger than this alone (another run may be using them)", (v) => Number(v), 60)
+  .option(
+    "--grace <minutes>",
+    "leave entries younger than this alone (another run may be using them)",
+    (v) => Number(v),
+    60,
+  )
   .action(async (o: { dryRun: boolean; grace: number }) => {
     const r = await gc({ graceMs: o.grace * 60_000, dryRun: o.dryRun });
     const mib = (kib: number) => `${(kib / 1024).toFixed(0)} MiB`;
     const freed = r.removedEntries.reduce((a, e) => a + e.kib, 0);
-    for (const e of r.removedEntries) process.stdout.write(`${o.dryRun ? "would remove" : "removed"} ${e.name} (${mib(e.kib)})\n`);
+    for (const e of r.removedEntries)
+      process.stdout.write(`${o.dryRun ? "would remove" : "removed"} ${e.name} (${mib(e.kib)})\n`);
     for (const f of r.droppedRoots) process.stdout.write(`forgot ${f} (the test file is gone)\n`);
     process.stdout.write(
       `${o.dryRun ? "would free" : "freed"} ${mib(freed)} in ${r.removedEntries.length} store entries and ${r.removedResults} cached results; ` +
         `kept ${r.keptEntries} entries (${mib(r.keptKib)}) for ${r.tests} tests and for builds of the last ${o.grace} min` +
-        (r.removedLogs ? `; ${o.dryRun ? "would remove" : "removed"} ${r.removedLogs} failed-build logs older than a week` : "") +
+        (r.removedLogs
+          ? `; ${o.dryRun ? "would remove" : "removed"} ${r.removedLogs} failed-build logs older than a week`
+          : "") +
         "\n",
     );
   });

@@ -68,7 +68,16 @@ export async function startRepl(loaded: LoadedTest, opts: ReplOptions): Promise<
     if (!keyboard.borrowed) process.stderr.write(`${line}\n`);
   });
   logger.serialStdout = false;
-  const result: TestResult = { name: def.name, file: loaded.file, outcome: "passed", configError: false, durationMs: 0, resultDir, subtests: [], bootMs: {} };
+  const result: TestResult = {
+    name: def.name,
+    file: loaded.file,
+    outcome: "passed",
+    configError: false,
+    durationMs: 0,
+    resultDir,
+    subtests: [],
+    bootMs: {},
+  };
   let session: Awaited<ReturnType<typeof openSession>> | undefined;
   const shutdown = async () => {
     await session?.close();
@@ -76,7 +85,12 @@ export async function startRepl(loaded: LoadedTest, opts: ReplOptions): Promise<
     keyboard.restore();
   };
   try {
-    session = await openSession(loaded, { ...opts, terminal: () => keyboard.lend(), interactive: true }, logger, result);
+    session = await openSession(
+      loaded,
+      { ...opts, terminal: () => keyboard.lend(), interactive: true },
+      logger,
+      result,
+    );
   } catch (e) {
     await shutdown();
     throw e;
@@ -90,7 +104,8 @@ export async function startRepl(loaded: LoadedTest, opts: ReplOptions): Promise<
       "  testScript()        run the test script",
       `  ${names[0] ?? "machine"}.shell()  a root shell on a machine (exit or Ctrl-D to come back, Ctrl-] to detach)`,
       "  serialStdoutOn()    show the serial consoles",
-      "  Ctrl-D or .exit     stop the machines and leave" + (opts.keepVmState ? " (disks are kept: --keep-vm-state)" : ""),
+      "  Ctrl-D or .exit     stop the machines and leave" +
+        (opts.keepVmState ? " (disks are kept: --keep-vm-state)" : ""),
       "",
     ].join("\n"),
   );

@@ -50,7 +50,10 @@ export function optionsMarkdown(): string {
     "",
     "| option | type | default | meaning | on Debian |",
     "|---|---|---|---|---|",
-    ...out.map((r) => `| \`${r.path}\` | ${cell(r.type)} | ${r.default ? `\`${cell(r.default)}\`` : ""} | ${cell(r.description)} | ${cell(r.debian)} |`),
+    ...out.map(
+      (r) =>
+        `| \`${r.path}\` | ${cell(r.type)} | ${r.default ? `\`${cell(r.default)}\`` : ""} | ${cell(r.description)} | ${cell(r.debian)} |`,
+    ),
     "",
   ].join("\n");
 }

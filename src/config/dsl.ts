@@ -36,17 +36,13 @@ export const t = {
   attrsOf: <T extends OptType>(of: T) => ({ kind: "attrs", of }) as const,
   submodule: <O extends Options>(options: O) => ({ kind: "submodule", options }) as const,
   /** A submodule whose undeclared keys are accepted as `of` (NixOS's freeformType), e.g. a config file's settings. */
-  freeform: <O extends Options, F extends OptType>(of: F, options: O) => ({ kind: "submodule", options, freeform: of }) as const,
+  freeform: <O extends Options, F extends OptType>(of: F, options: O) =>
+    ({ kind: "submodule", options, freeform: of }) as const,
   nullOr: <T extends OptType>(of: T) => ({ kind: "nullOr", of }) as const,
   either: <const T extends readonly OptType[]>(...of: T) => ({ kind: "either", of }) as const,
 };
 
-export function option<T extends OptType>(
-  type: T,
-  def: DefaultOf<T>,
-  description: string,
-  debian?: string,
-): Option<T> {
+export function option<T extends OptType>(type: T, def: DefaultOf<T>, description: string, debian?: string): Option<T> {
   return { isOption: true, type, default: def, description, ...(debian ? { debian } : {}) };
 }
 
@@ -90,15 +86,19 @@ export type InferType<T extends OptType> = T extends { kind: "str" }
             : T extends { kind: "submodule"; options: infer O extends Options; freeform: infer F extends OptType }
               ? Evaluated<O> & Record<string, InferType<F>>
               : T extends { kind: "submodule"; options: infer O extends Options }
-              ? Evaluated<O>
-              : T extends { kind: "nullOr"; of: infer E extends OptType }
-                ? InferType<E> | null
-                : T extends { kind: "either"; of: readonly (infer E extends OptType)[] }
-                  ? InferType<E>
-                  : never;
+                ? Evaluated<O>
+                : T extends { kind: "nullOr"; of: infer E extends OptType }
+                  ? InferType<E> | null
+                  : T extends { kind: "either"; of: readonly (infer E extends OptType)[] }
+                    ? InferType<E>
+                    : never;
 
 export type Evaluated<O extends Options> = {
-  -readonly [K in keyof O]: O[K] extends Option<infer T> ? InferType<T> : O[K] extends Options ? Evaluated<O[K]> : never;
+  -readonly [K in keyof O]: O[K] extends Option<infer T>
+    ? InferType<T>
+    : O[K] extends Options
+      ? Evaluated<O[K]>
+      : never;
 };
 
 // ---- type inference: what a module may define -----------------------------
@@ -121,10 +121,10 @@ export type InputType<T extends OptType> = T extends { kind: "list"; of: infer E
     : T extends { kind: "submodule"; options: infer O extends Options; freeform: infer F extends OptType }
       ? Input<O> & Record<string, Def<InputType<F>> | undefined>
       : T extends { kind: "submodule"; options: infer O extends Options }
-      ? Input<O>
-      : T extends { kind: "nullOr"; of: infer E extends OptType }
-        ? InputType<E> | null
-        : InferType<T>;
+        ? Input<O>
+        : T extends { kind: "nullOr"; of: infer E extends OptType }
+          ? InputType<E> | null
+          : InferType<T>;
 
 export type Input<O extends Options> = {
   -readonly [K in keyof O]?: O[K] extends Option<infer T>

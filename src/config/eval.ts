@@ -69,7 +69,9 @@ function flatten(entry: Labelled, args: ModuleArgs, out: Definition[], failures:
       // visible; the round is not final until the module runs without that help.
       failures.push({ source: entry.source, error });
       try {
-        cfg = withoutMissing(entry.module({ ...args, config: tolerant(args.config), nodes: tolerant(args.nodes) })) as NodeConfig;
+        cfg = withoutMissing(
+          entry.module({ ...args, config: tolerant(args.config), nodes: tolerant(args.nodes) }),
+        ) as NodeConfig;
       } catch {
         return;
       }
@@ -79,7 +81,8 @@ function flatten(entry: Labelled, args: ModuleArgs, out: Definition[], failures:
     throw configError(`${entry.source} is not a module: expected an attribute set or a function returning one`);
   }
   const { imports, ...rest } = cfg;
-  if (imports !== undefined && !Array.isArray(imports)) throw configError(`${entry.source}.imports must be a list of modules`);
+  if (imports !== undefined && !Array.isArray(imports))
+    throw configError(`${entry.source}.imports must be a list of modules`);
   (imports ?? []).forEach((m, i) => {
     const name = typeof m === "function" && m.name ? ` (${m.name})` : "";
     flatten({ source: `${entry.source}.imports[${i}]${name}`, module: m }, args, out, failures, depth + 1);
@@ -116,13 +119,18 @@ function tolerant<T>(value: T): T {
   });
 }
 
-const isMissing = (v: unknown) => (typeof v === "function" || typeof v === "object") && v !== null && (v as { [MISSING]?: boolean })[MISSING] === true;
+const isMissing = (v: unknown) =>
+  (typeof v === "function" || typeof v === "object") && v !== null && (v as { [MISSING]?: boolean })[MISSING] === true;
 
 /** A module's output with every stand-in value left out (as if the option were not defined). */
 function withoutMissing(v: unknown): unknown {
   if (Array.isArray(v)) return v.filter((e) => !isMissing(e)).map(withoutMissing);
   if (v === null || typeof v !== "object") return v;
-  return Object.fromEntries(Object.entries(v).filter(([, e]) => !isMissing(e)).map(([k, e]) => [k, withoutMissing(e)]));
+  return Object.fromEntries(
+    Object.entries(v)
+      .filter(([, e]) => !isMissing(e))
+      .map(([k, e]) => [k, withoutMissing(e)]),
+  );
 }
 
 /** The address vmrig gives node `index` (1-based, name order) on `vlan` (SPEC §5). */
@@ -139,9 +147,16 @@ export const HOST_NIC = { name: "eth0", address: "10.0.2.15" } as const;
  */
 function builtinModule(name: string, index: number): NodeModule {
   return ({ config }) => {
-    const interfaces: Record<string, { ipv4: { addresses: { address: string; prefixLength: number }[] }; ipv6?: { addresses: { address: string; prefixLength: number }[] } }> = {};
+    const interfaces: Record<
+      string,
+      {
+        ipv4: { addresses: { address: string; prefixLength: number }[] };
+        ipv6?: { addresses: { address: string; prefixLength: number }[] };
+      }
+    > = {};
     const forwarding = config.virtualisation.forwardPorts.length > 0;
-    if (forwarding) interfaces[HOST_NIC.name] = { ipv4: { addresses: [{ address: HOST_NIC.address, prefixLength: 24 }] } };
+    if (forwarding)
+      interfaces[HOST_NIC.name] = { ipv4: { addresses: [{ address: HOST_NIC.address, prefixLength: 24 }] } };
     config.virtualisation.vlans.forEach((vlan, i) => {
       const a = vlanAddresses(vlan, index);
       interfaces[`eth${i + 1}`] = {
@@ -153,7 +168,9 @@ function builtinModule(name: string, index: number): NodeModule {
     return {
       services: {
         phpfpm: {
-          pools: Object.fromEntries(Object.keys(config.services.phpfpm.pools).map((pool) => [pool, { socket: `/run/phpfpm/${pool}.sock` }])),
+          pools: Object.fromEntries(
+            Object.keys(config.services.phpfpm.pools).map((pool) => [pool, { socket: `/run/phpfpm/${pool}.sock` }]),
+          ),
         },
       },
       networking: {
@@ -172,10 +189,7 @@ function builtinModule(name: string, index: number): NodeModule {
  * Evaluate every node. Function modules see the final config (theirs and the
  * other nodes'), as in NixOS; here by iterating to a fixpoint instead of laziness.
  */
-export function evalNodes(
-  nodes: Record<string, NodeModule>,
-  defaults?: NodeModule,
-): Record<string, EvaluatedConfig> {
+export function evalNodes(nodes: Record<string, NodeModule>, defaults?: NodeModule): Record<string, EvaluatedConfig> {
   const names = Object.keys(nodes).sort();
   let current: Record<string, EvaluatedConfig> = Object.fromEntries(
     names.map((n) => [n, mergeOptions(nodeOptions, [], `nodes.${n}`, allPaths) as EvaluatedConfig]),
@@ -200,10 +214,13 @@ export function evalNodes(
       // Settled. A module still failing now fails for good.
       const f = failures[0];
       if (f) {
-        throw configError(`${f.source}: the module threw: ${f.error instanceof Error ? f.error.message : String(f.error)}`, {
-          hint: "a module may read `config` and `nodes`, but only options that exist (see docs/options.md)",
-          cause: f.error,
-        });
+        throw configError(
+          `${f.source}: the module threw: ${f.error instanceof Error ? f.error.message : String(f.error)}`,
+          {
+            hint: "a module may read `config` and `nodes`, but only options that exist (see docs/options.md)",
+            cause: f.error,
+          },
+        );
       }
       for (const n of names) checkNode(n, current[n]!);
       return current;
@@ -230,6 +247,9 @@ function checkNode(name: string, c: EvaluatedConfig): void {
     if (f.from === "guest" && f.proto !== "tcp") throw configError(`${at}: QEMU forwards only TCP from the guest`);
   });
   c.virtualisation.emptyDiskImages.forEach((mib, i) => {
-    if (!(mib > 0)) throw configError(`nodes.${name}.virtualisation.emptyDiskImages[${i}] must be a size in MiB greater than 0, got ${mib}`);
+    if (!(mib > 0))
+      throw configError(
+        `nodes.${name}.virtualisation.emptyDiskImages[${i}] must be a size in MiB greater than 0, got ${mib}`,
+      );
   });
 }

@@ -63,7 +63,8 @@ export function mergeOptions(
     if (!isPlainObject(d.value)) throw typeError(path, "an attribute set", d);
     for (const [key, value] of Object.entries(d.value)) {
       if (value === undefined) continue;
-      if (!Object.hasOwn(options, key) && !freeform) throw unknownOption(`${path}.${key}`, key, Object.keys(options), allPaths);
+      if (!Object.hasOwn(options, key) && !freeform)
+        throw unknownOption(`${path}.${key}`, key, Object.keys(options), allPaths);
       let list = byKey.get(key);
       if (!list) byKey.set(key, (list = []));
       list.push({ source: d.source, value, priority: d.priority });
@@ -107,7 +108,9 @@ function mergeType(type: OptType, defs: Definition[], path: string, allPaths: re
       for (const d of defs) {
         if (!Array.isArray(d.value)) throw typeError(path, describeType(type), d);
         d.value.forEach((el: unknown, i) => {
-          out.push(mergeType(type.of, [{ source: d.source, value: el, priority: d.priority }], `${path}[${i}]`, allPaths));
+          out.push(
+            mergeType(type.of, [{ source: d.source, value: el, priority: d.priority }], `${path}[${i}]`, allPaths),
+          );
         });
       }
       return out;
@@ -124,7 +127,8 @@ function mergeType(type: OptType, defs: Definition[], path: string, allPaths: re
         }
       }
       const out: Record<string, unknown> = {};
-      for (const [k, sub] of byKey) out[k] = mergeType(type.of, highestPriority(sub), `${path}.${quoteKey(k)}`, allPaths);
+      for (const [k, sub] of byKey)
+        out[k] = mergeType(type.of, highestPriority(sub), `${path}.${quoteKey(k)}`, allPaths);
       return out;
     }
     case "submodule":

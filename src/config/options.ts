@@ -40,13 +40,17 @@ const user = t.submodule({
   isNormalUser: option(t.bool, false, "A human account: uid ≥ 1000, home created, bash shell, group `users`."),
   isSystemUser: option(t.bool, false, "A system account: uid < 1000, no login shell."),
   uid: option(t.nullOr(t.int), null, "Fixed uid; allocated when null."),
-  group: option(t.str, "", "Primary group (default: `users` for normal users, a group named after the user otherwise)."),
+  group: option(
+    t.str,
+    "",
+    "Primary group (default: `users` for normal users, a group named after the user otherwise).",
+  ),
   extraGroups: option(t.listOf(t.str), [], "Supplementary groups; groups that do not exist are created."),
   home: option(t.str, "", "Home directory (default /home/NAME for normal users, /var/empty otherwise)."),
   createHome: option(t.bool, false, "Create the home directory (always for normal users)."),
   shell: option(t.str, "", "Login shell (default /bin/bash for normal users, /usr/sbin/nologin otherwise)."),
   description: option(t.str, "", "GECOS field."),
-  password: option(t.nullOr(t.str), null, "Clear-text password, hashed into /etc/shadow (\"\" = no password)."),
+  password: option(t.nullOr(t.str), null, 'Clear-text password, hashed into /etc/shadow ("" = no password).'),
   hashedPassword: option(t.nullOr(t.str), null, "crypt(3) hash written to /etc/shadow."),
   packages: option(
     t.listOf(t.str),
@@ -56,7 +60,12 @@ const user = t.submodule({
   ),
   openssh: {
     authorizedKeys: {
-      keys: option(t.listOf(t.str), [], "Public keys that may log in as this user over SSH.", "/etc/ssh/authorized_keys.d/NAME, which sshd reads besides ~/.ssh/authorized_keys"),
+      keys: option(
+        t.listOf(t.str),
+        [],
+        "Public keys that may log in as this user over SSH.",
+        "/etc/ssh/authorized_keys.d/NAME, which sshd reads besides ~/.ssh/authorized_keys",
+      ),
     },
   },
 });
@@ -66,21 +75,43 @@ const iniValue = t.either(t.str, t.int, t.bool);
 const phpfpmPool = t.submodule({
   user: option(t.str, "www-data", "User the pool's PHP processes run as (Debian's web user by default)."),
   group: option(t.str, "", "Their group (default: the user's primary group)."),
-  socket: option(t.str, "", "Read-only: the pool's socket, /run/phpfpm/NAME.sock (as in NixOS) — point nginx's fastcgi_pass at it."),
+  socket: option(
+    t.str,
+    "",
+    "Read-only: the pool's socket, /run/phpfpm/NAME.sock (as in NixOS) — point nginx's fastcgi_pass at it.",
+  ),
   listen: option(t.str, "", "Where the pool listens (default: `socket`)."),
   settings: option(
     t.attrsOf(iniValue),
     {},
     "Pool directives (php-fpm.conf syntax). vmrig fills in pm = dynamic with 5 children and a socket that www-data (nginx) may use, unless set here.",
   ),
-  phpOptions: option(t.str, "", "php.ini lines (`key = value`) for this pool only.", "php_admin_value[key] in the pool file"),
-  phpEnv: option(t.attrsOf(t.str), {}, "Environment variables of the pool's PHP processes.", "env[NAME] in the pool file"),
+  phpOptions: option(
+    t.str,
+    "",
+    "php.ini lines (`key = value`) for this pool only.",
+    "php_admin_value[key] in the pool file",
+  ),
+  phpEnv: option(
+    t.attrsOf(t.str),
+    {},
+    "Environment variables of the pool's PHP processes.",
+    "env[NAME] in the pool file",
+  ),
 });
 
 const postgresqlUser = t.submodule({
   name: option(t.str, "", "Role name (created with LOGIN)."),
-  ensureDBOwnership: option(t.bool, false, "Make the role own the database of the same name (which must be in ensureDatabases)."),
-  ensurePermissions: option(t.attrsOf(t.str), {}, "{ \"DATABASE db\": \"ALL PRIVILEGES\" } — GRANT value ON key TO the role."),
+  ensureDBOwnership: option(
+    t.bool,
+    false,
+    "Make the role own the database of the same name (which must be in ensureDatabases).",
+  ),
+  ensurePermissions: option(
+    t.attrsOf(t.str),
+    {},
+    '{ "DATABASE db": "ALL PRIVILEGES" } — GRANT value ON key TO the role.',
+  ),
   ensureClauses: {
     superuser: option(t.nullOr(t.bool), null, "SUPERUSER / NOSUPERUSER."),
     createrole: option(t.nullOr(t.bool), null, "CREATEROLE / NOCREATEROLE."),
@@ -118,7 +149,12 @@ export const nodeOptions = {
       {},
       "Files under /etc, written after every package is installed (so they win over conffiles).",
     ),
-    variables: option(t.attrsOf(t.str), {}, "Variables set for every login and every backdoor command.", "/etc/environment"),
+    variables: option(
+      t.attrsOf(t.str),
+      {},
+      "Variables set for every login and every backdoor command.",
+      "/etc/environment",
+    ),
   },
   users: {
     users: option(t.attrsOf(user), {}, "User accounts.", "/etc/passwd, /etc/shadow and /etc/group written directly"),
@@ -141,7 +177,12 @@ export const nodeOptions = {
     ),
     defaultGateway: option(t.nullOr(t.str), null, "IPv4 default route via this address."),
     nat: {
-      enable: option(t.bool, false, "Route and masquerade traffic from the internal interfaces out of the external one.", "ip_forward=1 and nftables table ip vmrig-nat"),
+      enable: option(
+        t.bool,
+        false,
+        "Route and masquerade traffic from the internal interfaces out of the external one.",
+        "ip_forward=1 and nftables table ip vmrig-nat",
+      ),
       internalInterfaces: option(t.listOf(t.str), [], "Interfaces whose traffic is translated (e.g. eth1)."),
       externalInterface: option(t.nullOr(t.str), null, "The interface traffic leaves by (e.g. eth2)."),
     },
@@ -202,7 +243,7 @@ export const nodeOptions = {
           port: option(t.int, 5432, "TCP port (and the Unix socket's name)."),
         }),
         {},
-        "postgresql.conf settings, e.g. { max_connections: 20, listen_addresses: \"*\" }.",
+        'postgresql.conf settings, e.g. { max_connections: 20, listen_addresses: "*" }.',
         "/etc/postgresql/VER/main/conf.d/90-vmrig.conf",
       ),
       enableTCPIP: option(t.bool, false, "Listen on every interface, not only localhost (listen_addresses = '*')."),
@@ -212,9 +253,17 @@ export const nodeOptions = {
         "pg_hba.conf lines, checked before Debian's defaults (peer for local sockets, scram-sha-256 for localhost).",
         "prepended to /etc/postgresql/VER/main/pg_hba.conf",
       ),
-      initialScript: option(t.nullOr(t.str), null, "SQL run once, as the superuser in database postgres, when the cluster first starts; an error fails the unit."),
+      initialScript: option(
+        t.nullOr(t.str),
+        null,
+        "SQL run once, as the superuser in database postgres, when the cluster first starts; an error fails the unit.",
+      ),
       ensureDatabases: option(t.listOf(t.str), [], "Databases created on every start if missing."),
-      ensureUsers: option(t.listOf(postgresqlUser), [], "Roles created on every start if missing, with their clauses and grants."),
+      ensureUsers: option(
+        t.listOf(postgresqlUser),
+        [],
+        "Roles created on every start if missing, with their clauses and grants.",
+      ),
     },
     phpfpm: {
       pools: option(
@@ -225,7 +274,12 @@ export const nodeOptions = {
       ),
     },
     openssh: {
-      enable: option(t.bool, false, "Run the SSH server.", "Debian's openssh-server, unit ssh.service (alias sshd.service)"),
+      enable: option(
+        t.bool,
+        false,
+        "Run the SSH server.",
+        "Debian's openssh-server, unit ssh.service (alias sshd.service)",
+      ),
       ports: option(t.listOf(t.int), [22], "Ports sshd listens on."),
       openFirewall: option(t.bool, true, "Open `ports` in the firewall."),
       settings: option(
@@ -240,19 +294,34 @@ export const nodeOptions = {
       ),
     },
     getty: {
-      autoLoginUser: option(t.nullOr(t.str), null, "Log this user in on every virtual terminal and the serial console.", "drop-ins for getty@ and serial-getty@ (agetty --autologin)"),
+      autoLoginUser: option(
+        t.nullOr(t.str),
+        null,
+        "Log this user in on every virtual terminal and the serial console.",
+        "drop-ins for getty@ and serial-getty@ (agetty --autologin)",
+      ),
     },
     mysql: {
-      enable: option(t.bool, false, "Run MariaDB (Debian's MySQL).", "package mariadb-server, unit mariadb.service (alias mysql.service)"),
+      enable: option(
+        t.bool,
+        false,
+        "Run MariaDB (Debian's MySQL).",
+        "package mariadb-server, unit mariadb.service (alias mysql.service)",
+      ),
       settings: option(
         t.attrsOf(t.attrsOf(t.either(t.str, t.int, t.bool))),
         {},
-        "my.cnf sections, e.g. { mysqld: { \"bind-address\": \"0.0.0.0\" } }.",
+        'my.cnf sections, e.g. { mysqld: { "bind-address": "0.0.0.0" } }.',
         "/etc/mysql/mariadb.conf.d/90-vmrig.cnf",
       ),
       initialScript: option(t.nullOr(t.str), null, "SQL run once, as root, when the server first starts."),
       initialDatabases: option(
-        t.listOf(t.submodule({ name: option(t.str, "", "Database name."), schema: option(t.nullOr(t.str), null, "SQL run in it once.") })),
+        t.listOf(
+          t.submodule({
+            name: option(t.str, "", "Database name."),
+            schema: option(t.nullOr(t.str), null, "SQL run in it once."),
+          }),
+        ),
         [],
         "Databases created on first start, with an optional schema.",
       ),
@@ -261,7 +330,7 @@ export const nodeOptions = {
         t.listOf(
           t.submodule({
             name: option(t.str, "", "User name; authenticated by the unix socket (the system user of the same name)."),
-            ensurePermissions: option(t.attrsOf(t.str), {}, "{ \"db.*\": \"ALL PRIVILEGES\" }"),
+            ensurePermissions: option(t.attrsOf(t.str), {}, '{ "db.*": "ALL PRIVILEGES" }'),
           }),
         ),
         [],
@@ -291,7 +360,12 @@ export const nodeOptions = {
   },
   boot: {
     kernel: {
-      sysctl: option(t.attrsOf(t.either(t.str, t.int, t.bool)), {}, "Kernel parameters.", "/etc/sysctl.d/90-vmrig.conf, applied by systemd-sysctl and before the network comes up"),
+      sysctl: option(
+        t.attrsOf(t.either(t.str, t.int, t.bool)),
+        {},
+        "Kernel parameters.",
+        "/etc/sysctl.d/90-vmrig.conf, applied by systemd-sysctl and before the network comes up",
+      ),
     },
     kernelParams: option(
       t.listOf(t.str),
@@ -329,14 +403,22 @@ export const nodeOptions = {
     forwardPorts: option(
       t.listOf(
         t.submodule({
-          from: option(t.enum(["host", "guest"]), "host", "`host`: a host port reaches the guest; `guest`: an address the guest connects to reaches the host."),
+          from: option(
+            t.enum(["host", "guest"]),
+            "host",
+            "`host`: a host port reaches the guest; `guest`: an address the guest connects to reaches the host.",
+          ),
           proto: option(t.enum(["tcp", "udp"]), "tcp", "Protocol."),
           host: {
             address: option(t.str, "127.0.0.1", "Host address."),
             port: option(t.int, 0, "Host port."),
           },
           guest: {
-            address: option(t.str, "", "Guest address (for `from = \"guest\"`: the address the guest connects to, in 10.0.2.0/24)."),
+            address: option(
+              t.str,
+              "",
+              'Guest address (for `from = "guest"`: the address the guest connects to, in 10.0.2.0/24).',
+            ),
             port: option(t.int, 0, "Guest port."),
           },
         }),
@@ -345,7 +427,12 @@ export const nodeOptions = {
       "Ports forwarded between host and guest, through a user-mode NIC (eth0, 10.0.2.15) that reaches nothing else.",
       "QEMU `-netdev user,restrict=on` with hostfwd, and guestfwd running `socat` per guest connection; eth0 is a trusted firewall interface",
     ),
-    emptyDiskImages: option(t.listOf(t.int), [], "Sizes (MiB) of extra blank disks: /dev/vdb, /dev/vdc, …", "a qcow2 file per disk in the run's state directory, virtio-blk"),
+    emptyDiskImages: option(
+      t.listOf(t.int),
+      [],
+      "Sizes (MiB) of extra blank disks: /dev/vdb, /dev/vdc, …",
+      "a qcow2 file per disk in the run's state directory, virtio-blk",
+    ),
     vlans: option(t.listOf(t.int), [1], "Virtual networks the node joins, as eth1, eth2, …"),
     bootSnapshot: option(
       t.bool,

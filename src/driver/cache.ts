@@ -19,7 +19,12 @@ export interface CachedPass {
  * keyed the same way).
  */
 export function resultKey(loaded: LoadedTest, configs: Record<string, EvaluatedConfig>): string {
-  return hashInputs({ kind: "result", vmrig: vmrigVersion(), sources: loaded.sources, configs: JSON.parse(canonicalJson(configs)) as unknown });
+  return hashInputs({
+    kind: "result",
+    vmrig: vmrigVersion(),
+    sources: loaded.sources,
+    configs: JSON.parse(canonicalJson(configs)) as unknown,
+  });
 }
 
 function entry(key: string): string {

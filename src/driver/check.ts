@@ -91,7 +91,13 @@ export async function checkTestFile(file: string, opts: CheckOptions): Promise<F
       .filter((f) => !f.includes("/node_modules/") && !f.endsWith(".d.ts"));
     for (const r of await eslint.lintFiles(files)) {
       for (const m of r.messages) {
-        findings.push({ file: r.filePath, line: m.line, column: m.column, message: `${m.message} (${m.ruleId ?? "eslint"})`, source: "eslint" });
+        findings.push({
+          file: r.filePath,
+          line: m.line,
+          column: m.column,
+          message: `${m.message} (${m.ruleId ?? "eslint"})`,
+          source: "eslint",
+        });
       }
     }
   }
@@ -108,10 +114,9 @@ export function reportFindings(file: string, findings: Finding[]): void {
   const kinds = [...new Set(findings.map((f) => (f.source === "typescript" ? "type" : "lint")))].join(" and ");
   throw configError(`${rel(file)} has ${findings.length} ${kinds} error(s); nothing was built or booted`, {
     output: findings.map((f) => `${rel(f.file)}:${f.line}:${f.column}: ${f.message}`).join("\n"),
-    hint:
-      findings.some((f) => f.message.includes("no-floating-promises"))
-        ? "every Machine call returns a promise: `await` it"
-        : "fix the errors, or set skipTypeCheck / skipLint in defineTest to run anyway",
+    hint: findings.some((f) => f.message.includes("no-floating-promises"))
+      ? "every Machine call returns a promise: `await` it"
+      : "fix the errors, or set skipTypeCheck / skipLint in defineTest to run anyway",
   });
 }
 
@@ -139,7 +144,10 @@ function vmrigDeclarations(): string {
  * Returns whether the pass came from the cache.
  */
 export async function checkOnce(file: string, sources: Record<string, string>, opts: CheckOptions): Promise<boolean> {
-  const key = createHash("sha256").update(JSON.stringify({ sources, opts, vmrig: vmrigVersion(), decl: vmrigDeclarations() })).digest("hex").slice(0, 32);
+  const key = createHash("sha256")
+    .update(JSON.stringify({ sources, opts, vmrig: vmrigVersion(), decl: vmrigDeclarations() }))
+    .digest("hex")
+    .slice(0, 32);
   const marker = path.join(cacheRoot(), "checks", key);
   if (fs.existsSync(marker)) return true;
   reportFindings(file, await checkTestFile(file, opts));

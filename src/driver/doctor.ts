@@ -31,7 +31,12 @@ const CHECKS: Check[] = [
   { what: "unshare (private mounts while installing packages)", command: "unshare", pkg: "util-linux" },
   { what: "openssl (password hashes)", command: "openssl", pkg: "openssl" },
   { what: "socat (virtualisation.forwardPorts from the guest)", command: "socat", pkg: "socat" },
-  { what: "tesseract (OCR, for tests with enableOCR)", command: "tesseract", pkg: "tesseract-ocr tesseract-ocr-eng", optional: true },
+  {
+    what: "tesseract (OCR, for tests with enableOCR)",
+    command: "tesseract",
+    pkg: "tesseract-ocr tesseract-ocr-eng",
+    optional: true,
+  },
 ];
 
 function has(command: string): boolean {
@@ -69,16 +74,23 @@ export async function doctor(print: (l: string) => void = (l) => process.stdout.
         (shm ? "" : " (no /dev/shm: first boots cannot be saved; every start boots)"),
     );
     const kernel = findKernel();
-    if (!kernel) print("(no Debian kernel built yet: KVM is probed with a minimal BIOS only; `vmrig run` probes with the real kernel)");
+    if (!kernel)
+      print(
+        "(no Debian kernel built yet: KVM is probed with a minimal BIOS only; `vmrig run` probes with the real kernel)",
+      );
     const kvmProbe = await probeAccel("kvm", kernel);
     // once more if it fails: on a busy shared host one boot to the banner can be slow
     let tcgProbe = await probeAccel("tcg", kernel);
     if (!tcgProbe.ok) tcgProbe = await probeAccel("tcg", kernel, 20_000);
     const kvm = kvmProbe.ok;
     const tcg = tcgProbe.ok;
-    print(`${kvm ? "ok     " : "no     "} KVM (probed by running a guest${kvm ? "" : `; /dev/kvm may exist but does not run one: ${kvmProbe.why ?? "?"}`})`);
+    print(
+      `${kvm ? "ok     " : "no     "} KVM (probed by running a guest${kvm ? "" : `; /dev/kvm may exist but does not run one: ${kvmProbe.why ?? "?"}`})`,
+    );
     print(`${tcg ? "ok     " : "BROKEN "} TCG software emulation${tcg ? "" : ` (${tcgProbe.why ?? "?"})`}`);
-    print(`\nvmrig will use: ${kvm ? "kvm" : tcg ? "tcg (first boots of 10–20 s per VM, then restores in under a second)" : "nothing: QEMU cannot run guests"}`);
+    print(
+      `\nvmrig will use: ${kvm ? "kvm" : tcg ? "tcg (first boots of 10–20 s per VM, then restores in under a second)" : "nothing: QEMU cannot run guests"}`,
+    );
     if (!tcg) ok = false;
   }
   return ok;

@@ -18,10 +18,16 @@ interface Root {
 }
 
 const rootsDir = () => path.join(cacheRoot(), "roots");
-const rootPath = (file: string) => path.join(rootsDir(), `${createHash("sha256").update(path.resolve(file)).digest("hex").slice(0, 24)}.json`);
+const rootPath = (file: string) =>
+  path.join(rootsDir(), `${createHash("sha256").update(path.resolve(file)).digest("hex").slice(0, 24)}.json`);
 
 export function recordRoot(file: string, test: string, images: Record<string, NodeImage>): void {
-  const root: Root = { file: path.resolve(file), test, builtAt: new Date().toISOString(), entries: [...new Set(Object.values(images).flatMap((i) => i.entries))].sort() };
+  const root: Root = {
+    file: path.resolve(file),
+    test,
+    builtAt: new Date().toISOString(),
+    entries: [...new Set(Object.values(images).flatMap((i) => i.entries))].sort(),
+  };
   fs.mkdirSync(rootsDir(), { recursive: true });
   const tmp = `${rootPath(file)}.${process.pid}`;
   fs.writeFileSync(tmp, JSON.stringify(root, null, 2));
@@ -104,5 +110,13 @@ export async function gc(opts: { graceMs?: number; dryRun?: boolean } = {}): Pro
     removedLogs++;
     if (!dryRun) fs.rmSync(p, { force: true });
   }
-  return { removedEntries: store.removed, keptEntries: store.kept, keptKib: store.keptKib, tests, droppedRoots, removedResults, removedLogs };
+  return {
+    removedEntries: store.removed,
+    keptEntries: store.kept,
+    keptKib: store.keptKib,
+    tests,
+    droppedRoots,
+    removedResults,
+    removedLogs,
+  };
 }

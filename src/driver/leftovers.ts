@@ -15,7 +15,9 @@ export function sweepLeftovers(): string[] {
   const removed: string[] = [];
   // run directories in TMPDIR, and the RAM files of boot snapshots being made in /dev/shm
   const candidates = [os.tmpdir(), "/dev/shm"].flatMap((parent) =>
-    (fs.existsSync(parent) ? fs.readdirSync(parent) : []).filter((e) => /^vmrig-[A-Za-z0-9]{6}$/.test(e)).map((e) => path.join(parent, e)),
+    (fs.existsSync(parent) ? fs.readdirSync(parent) : [])
+      .filter((e) => /^vmrig-[A-Za-z0-9]{6}$/.test(e))
+      .map((e) => path.join(parent, e)),
   );
   for (const dir of candidates) {
     let owner: number;

@@ -55,16 +55,20 @@ export async function loadTest(file: string): Promise<LoadedTest> {
       ],
     });
   } catch (e) {
-    const errors = (e as { errors?: { text: string; location?: { file: string; line: number; column: number } }[] }).errors ?? [];
+    const errors =
+      (e as { errors?: { text: string; location?: { file: string; line: number; column: number } }[] }).errors ?? [];
     throw configError(`cannot compile ${file}`, {
-      output: errors.map((x) => `${x.location ? `${x.location.file}:${x.location.line}:${x.location.column}: ` : ""}${x.text}`).join("\n"),
+      output: errors
+        .map((x) => `${x.location ? `${x.location.file}:${x.location.line}:${x.location.column}: ` : ""}${x.text}`)
+        .join("\n"),
     });
   }
   const code = result.outputFiles[0]!.text;
   const sources: Record<string, string> = {};
   for (const input of Object.keys(result.metafile.inputs)) {
     const p = path.resolve(input);
-    if (fs.existsSync(p)) sources[path.relative(path.dirname(abs), p)] = createHash("sha256").update(fs.readFileSync(p)).digest("hex");
+    if (fs.existsSync(p))
+      sources[path.relative(path.dirname(abs), p)] = createHash("sha256").update(fs.readFileSync(p)).digest("hex");
   }
   fs.writeFileSync(out, code);
   let mod: { default?: unknown };
@@ -74,7 +78,9 @@ export async function loadTest(file: string): Promise<LoadedTest> {
     fs.rmSync(out, { force: true });
   }
   if (!isTestDefinition(mod.default)) {
-    throw configError(`${file} must \`export default defineTest({ … })\``, { hint: 'import { defineTest } from "vmrig"' });
+    throw configError(`${file} must \`export default defineTest({ … })\``, {
+      hint: 'import { defineTest } from "vmrig"',
+    });
   }
   const ocrCalls = OCR_METHODS.filter((m) => new RegExp(`\\b${m}\\s*\\(`).test(code)).map((m) => `${m}()`);
   return { file: abs, def: mod.default, sources, ocrCalls };

@@ -81,7 +81,9 @@ export async function runTest(loaded: LoadedTest, opts: RunOptions): Promise<Tes
     session = await openSession(loaded, opts, logger, result);
     const { ctx } = session;
     const timeout = Math.min(opts.globalTimeout ?? def.globalTimeout ?? 3600, def.meta?.timeout ?? Infinity);
-    await logger.nested(`running ${def.name}'s test script`, () => withDeadline(def.testScript(ctx), timeout, opts.signal));
+    await logger.nested(`running ${def.name}'s test script`, () =>
+      withDeadline(def.testScript(ctx), timeout, opts.signal),
+    );
     if (result.subtests.some((s) => s.outcome === "failed")) {
       throw new VmrigError(`${result.subtests.filter((s) => s.outcome === "failed").length} subtest(s) failed`);
     }
@@ -157,7 +159,10 @@ async function checkOcr(loaded: LoadedTest): Promise<void> {
   const { def } = loaded;
   if (def.enableOCR) {
     const missing = await ocrAvailable();
-    if (missing) throw configError(`test ${def.name} sets enableOCR, but ${missing}`, { hint: "`vmrig doctor` lists what the host is missing" });
+    if (missing)
+      throw configError(`test ${def.name} sets enableOCR, but ${missing}`, {
+        hint: "`vmrig doctor` lists what the host is missing",
+      });
   } else if (loaded.ocrCalls.length > 0) {
     throw configError(`test ${def.name} calls ${loaded.ocrCalls.join(", ")} without enableOCR`, {
       hint: "set `enableOCR: true` in defineTest (NixOS: enableOCR = true)",
@@ -221,7 +226,8 @@ async function checkConditions(conditions: Set<ActiveCondition>): Promise<void> 
     c.checking = true; // the condition's own commands must not re-enter it
     try {
       c.lastCheck = Date.now();
-      if (!(await c.fn())) throw new VmrigError(`polling condition failed: ${c.description}`, { call: "pollingCondition()" });
+      if (!(await c.fn()))
+        throw new VmrigError(`polling condition failed: ${c.description}`, { call: "pollingCondition()" });
     } finally {
       c.checking = false;
     }
@@ -260,7 +266,8 @@ function makeContext(
       for (;;) {
         const last = Date.now() >= deadline;
         if (await fn(last)) return;
-        if (last) throw new VmrigError(`retry: condition still false after ${timeout} s`, { call: "retry()", location });
+        if (last)
+          throw new VmrigError(`retry: condition still false after ${timeout} s`, { call: "retry()", location });
         await sleep(1000);
       }
     },
@@ -292,7 +299,14 @@ function makeContext(
     },
     snapshot: async (name) => {
       await logger.nested(`checkpoint "${name}": saving every running machine at one instant`, async () => {
-        checkpoints.set(name, await takeCheckpoint(machines.map((m) => m.internals), checkpointDir(extra.stateDir), name));
+        checkpoints.set(
+          name,
+          await takeCheckpoint(
+            machines.map((m) => m.internals),
+            checkpointDir(extra.stateDir),
+            name,
+          ),
+        );
       });
     },
     restore: async (name) => {
@@ -302,7 +316,9 @@ function makeContext(
         throw new VmrigError(`there is no checkpoint named ${JSON.stringify(name)}`, {
           call: `restore(${JSON.stringify(name)})`,
           location,
-          hint: checkpoints.size ? `checkpoints of this run: ${[...checkpoints.keys()].map((k) => JSON.stringify(k)).join(", ")}` : "save one first with snapshot(name)",
+          hint: checkpoints.size
+            ? `checkpoints of this run: ${[...checkpoints.keys()].map((k) => JSON.stringify(k)).join(", ")}`
+            : "save one first with snapshot(name)",
         });
       }
       await logger.nested(`restoring checkpoint "${name}"`, () => restoreCheckpoint(cp, checkpointDir(extra.stateDir)));

@@ -38,7 +38,9 @@ export async function checkBeforeRun(loaded: LoadedTest, print: (line: string) =
   const t0 = Date.now();
   const what = [typeCheck && "type-checked", lint && "linted"].filter(Boolean).join(" and ");
   const cached = await checkOnce(loaded.file, loaded.sources, { typeCheck, lint });
-  print(`${def.name}: ${cached ? `${what} (unchanged since it last passed)` : `${what} in ${((Date.now() - t0) / 1000).toFixed(1)} s`}`);
+  print(
+    `${def.name}: ${cached ? `${what} (unchanged since it last passed)` : `${what} in ${((Date.now() - t0) / 1000).toFixed(1)} s`}`,
+  );
 }
 
 export interface SuiteOptions extends Omit<RunOptions, "print"> {
@@ -93,8 +95,20 @@ export async function runSuite(paths: string[], o: SuiteOptions): Promise<SuiteO
     }
     const hit = o.rerun || o.keepVmState ? undefined : cachedPass(key);
     if (hit) {
-      print(`${loaded.def.name}: cached (passed ${hit.passedAt}, nothing it depends on changed; --rerun runs it anyway)`);
-      const cached: TestResult = { name: hit.name, file: loaded.file, outcome: "passed", cached: true, configError: false, durationMs: 0, resultDir: "", subtests: [], bootMs: {} };
+      print(
+        `${loaded.def.name}: cached (passed ${hit.passedAt}, nothing it depends on changed; --rerun runs it anyway)`,
+      );
+      const cached: TestResult = {
+        name: hit.name,
+        file: loaded.file,
+        outcome: "passed",
+        cached: true,
+        configError: false,
+        durationMs: 0,
+        resultDir: "",
+        subtests: [],
+        bootMs: {},
+      };
       results.push(cached);
       for (const r of o.reporters) r.onTestEnd?.(cached);
       return;
@@ -114,7 +128,13 @@ export async function runSuite(paths: string[], o: SuiteOptions): Promise<SuiteO
     } finally {
       release();
     }
-    if (result.outcome === "passed") recordPass(key, { name: result.name, file: result.file, passedAt: new Date().toISOString(), durationMs: result.durationMs });
+    if (result.outcome === "passed")
+      recordPass(key, {
+        name: result.name,
+        file: result.file,
+        passedAt: new Date().toISOString(),
+        durationMs: result.durationMs,
+      });
     results.push(result);
     for (const r of o.reporters) r.onTestEnd?.(result);
     if (result.outcome === "failed") {
@@ -146,15 +166,25 @@ export async function runSuite(paths: string[], o: SuiteOptions): Promise<SuiteO
 }
 
 /** One line per test for `vmrig list`: name, machines, broken or cached, file. */
-export async function listTests(paths: string[], out: (line: string) => void, print: (line: string) => void): Promise<0 | 1 | 2> {
+export async function listTests(
+  paths: string[],
+  out: (line: string) => void,
+  print: (line: string) => void,
+): Promise<0 | 1 | 2> {
   let exit: 0 | 1 | 2 = 0;
   for (const file of findTests(paths)) {
     try {
       const loaded = await loadTest(file);
       const { def } = loaded;
       const cached = cachedPass(resultKey(loaded, evalNodes(def.nodes, def.defaults)));
-      const state = def.meta?.broken ? "broken (skipped)" : cached ? `passed ${cached.passedAt} (cached)` : "not run since it last changed";
-      out(`${def.name.padEnd(24)} ${Object.keys(def.nodes).join(",").padEnd(32)} ${state}  ${path.relative(process.cwd(), loaded.file)}`);
+      const state = def.meta?.broken
+        ? "broken (skipped)"
+        : cached
+          ? `passed ${cached.passedAt} (cached)`
+          : "not run since it last changed";
+      out(
+        `${def.name.padEnd(24)} ${Object.keys(def.nodes).join(",").padEnd(32)} ${state}  ${path.relative(process.cwd(), loaded.file)}`,
+      );
       if (def.meta?.description) out(`${"".padEnd(25)}${def.meta.description}`);
     } catch (e) {
       exit = Math.max(exit, failureCode(e, print)) as 0 | 1 | 2;

@@ -19,7 +19,10 @@ export interface Globals<N extends string = string> {
    * (at most every `interval` seconds) before each machine command, and the
    * test fails as soon as it does not hold.
    */
-  pollingCondition: (fn: () => Promise<boolean> | boolean, opts?: { interval?: number; description?: string }) => PollingCondition;
+  pollingCondition: (
+    fn: () => Promise<boolean> | boolean,
+    opts?: { interval?: number; description?: string },
+  ) => PollingCondition;
   /** show the machines' serial consoles in the live output (the default) */
   serialStdoutOn: () => void;
   /** hide the machines' serial consoles from the live output (the log file keeps them) */

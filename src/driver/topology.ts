@@ -43,7 +43,10 @@ export async function buildImages(
   const images: Record<string, NodeImage> = {};
   for (const n of names) {
     const c = configs[n]!;
-    images[n] = await buildNodeImage(n, c, hosts, bases.get(`${c.debian.suite} ${c.debian.mirror}`)!, { progress, sourceDir });
+    images[n] = await buildNodeImage(n, c, hosts, bases.get(`${c.debian.suite} ${c.debian.mirror}`)!, {
+      progress,
+      sourceDir,
+    });
   }
   if (testFile) recordRoot(testFile, def.name, images);
   return { configs, images };
@@ -118,7 +121,10 @@ export async function createTopology(def: TopologyDefinition, opts: TopologyOpti
     }
     const hostCores = os.cpus().length;
     // Boot snapshots restore a pristine disk: with disks kept between runs they would not be.
-    const snapshots = (opts.snapshots ?? true) && !opts.keepVmState ? storeSnapshots((entry) => opts.testFile && addToRoot(opts.testFile, [entry])) : undefined;
+    const snapshots =
+      (opts.snapshots ?? true) && !opts.keepVmState
+        ? storeSnapshots((entry) => opts.testFile && addToRoot(opts.testFile, [entry]))
+        : undefined;
     for (const [i, name] of names.entries()) {
       const c = configs[name]!;
       const img = images[name]!;
@@ -153,12 +159,17 @@ export async function createTopology(def: TopologyDefinition, opts: TopologyOpti
             emptyDisks: c.virtualisation.emptyDiskImages,
             resolution: c.virtualisation.resolution,
             kernelParams: c.boot.kernelParams,
-            ...(opts.interactive && c.virtualisation.graphics ? { vncSocket: path.join(stateDir, `${name.slice(0, 20)}.vnc`) } : {}),
+            ...(opts.interactive && c.virtualisation.graphics
+              ? { vncSocket: path.join(stateDir, `${name.slice(0, 20)}.vnc`) }
+              : {}),
           }),
         }),
       );
     }
-    const vlans = vlanIds.map((v) => ({ vlan: v, members: names.filter((n) => configs[n]!.virtualisation.vlans.includes(v)) }));
+    const vlans = vlanIds.map((v) => ({
+      vlan: v,
+      members: names.filter((n) => configs[n]!.virtualisation.vlans.includes(v)),
+    }));
     return { machines, configs, vlans, accel, stateDir, close };
   } catch (e) {
     await close();

@@ -111,7 +111,12 @@ export async function baseLayer(suite: string, mirror: string, progress: Progres
   // The kernel and initrd are their own entry, so changing the initrd never re-runs mmdebstrap.
   const boot = await ensureEntry(
     "boot",
-    { layer: "boot", base: entry.hash, init: fs.readFileSync(path.join(guestDir, "initrd-init"), "utf8"), modules: INITRD_MODULES },
+    {
+      layer: "boot",
+      base: entry.hash,
+      init: fs.readFileSync(path.join(guestDir, "initrd-init"), "utf8"),
+      modules: INITRD_MODULES,
+    },
     (tmp) => makeBootFiles(rootfs, tmp),
   );
   return { ...entry, rootfs, kernel: path.join(boot.path, "vmlinuz"), initrd: path.join(boot.path, "initrd") };
@@ -234,17 +239,21 @@ export async function packageLayer(base: BaseLayer, packages: string[], progress
         await run("cp", ["-a", "--reflink=auto", base.rootfs, root]);
         const log = buildLogPath(`apt-${wanted.slice(0, 3).join("-")}`);
         try {
-          await run("unshare", ["--mount", "--propagation", "private", "--", "sh", "-c", script, "sh", root, ...wanted], {
-            env: { ...process.env, ROOT: root },
-            onOutput: (chunk) => {
-              for (const m of chunk.matchAll(/^(Get:\d+ \S+ \S+ \S+ (\S+)|Setting up (\S+))/gm)) {
-                progress(`  apt: ${m[2] ? `downloading ${m[2]}` : `setting up ${m[3]}`}`);
-              }
+          await run(
+            "unshare",
+            ["--mount", "--propagation", "private", "--", "sh", "-c", script, "sh", root, ...wanted],
+            {
+              env: { ...process.env, ROOT: root },
+              onOutput: (chunk) => {
+                for (const m of chunk.matchAll(/^(Get:\d+ \S+ \S+ \S+ (\S+)|Setting up (\S+))/gm)) {
+                  progress(`  apt: ${m[2] ? `downloading ${m[2]}` : `setting up ${m[3]}`}`);
+                }
+              },
+              hint: `apt could not install the packages; the output above says why; apt's whole output: ${log}`,
+              explains: APT_ERRORS,
+              failureLog: log,
             },
-            hint: `apt could not install the packages; the output above says why; apt's whole output: ${log}`,
-            explains: APT_ERRORS,
-            failureLog: log,
-          });
+          );
           return;
         } catch (e) {
           if (!(e instanceof VmrigError) || attempt >= 2) throw e;

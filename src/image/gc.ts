@@ -20,7 +20,10 @@ async function sizeKib(p: string): Promise<number> {
  * and entries being built (a lock or a temporary directory) are left alone:
  * another vmrig run may be about to use them.
  */
-export async function collectStore(live: Set<string>, opts: { graceMs: number; dryRun: boolean }): Promise<StoreGcResult> {
+export async function collectStore(
+  live: Set<string>,
+  opts: { graceMs: number; dryRun: boolean },
+): Promise<StoreGcResult> {
   const dir = storeDir();
   const out: StoreGcResult = { removed: [], kept: 0, keptKib: 0 };
   const names = fs.existsSync(dir) ? (await fsp.readdir(dir)).sort() : [];

@@ -29,7 +29,10 @@ const guestDir = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "
  * Check every node's input against Debian before anything node-specific is
  * built: an unknown package is a configuration error (exit 2).
  */
-export async function prepareBases(configs: Record<string, EvaluatedConfig>, progress: Progress): Promise<Map<string, BaseLayer>> {
+export async function prepareBases(
+  configs: Record<string, EvaluatedConfig>,
+  progress: Progress,
+): Promise<Map<string, BaseLayer>> {
   const bases = new Map<string, BaseLayer>();
   for (const [name, config] of Object.entries(configs)) {
     const key = `${config.debian.suite} ${config.debian.mirror}`;
@@ -83,7 +86,14 @@ export async function buildNodeImage(
     () => progress(`waiting for another vmrig run that is assembling ${name}'s image`),
   );
   const entries = [...new Set([base.path, path.dirname(base.kernel), pkgs.path, entry.path])];
-  return { name, disk: path.join(entry.path, "root.img"), kernel: base.kernel, initrd: base.initrd, hash: entry.hash, entries };
+  return {
+    name,
+    disk: path.join(entry.path, "root.img"),
+    kernel: base.kernel,
+    initrd: base.initrd,
+    hash: entry.hash,
+    entries,
+  };
 }
 
 function sha(data: string | Buffer): string {
@@ -108,7 +118,8 @@ function treeInfo(rootfs: string, sourceDir: string): TreeInfo {
       }
     },
     readFile: (p) => read(p),
-    hasUnit: (unit) => ["usr/lib/systemd/system", "lib/systemd/system"].some((d) => fs.existsSync(path.join(rootfs, d, unit))),
+    hasUnit: (unit) =>
+      ["usr/lib/systemd/system", "lib/systemd/system"].some((d) => fs.existsSync(path.join(rootfs, d, unit))),
     readSource: (p) => {
       const abs = path.resolve(sourceDir, p);
       try {
@@ -118,9 +129,13 @@ function treeInfo(rootfs: string, sourceDir: string): TreeInfo {
       }
     },
     hashPassword: (password, salt) =>
-      execFileSync("openssl", ["passwd", "-6", "-salt", createHash("sha256").update(salt).digest("hex").slice(0, 16), "-stdin"], {
-        input: password,
-      })
+      execFileSync(
+        "openssl",
+        ["passwd", "-6", "-salt", createHash("sha256").update(salt).digest("hex").slice(0, 16), "-stdin"],
+        {
+          input: password,
+        },
+      )
         .toString()
         .trim(),
   };
@@ -195,7 +210,11 @@ async function applyPatch(work: string, patch: Patch, config: EvaluatedConfig): 
 const BIN_DIRS = ["/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/games"];
 
 /** `users.users.X.packages`: the package's programs leave the global PATH and appear in X's. */
-async function relocatePerUser(work: string, perUser: Record<string, string[]>, systemWide: Set<string>): Promise<void> {
+async function relocatePerUser(
+  work: string,
+  perUser: Record<string, string[]>,
+  systemWide: Set<string>,
+): Promise<void> {
   const moved = new Map<string, string[]>();
   for (const [user, pkgs] of Object.entries(perUser)) {
     const binDir = `/etc/profiles/per-user/${user}/bin`;
@@ -242,7 +261,10 @@ async function moveOutOfPath(work: string, pkg: string): Promise<string[]> {
     await fsp.mkdir(path.dirname(path.join(work, dest)), { recursive: true });
     if (st.isSymbolicLink()) {
       const target = await fsp.readlink(src);
-      await fsp.symlink(path.isAbsolute(target) ? target : path.join(path.dirname(prog), target), path.join(work, dest));
+      await fsp.symlink(
+        path.isAbsolute(target) ? target : path.join(path.dirname(prog), target),
+        path.join(work, dest),
+      );
       await fsp.rm(src);
     } else {
       await fsp.rename(src, path.join(work, dest));

@@ -23,7 +23,6 @@ export interface FileOp {
   group: string;
 }
 
-
 export function file(path: string, content: string | Buffer, mode = 0o644, owner = "root", group = "root"): FileOp {
   return { path, content, mode, owner, group };
 }
@@ -40,7 +39,8 @@ export function unit(sections: Record<string, Record<string, UnitValue | undefin
     const lines: string[] = [];
     for (const [k, v] of Object.entries(entries)) {
       if (v === undefined || v === "") continue;
-      for (const item of Array.isArray(v) ? v : [v]) lines.push(`${k}=${typeof item === "boolean" ? (item ? "yes" : "no") : item}`);
+      for (const item of Array.isArray(v) ? v : [v])
+        lines.push(`${k}=${typeof item === "boolean" ? (item ? "yes" : "no") : item}`);
     }
     if (lines.length) out.push(`[${section}]`, ...lines, "");
   }

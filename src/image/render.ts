@@ -86,7 +86,6 @@ export function packagesOf(config: EvaluatedConfig): string[] {
   return [...pkgs].sort();
 }
 
-
 export function renderNode(name: string, config: EvaluatedConfig, hosts: HostEntry[], tree: TreeInfo): Patch {
   const patch: Patch = { files: [], symlinks: [], dirs: [], removes: [], perUserPackages: {} };
   renderBoot(name, config, patch);
@@ -105,10 +104,10 @@ export function renderNode(name: string, config: EvaluatedConfig, hosts: HostEnt
   return patch;
 }
 
-
 function renderBoot(name: string, config: EvaluatedConfig, patch: Patch): void {
   for (const unit of MASKED_UNITS) patch.symlinks.push({ path: `/etc/systemd/system/${unit}`, target: "/dev/null" });
-  for (const gen of MASKED_GENERATORS) patch.symlinks.push({ path: `/etc/systemd/system-generators/${gen}`, target: "/dev/null" });
+  for (const gen of MASKED_GENERATORS)
+    patch.symlinks.push({ path: `/etc/systemd/system-generators/${gen}`, target: "/dev/null" });
   // What the getty generator would have added for console=ttyS0.
   enable(patch, "serial-getty@ttyS0.service", "getty.target", "/usr/lib/systemd/system/serial-getty@.service");
   patch.files.push(
@@ -117,7 +116,10 @@ function renderBoot(name: string, config: EvaluatedConfig, patch: Patch): void {
     file("/etc/machine-id", createHash("sha256").update(`vmrig:${name}`).digest("hex").slice(0, 32) + "\n", 0o444),
     file("/etc/fstab", "# vmrig: the root file system is mounted by vmrig's initrd\n"),
     // Debian's "D /tmp" empties /tmp at boot, after the early backdoor may have written there.
-    file("/etc/tmpfiles.d/tmp.conf", "# vmrig: /tmp is a fresh tmpfs each boot; do not empty it under running commands\nd /tmp 1777 root root -\n"),
+    file(
+      "/etc/tmpfiles.d/tmp.conf",
+      "# vmrig: /tmp is a fresh tmpfs each boot; do not empty it under running commands\nd /tmp 1777 root root -\n",
+    ),
     file("/etc/resolv.conf", "# vmrig: guests have no DNS server; names resolve through /etc/hosts\n"),
   );
   // The backdoor is started by /usr/lib/vmrig/init before systemd (guest/init).
@@ -128,10 +130,12 @@ function renderNetwork(config: EvaluatedConfig, hosts: HostEntry[], patch: Patch
   for (const [iface, spec] of Object.entries(config.networking.interfaces).sort()) {
     lines.push(`ip link set ${iface} up`);
     for (const a of spec.ipv4.addresses) lines.push(`ip addr replace ${a.address}/${a.prefixLength} dev ${iface}`);
-    for (const a of spec.ipv6.addresses) lines.push(`ip -6 addr replace ${a.address}/${a.prefixLength} dev ${iface} nodad`);
+    for (const a of spec.ipv6.addresses)
+      lines.push(`ip -6 addr replace ${a.address}/${a.prefixLength} dev ${iface} nodad`);
   }
   if (config.networking.defaultGateway) lines.push(`ip route replace default via ${config.networking.defaultGateway}`);
-  if (config.networking.nat.enable) lines.push("echo 1 > /proc/sys/net/ipv4/ip_forward", "echo 1 > /proc/sys/net/ipv6/conf/all/forwarding");
+  if (config.networking.nat.enable)
+    lines.push("echo 1 > /proc/sys/net/ipv4/ip_forward", "echo 1 > /proc/sys/net/ipv6/conf/all/forwarding");
   // Before anything runs (systemd-sysctl applies them again later).
   if (Object.keys(config.boot.kernel.sysctl).length) lines.push("sysctl -q -p /etc/sysctl.d/90-vmrig.conf || true");
   patch.files.push(file("/etc/vmrig/network-up", lines.join("\n") + "\n", 0o755));
@@ -161,7 +165,8 @@ function renderNetwork(config: EvaluatedConfig, hosts: HostEntry[], patch: Patch
     if (h.ipv4) hostLines.push(`${h.ipv4} ${h.name}`);
     if (h.ipv6) hostLines.push(`${h.ipv6} ${h.name}`);
   }
-  if (!hosts.some((h) => h.name === config.networking.hostName)) hostLines.push(`127.0.1.1 ${config.networking.hostName}`);
+  if (!hosts.some((h) => h.name === config.networking.hostName))
+    hostLines.push(`127.0.1.1 ${config.networking.hostName}`);
   if (config.networking.extraHosts) hostLines.push(config.networking.extraHosts.trimEnd());
   patch.files.push(file("/etc/hosts", hostLines.join("\n") + "\n"));
 }
@@ -186,15 +191,24 @@ function renderFirewall(config: EvaluatedConfig, patch: Patch): void {
     for (const r of fw.allowedTCPPortRanges) rules.push(`    tcp dport ${r.from}-${r.to} accept`);
     for (const r of fw.allowedUDPPortRanges) rules.push(`    udp dport ${r.from}-${r.to} accept`);
     for (const [iface, open] of Object.entries(fw.interfaces)) {
-      if (open.allowedTCPPorts.length) rules.push(`    iifname ${JSON.stringify(iface)} tcp dport ${set(open.allowedTCPPorts)} accept`);
-      if (open.allowedUDPPorts.length) rules.push(`    iifname ${JSON.stringify(iface)} udp dport ${set(open.allowedUDPPorts)} accept`);
+      if (open.allowedTCPPorts.length)
+        rules.push(`    iifname ${JSON.stringify(iface)} tcp dport ${set(open.allowedTCPPorts)} accept`);
+      if (open.allowedUDPPorts.length)
+        rules.push(`    iifname ${JSON.stringify(iface)} udp dport ${set(open.allowedUDPPorts)} accept`);
     }
-    if (fw.extraInputRules.trim()) rules.push(...fw.extraInputRules.trimEnd().split("\n").map((l) => `    ${l.trim()}`));
+    if (fw.extraInputRules.trim())
+      rules.push(
+        ...fw.extraInputRules
+          .trimEnd()
+          .split("\n")
+          .map((l) => `    ${l.trim()}`),
+      );
     rules.push("  }", "}");
   }
   const nat = config.networking.nat;
   if (nat.enable) {
-    if (!nat.externalInterface) throw configError("networking.nat.enable needs networking.nat.externalInterface (e.g. \"eth2\")");
+    if (!nat.externalInterface)
+      throw configError('networking.nat.enable needs networking.nat.externalInterface (e.g. "eth2")');
     const internal = nat.internalInterfaces.map((i) => JSON.stringify(i)).join(", ");
     const ext = JSON.stringify(nat.externalInterface);
     rules.push(
@@ -213,7 +227,18 @@ function renderFirewall(config: EvaluatedConfig, patch: Patch): void {
       "}",
     );
   }
-  patch.files.push(file("/etc/nftables.conf", ["#!/usr/sbin/nft -f", "# generated by vmrig from networking.firewall and networking.nat", "flush ruleset", ...rules].join("\n") + "\n", 0o755));
+  patch.files.push(
+    file(
+      "/etc/nftables.conf",
+      [
+        "#!/usr/sbin/nft -f",
+        "# generated by vmrig from networking.firewall and networking.nat",
+        "flush ruleset",
+        ...rules,
+      ].join("\n") + "\n",
+      0o755,
+    ),
+  );
   enable(patch, "nftables.service", "sysinit.target", "/usr/lib/systemd/system/nftables.service");
 }
 
@@ -267,7 +292,8 @@ function renderUsers(config: EvaluatedConfig, tree: TreeInfo, patch: Patch): voi
       : defaultRootUser(),
   };
   for (const [name, u] of Object.entries(users)) {
-    if (u.isNormalUser && u.isSystemUser) throw configError(`users.users.${name}: isNormalUser and isSystemUser are both set`);
+    if (u.isNormalUser && u.isSystemUser)
+      throw configError(`users.users.${name}: isNormalUser and isSystemUser are both set`);
     const existing = passwd.find((e) => e.name === name);
     const primaryName = u.group || (u.isNormalUser ? "users" : name);
     const primary = ensureGroup(primaryName, null, !u.isNormalUser);
@@ -277,11 +303,21 @@ function renderUsers(config: EvaluatedConfig, tree: TreeInfo, patch: Patch): voi
     usedUids.add(uid);
     const home = u.home || (existing?.fields[5] ?? (u.isNormalUser ? `/home/${name}` : "/var/empty"));
     const shell = u.shell || (existing?.fields[6] ?? (u.isNormalUser ? "/bin/bash" : "/usr/sbin/nologin"));
-    const fields = [name, "x", String(uid), primary.fields[2]!, u.description || (existing?.fields[4] ?? ""), home, shell];
+    const fields = [
+      name,
+      "x",
+      String(uid),
+      primary.fields[2]!,
+      u.description || (existing?.fields[4] ?? ""),
+      home,
+      shell,
+    ];
     if (existing) existing.fields = fields;
     else passwd.push({ name, fields });
 
-    let hash = u.hashedPassword ?? (u.password === null ? undefined : u.password === "" ? "" : tree.hashPassword(u.password, name));
+    let hash =
+      u.hashedPassword ??
+      (u.password === null ? undefined : u.password === "" ? "" : tree.hashPassword(u.password, name));
     const sh = shadow.find((e) => e.name === name);
     if (hash === undefined) hash = sh?.fields[1] ?? "!";
     const shadowFields = [name, hash, "19000", "0", "99999", "7", "", "", ""];
@@ -299,9 +335,21 @@ function renderUsers(config: EvaluatedConfig, tree: TreeInfo, patch: Patch): voi
     if (u.packages.length > 0) patch.perUserPackages[name] = [...u.packages];
   }
   const db = (entries: PwEntry[]) => entries.map((e) => e.fields.join(":")).join("\n") + "\n";
-  patch.files.push(file("/etc/passwd", db(passwd)), file("/etc/group", db(group)), file("/etc/shadow", db(shadow), 0o640, "root", "shadow"));
+  patch.files.push(
+    file("/etc/passwd", db(passwd)),
+    file("/etc/group", db(group)),
+    file("/etc/shadow", db(shadow), 0o640, "root", "shadow"),
+  );
   // gshadow is optional for every tool vmrig's guests use; keep it consistent by regenerating it.
-  patch.files.push(file("/etc/gshadow", group.map((g) => `${g.name}:!::${g.fields[3] ?? ""}`).join("\n") + "\n", 0o640, "root", "shadow"));
+  patch.files.push(
+    file(
+      "/etc/gshadow",
+      group.map((g) => `${g.name}:!::${g.fields[3] ?? ""}`).join("\n") + "\n",
+      0o640,
+      "root",
+      "shadow",
+    ),
+  );
   // NixOS: members of wheel may use sudo.
   patch.files.push(file("/etc/sudoers.d/vmrig-wheel", "%wheel ALL=(ALL:ALL) ALL\n", 0o440));
   // Per-user PATH (users.users.*.packages): login shells through profile.d,
@@ -344,8 +392,6 @@ function renderEnvironment(config: EvaluatedConfig, tree: TreeInfo, patch: Patch
   }
 }
 
-
-
 function renderUnits(config: EvaluatedConfig, tree: TreeInfo, patch: Patch): void {
   for (const [name, svc] of Object.entries(config.systemd.services)) {
     const unitName = name.includes(".") ? name : `${name}.service`;
@@ -358,7 +404,9 @@ function renderUnits(config: EvaluatedConfig, tree: TreeInfo, patch: Patch): voi
     const env: string[] = Object.entries(svc.environment).map(([k, v]) => `"${k}=${v.replace(/(["\\])/g, "\\$1")}"`);
     if (svc.path.length) {
       const dirs = svc.path.map((p) => (p.startsWith("/") ? p : "/usr/bin"));
-      env.push(`"PATH=${[...new Set([...dirs, "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"])].join(":")}"`);
+      env.push(
+        `"PATH=${[...new Set([...dirs, "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"])].join(":")}"`,
+      );
     }
     const service: Record<string, UnitValue | undefined> = {};
     if (env.length) service.Environment = env.join(" ");
@@ -383,7 +431,8 @@ function renderUnits(config: EvaluatedConfig, tree: TreeInfo, patch: Patch): voi
     const body = unit({ Unit: unitSection, Service: service });
     const unitPath = packaged ? `/etc/systemd/system/${unitName}.d/vmrig.conf` : `/etc/systemd/system/${unitName}`;
     patch.files.push(file(unitPath, body));
-    for (const target of svc.wantedBy) enable(patch, unitName, target, packaged ? `/usr/lib/systemd/system/${unitName}` : undefined);
+    for (const target of svc.wantedBy)
+      enable(patch, unitName, target, packaged ? `/usr/lib/systemd/system/${unitName}` : undefined);
   }
 }
 
@@ -415,17 +464,25 @@ function renderSystem(config: EvaluatedConfig, patch: Patch): void {
   }
   const autologin = config.services.getty.autoLoginUser;
   if (autologin) {
-    for (const [tmpl, term] of [["getty@", "linux"], ["serial-getty@", "vt220"]] as const) {
+    for (const [tmpl, term] of [
+      ["getty@", "linux"],
+      ["serial-getty@", "vt220"],
+    ] as const) {
       patch.files.push(
         file(
           `/etc/systemd/system/${tmpl}.service.d/vmrig-autologin.conf`,
-          unit({ Service: { ExecStart: ["", `-/sbin/agetty -o '-p -f -- \\\\u' --noclear --autologin ${autologin} %I ${term}`] } }),
+          unit({
+            Service: {
+              ExecStart: ["", `-/sbin/agetty -o '-p -f -- \\\\u' --noclear --autologin ${autologin} %I ${term}`],
+            },
+          }),
         ),
       );
     }
   }
   for (const [where, fs] of Object.entries(config.fileSystems)) {
-    if (!where.startsWith("/")) throw configError(`fileSystems.${JSON.stringify(where)}: a mount point must be an absolute path`);
+    if (!where.startsWith("/"))
+      throw configError(`fileSystems.${JSON.stringify(where)}: a mount point must be an absolute path`);
     if (!fs.device) throw configError(`fileSystems.${JSON.stringify(where)}.device is not set`);
     const name = `${escapePath(where)}.mount`;
     patch.files.push(

@@ -9,7 +9,9 @@ import { pidAlive, sleep } from "../util/proc.js";
 export const STORE_FORMAT = 3;
 
 export function cacheRoot(): string {
-  return process.env.VMRIG_CACHE_DIR ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache"), "vmrig");
+  return (
+    process.env.VMRIG_CACHE_DIR ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache"), "vmrig")
+  );
 }
 
 export function storeDir(): string {
@@ -30,7 +32,10 @@ export function canonicalJson(v: unknown): string {
 }
 
 export function hashInputs(inputs: unknown): string {
-  return createHash("sha256").update(canonicalJson({ format: STORE_FORMAT, inputs })).digest("hex").slice(0, 32);
+  return createHash("sha256")
+    .update(canonicalJson({ format: STORE_FORMAT, inputs }))
+    .digest("hex")
+    .slice(0, 32);
 }
 
 export interface StoreEntry {
@@ -139,7 +144,11 @@ function tryLock(lockPath: string): boolean {
  * `undefined` at once if another live process is making it: for entries that are worth
  * having but not worth waiting for (boot snapshots). Published by rename, as every entry.
  */
-export async function createEntryUnlessBusy(hash: string, name: string, build: (tmpDir: string) => Promise<void>): Promise<string | undefined> {
+export async function createEntryUnlessBusy(
+  hash: string,
+  name: string,
+  build: (tmpDir: string) => Promise<void>,
+): Promise<string | undefined> {
   const dir = storeDir();
   const final = path.join(dir, `${hash}-${name}`);
   if (fs.existsSync(final)) return final;

@@ -52,12 +52,21 @@ export async function takeCheckpoint(machines: MachineCore[], dir: string, name:
   try {
     for (const [m, vm] of up) {
       const tag = `${m.name}-cp${++serial}`;
-      const next = Object.fromEntries(Object.keys(vm.layout.drives).map((id) => [id, path.join(dir, `${tag}-${id}.qcow2`)]));
+      const next = Object.fromEntries(
+        Object.keys(vm.layout.drives).map((id) => [id, path.join(dir, `${tag}-${id}.qcow2`)]),
+      );
       const frozen = await vm.freezeDisks(next);
       m.disks = { ...vm.layout.drives };
       const state = path.join(dir, `${tag}.state`);
       await vm.saveState(state);
-      cp.machines.push({ core: m, layout: { ...vm.layout, drives: { ...vm.layout.drives } }, state, frozen, bootId: vm.backdoor.bootId ?? "", console: vm.console.all });
+      cp.machines.push({
+        core: m,
+        layout: { ...vm.layout, drives: { ...vm.layout.drives } },
+        state,
+        frozen,
+        bootId: vm.backdoor.bootId ?? "",
+        console: vm.console.all,
+      });
     }
   } finally {
     await Promise.all(up.map(([, vm]) => (vm.running ? vm.resume() : Promise.resolve())));
@@ -67,7 +76,9 @@ export async function takeCheckpoint(machines: MachineCore[], dir: string, name:
 
 /** Every machine back to the checkpoint's instant: the running ones stopped, the saved ones loaded, then all resumed at once. */
 export async function restoreCheckpoint(cp: Checkpoint, dir: string): Promise<void> {
-  await Promise.all([...cp.machines.map((s) => s.core), ...cp.stopped].map((m) => m.guest?.kill() ?? Promise.resolve()));
+  await Promise.all(
+    [...cp.machines.map((s) => s.core), ...cp.stopped].map((m) => m.guest?.kill() ?? Promise.resolve()),
+  );
   const loaded: [SavedMachine, QemuVm][] = [];
   try {
     for (const s of cp.machines) {
@@ -81,14 +92,23 @@ export async function restoreCheckpoint(cp: Checkpoint, dir: string): Promise<vo
       }
       const vm = await launchQemu(spec, {
         layout: { ...s.layout, sockets: socketPaths(spec), drives, incoming: true },
-        restore: { state: s.state, bootId: s.bootId, console: s.console, origin: `from checkpoint "${cp.name}"`, linksUp: false, paused: true },
+        restore: {
+          state: s.state,
+          bootId: s.bootId,
+          console: s.console,
+          origin: `from checkpoint "${cp.name}"`,
+          linksUp: false,
+          paused: true,
+        },
         onConsoleLine: (line) => m.log.consoleLine(m.name, line),
       });
       loaded.push([s, vm]);
     }
   } catch (e) {
     await Promise.all(loaded.map(([, vm]) => vm.kill()));
-    throw e instanceof VmrigError ? e : new VmrigError(`restore(${JSON.stringify(cp.name)}) failed: ${String(e)}`, { call: "restore()" });
+    throw e instanceof VmrigError
+      ? e
+      : new VmrigError(`restore(${JSON.stringify(cp.name)}) failed: ${String(e)}`, { call: "restore()" });
   }
   await Promise.all(loaded.map(([, vm]) => resumeRestored(vm)));
   for (const [s, vm] of loaded) {

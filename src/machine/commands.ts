@@ -1,7 +1,12 @@
 import { DEFAULT_TIMEOUT, quote, shown, type ExecuteOptions, type ExecuteResult, type MachineCore } from "./core.js";
 import { waitFor } from "./waiting.js";
 
-export async function execute(m: MachineCore, location: string | undefined, cmd: string, opts: ExecuteOptions = {}): Promise<ExecuteResult> {
+export async function execute(
+  m: MachineCore,
+  location: string | undefined,
+  cmd: string,
+  opts: ExecuteOptions = {},
+): Promise<ExecuteResult> {
   return m.nested(`executing: ${cmd}`, async () => {
     const r = await m.run(cmd, `execute(${quote(cmd)})`, location, opts.timeout ?? DEFAULT_TIMEOUT);
     return { status: r.status, stdout: opts.checkOutput === false ? "" : r.stdout };
@@ -9,7 +14,12 @@ export async function execute(m: MachineCore, location: string | undefined, cmd:
 }
 
 /** succeed()/fail(): run each command, throw unless its status is what `want` asks for. */
-export async function expectStatus(m: MachineCore, location: string | undefined, cmds: (string | ExecuteOptions)[], want: "zero" | "nonzero"): Promise<string> {
+export async function expectStatus(
+  m: MachineCore,
+  location: string | undefined,
+  cmds: (string | ExecuteOptions)[],
+  want: "zero" | "nonzero",
+): Promise<string> {
   const last = cmds[cmds.length - 1];
   const opts: ExecuteOptions = typeof last === "object" ? last : {};
   const method = want === "zero" ? "succeed" : "fail";
@@ -19,12 +29,18 @@ export async function expectStatus(m: MachineCore, location: string | undefined,
     await m.nested(`${want === "zero" ? "must succeed" : "must fail"}: ${cmd}`, async () => {
       const r = await m.run(cmd, call, location, opts.timeout ?? DEFAULT_TIMEOUT);
       if ((r.status === 0) !== (want === "zero")) {
-        throw m.fail(want === "zero" ? `command failed with exit status ${r.status}` : "command succeeded but was expected to fail", call, {
-          command: cmd,
-          status: r.status,
-          output: shown(r),
-          location,
-        });
+        throw m.fail(
+          want === "zero"
+            ? `command failed with exit status ${r.status}`
+            : "command succeeded but was expected to fail",
+          call,
+          {
+            command: cmd,
+            status: r.status,
+            output: shown(r),
+            location,
+          },
+        );
       }
       output += r.stdout;
     });
@@ -33,16 +49,31 @@ export async function expectStatus(m: MachineCore, location: string | undefined,
 }
 
 /** waitUntilSucceeds()/waitUntilFails(): retry `cmd` every second until its status is what `want` asks for. */
-export async function retryCommand(m: MachineCore, location: string | undefined, cmd: string, want: "zero" | "nonzero", timeout: number): Promise<string> {
+export async function retryCommand(
+  m: MachineCore,
+  location: string | undefined,
+  cmd: string,
+  want: "zero" | "nonzero",
+  timeout: number,
+): Promise<string> {
   const call = `${want === "zero" ? "waitUntilSucceeds" : "waitUntilFails"}(${quote(cmd)})`;
   let stdout = "";
   await waitFor(
     m,
-    { call, heading: `waiting for ${want === "zero" ? "success" : "failure"}: ${cmd}`, what: `\`${cmd}\` to ${want === "zero" ? "succeed" : "fail"}`, timeout, location },
+    {
+      call,
+      heading: `waiting for ${want === "zero" ? "success" : "failure"}: ${cmd}`,
+      what: `\`${cmd}\` to ${want === "zero" ? "succeed" : "fail"}`,
+      timeout,
+      location,
+    },
     async () => {
       const r = await m.run(cmd, call, location, timeout);
       stdout = r.stdout;
-      return { done: (r.status === 0) === (want === "zero"), last: `last attempt: exit status ${r.status}\n${shown(r)}` };
+      return {
+        done: (r.status === 0) === (want === "zero"),
+        last: `last attempt: exit status ${r.status}\n${shown(r)}`,
+      };
     },
   );
   return stdout;

@@ -119,7 +119,10 @@ export class MachineCore {
   async qemu(call: string, location: string | undefined): Promise<QemuVm> {
     const g = await this.up();
     if (g.kind !== "qemu") {
-      throw this.fail(`${this.name} is not a VM: ${call} needs QEMU`, call, { location, hint: "make the machine a node instead of a container" });
+      throw this.fail(`${this.name} is not a VM: ${call} needs QEMU`, call, {
+        location,
+        hint: "make the machine a node instead of a container",
+      });
     }
     return g as QemuVm;
   }

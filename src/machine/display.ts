@@ -29,9 +29,18 @@ export async function sendChars(m: MachineCore, location: string | undefined, te
 let dumps = 0;
 
 /** OCR of the screen: `count` variants, stopping early at one `accept` likes. */
-export async function readScreenText(m: MachineCore, call: string, location: string | undefined, count: number, accept?: (t: string) => boolean): Promise<string[]> {
+export async function readScreenText(
+  m: MachineCore,
+  call: string,
+  location: string | undefined,
+  count: number,
+  accept?: (t: string) => boolean,
+): Promise<string[]> {
   if (!m.ctx.ocr) {
-    throw m.fail("OCR is off for this test", call, { location, hint: "set `enableOCR: true` in defineTest (NixOS: enableOCR = true); it needs tesseract on the host" });
+    throw m.fail("OCR is off for this test", call, {
+      location,
+      hint: "set `enableOCR: true` in defineTest (NixOS: enableOCR = true); it needs tesseract on the host",
+    });
   }
   const vm = await m.qemu(call, location);
   const dump = path.join(vm.spec.stateDir, `${vm.spec.name.slice(0, 20)}.ocr${dumps++}.ppm`);
@@ -43,19 +52,37 @@ export async function readScreenText(m: MachineCore, call: string, location: str
   } catch (e) {
     if (e instanceof VmrigError && e.machine === undefined) {
       // tesseract failed on the host: keep its command, output and hint, say where
-      throw m.fail(`OCR failed: ${e.summary}`, call, { location, command: e.command, status: e.status, output: e.output, hint: e.hint, cause: e });
+      throw m.fail(`OCR failed: ${e.summary}`, call, {
+        location,
+        command: e.command,
+        status: e.status,
+        output: e.output,
+        hint: e.hint,
+        cause: e,
+      });
     }
-    throw e instanceof VmrigError ? e : m.fail(`could not read the screen: ${errorMessage(e)}`, call, { location, cause: e });
+    throw e instanceof VmrigError
+      ? e
+      : m.fail(`could not read the screen: ${errorMessage(e)}`, call, { location, cause: e });
   } finally {
     fs.rmSync(dump, { force: true });
   }
 }
 
-export function waitForText(m: MachineCore, location: string | undefined, pattern: Pattern, timeout = DEFAULT_TIMEOUT): Promise<void> {
+export function waitForText(
+  m: MachineCore,
+  location: string | undefined,
+  pattern: Pattern,
+  timeout = DEFAULT_TIMEOUT,
+): Promise<void> {
   const re = toRegExp(pattern);
   const call = `waitForText(${re})`;
-  return waitFor(m, { call, heading: `waiting for ${re} on the screen (OCR)`, what: `${re} on the screen`, timeout, location }, async () => {
-    const texts = await readScreenText(m, call, location, 3, (t) => re.test(t));
-    return { done: texts.some((t) => re.test(t)), last: `OCR of the screen read:\n${texts[0]!.trimEnd()}` };
-  });
+  return waitFor(
+    m,
+    { call, heading: `waiting for ${re} on the screen (OCR)`, what: `${re} on the screen`, timeout, location },
+    async () => {
+      const texts = await readScreenText(m, call, location, 3, (t) => re.test(t));
+      return { done: texts.some((t) => re.test(t)), last: `OCR of the screen read:\n${texts[0]!.trimEnd()}` };
+    },
+  );
 }

@@ -9,7 +9,12 @@ import { errorMessage } from "../util/errors.js";
 import { shellQuote } from "../util/proc.js";
 
 /** A host file or directory into the guest: a tar streamed into the transfer port, unpacked beside the target, then moved over it. */
-export async function copyFromHost(m: MachineCore, location: string | undefined, source: string, target: string): Promise<void> {
+export async function copyFromHost(
+  m: MachineCore,
+  location: string | undefined,
+  source: string,
+  target: string,
+): Promise<void> {
   const call = `copyFromHost(${quote(source)}, ${quote(target)})`;
   const src = path.resolve(source);
   if (!fs.existsSync(src)) throw m.fail(`host path ${src} does not exist`, call, { location });
@@ -40,7 +45,13 @@ export async function copyFromHost(m: MachineCore, location: string | undefined,
         rs.pipe(g.xfer, { end: false });
       });
       const r = await running;
-      if (r.status !== 0) throw m.fail(`copy failed with exit status ${r.status}`, call, { command: cmd, status: r.status, output: shown(r), location });
+      if (r.status !== 0)
+        throw m.fail(`copy failed with exit status ${r.status}`, call, {
+          command: cmd,
+          status: r.status,
+          output: shown(r),
+          location,
+        });
     } finally {
       fs.rmSync(tmp, { recursive: true, force: true });
     }
@@ -48,7 +59,12 @@ export async function copyFromHost(m: MachineCore, location: string | undefined,
 }
 
 /** A guest file or directory to the host (default: the test's result folder), as a tar over the command channel. */
-export async function copyFromMachine(m: MachineCore, location: string | undefined, source: string, targetDir?: string): Promise<string> {
+export async function copyFromMachine(
+  m: MachineCore,
+  location: string | undefined,
+  source: string,
+  targetDir?: string,
+): Promise<string> {
   const call = `copyFromMachine(${quote(source)})`;
   const dir = path.resolve(targetDir ?? m.ctx.resultDir);
   fs.mkdirSync(dir, { recursive: true });
@@ -58,7 +74,13 @@ export async function copyFromMachine(m: MachineCore, location: string | undefin
     const r = await g.backdoor.run(cmd, 3600).catch((e: unknown) => {
       throw m.fail(`copy failed: ${errorMessage(e)}`, call, { command: cmd, location });
     });
-    if (r.status !== 0) throw m.fail(`copy failed with exit status ${r.status}`, call, { command: cmd, status: r.status, output: r.stderr.toString(), location });
+    if (r.status !== 0)
+      throw m.fail(`copy failed with exit status ${r.status}`, call, {
+        command: cmd,
+        status: r.status,
+        output: r.stderr.toString(),
+        location,
+      });
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-xfer-"));
     try {
       fs.writeFileSync(path.join(tmp, "x.tar"), r.stdout);
@@ -70,10 +92,19 @@ export async function copyFromMachine(m: MachineCore, location: string | undefin
   });
 }
 
-export function waitForFile(m: MachineCore, location: string | undefined, file: string, timeout = DEFAULT_TIMEOUT): Promise<void> {
+export function waitForFile(
+  m: MachineCore,
+  location: string | undefined,
+  file: string,
+  timeout = DEFAULT_TIMEOUT,
+): Promise<void> {
   const call = `waitForFile(${quote(file)})`;
-  return waitFor(m, { call, heading: `waiting for file ${file}`, what: `${file} to exist`, timeout, location }, async () => {
-    const r = await m.run(`test -e ${shellQuote(file)}`, call, location, 60);
-    return { done: r.status === 0, last: `${file} does not exist` };
-  });
+  return waitFor(
+    m,
+    { call, heading: `waiting for file ${file}`, what: `${file} to exist`, timeout, location },
+    async () => {
+      const r = await m.run(`test -e ${shellQuote(file)}`, call, location, 60);
+      return { done: r.status === 0, last: `${file} does not exist` };
+    },
+  );
 }

@@ -1,13 +1,43 @@
 /** QEMU `sendkey` names for the characters `sendChars` can type (US layout). */
 const SHIFTED: Record<string, string> = {
-  "!": "1", "@": "2", "#": "3", $: "4", "%": "5", "^": "6", "&": "7", "*": "8", "(": "9", ")": "0",
-  _: "minus", "+": "equal", "?": "slash", ">": "dot", "<": "comma", ":": "semicolon", '"': "apostrophe",
-  "|": "backslash", "{": "bracket_left", "}": "bracket_right", "~": "grave_accent",
+  "!": "1",
+  "@": "2",
+  "#": "3",
+  $: "4",
+  "%": "5",
+  "^": "6",
+  "&": "7",
+  "*": "8",
+  "(": "9",
+  ")": "0",
+  _: "minus",
+  "+": "equal",
+  "?": "slash",
+  ">": "dot",
+  "<": "comma",
+  ":": "semicolon",
+  '"': "apostrophe",
+  "|": "backslash",
+  "{": "bracket_left",
+  "}": "bracket_right",
+  "~": "grave_accent",
 };
 
 const PLAIN: Record<string, string> = {
-  " ": "spc", "\n": "ret", "\t": "tab", "-": "minus", "=": "equal", "/": "slash", ".": "dot", ",": "comma",
-  ";": "semicolon", "'": "apostrophe", "\\": "backslash", "[": "bracket_left", "]": "bracket_right", "`": "grave_accent",
+  " ": "spc",
+  "\n": "ret",
+  "\t": "tab",
+  "-": "minus",
+  "=": "equal",
+  "/": "slash",
+  ".": "dot",
+  ",": "comma",
+  ";": "semicolon",
+  "'": "apostrophe",
+  "\\": "backslash",
+  "[": "bracket_left",
+  "]": "bracket_right",
+  "`": "grave_accent",
 };
 
 export function keyFor(ch: string): string {

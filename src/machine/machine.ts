@@ -31,7 +31,9 @@ export class Machine {
   }
 
   /** An area function bound to this machine, with the user's call site captured for its error reports. */
-  private api<A extends unknown[], R>(fn: (m: MachineCore, location: string | undefined, ...args: A) => R): (...args: A) => R {
+  private api<A extends unknown[], R>(
+    fn: (m: MachineCore, location: string | undefined, ...args: A) => R,
+  ): (...args: A) => R {
     // `this.core` is read at call time: field initialisers run before the constructor body.
     return (...args: A) => fn(this.core, callerLocation(), ...args);
   }
@@ -81,13 +83,17 @@ export class Machine {
   /** Run `cmd` in bash as root (`set -euo pipefail`, cwd /root). Never throws on a non-zero status. */
   execute: (cmd: string, opts?: ExecuteOptions) => Promise<ExecuteResult> = this.api(commands.execute);
   /** Run each command; throw if one exits non-zero. Returns their stdout. */
-  succeed = (...cmds: [string, ...(string | ExecuteOptions)[]]): Promise<string> => commands.expectStatus(this.core, callerLocation(), cmds, "zero");
+  succeed = (...cmds: [string, ...(string | ExecuteOptions)[]]): Promise<string> =>
+    commands.expectStatus(this.core, callerLocation(), cmds, "zero");
   /** Run each command; throw if one exits zero. Returns their stdout. */
-  fail = (...cmds: [string, ...(string | ExecuteOptions)[]]): Promise<string> => commands.expectStatus(this.core, callerLocation(), cmds, "nonzero");
+  fail = (...cmds: [string, ...(string | ExecuteOptions)[]]): Promise<string> =>
+    commands.expectStatus(this.core, callerLocation(), cmds, "nonzero");
   /** Retry `cmd` every second until it exits 0; returns its stdout. */
-  waitUntilSucceeds = (cmd: string, timeout = 900): Promise<string> => commands.retryCommand(this.core, callerLocation(), cmd, "zero", timeout);
+  waitUntilSucceeds = (cmd: string, timeout = 900): Promise<string> =>
+    commands.retryCommand(this.core, callerLocation(), cmd, "zero", timeout);
   /** Retry `cmd` every second until it exits non-zero; returns its stdout. */
-  waitUntilFails = (cmd: string, timeout = 900): Promise<string> => commands.retryCommand(this.core, callerLocation(), cmd, "nonzero", timeout);
+  waitUntilFails = (cmd: string, timeout = 900): Promise<string> =>
+    commands.retryCommand(this.core, callerLocation(), cmd, "nonzero", timeout);
   /** Sleep `secs` seconds of guest time. */
   sleep = this.api(commands.sleepInGuest);
 
@@ -98,9 +104,11 @@ export class Machine {
   /** `systemctl ARGS` (for `user`: in that user's session manager). */
   systemctl = this.api(systemd.systemctl);
   /** `systemctl start UNIT`. */
-  startJob = (unit: string, user?: string): Promise<ExecuteResult> => systemd.systemctl(this.core, callerLocation(), `start ${unit}`, user);
+  startJob = (unit: string, user?: string): Promise<ExecuteResult> =>
+    systemd.systemctl(this.core, callerLocation(), `start ${unit}`, user);
   /** `systemctl stop UNIT`. */
-  stopJob = (unit: string, user?: string): Promise<ExecuteResult> => systemd.systemctl(this.core, callerLocation(), `stop ${unit}`, user);
+  stopJob = (unit: string, user?: string): Promise<ExecuteResult> =>
+    systemd.systemctl(this.core, callerLocation(), `stop ${unit}`, user);
   /** Every property of a unit, as `systemctl show` prints them. */
   getUnitInfo = this.api(systemd.getUnitInfo);
   /** One property of a unit; throws if it has none of that name. */
@@ -120,9 +128,11 @@ export class Machine {
   // ---- network (network.ts) --------------------------------------------------------
 
   /** Wait until TCP `port` on `addr` (default localhost, seen from the guest) accepts connections. */
-  waitForOpenPort = (port: number, addr = "localhost", timeout?: number): Promise<void> => network.waitForPort(this.core, callerLocation(), port, addr, true, timeout);
+  waitForOpenPort = (port: number, addr = "localhost", timeout?: number): Promise<void> =>
+    network.waitForPort(this.core, callerLocation(), port, addr, true, timeout);
   /** Wait until TCP `port` on `addr` refuses connections. */
-  waitForClosedPort = (port: number, addr = "localhost", timeout?: number): Promise<void> => network.waitForPort(this.core, callerLocation(), port, addr, false, timeout);
+  waitForClosedPort = (port: number, addr = "localhost", timeout?: number): Promise<void> =>
+    network.waitForPort(this.core, callerLocation(), port, addr, false, timeout);
   /** Wait until a unix socket accepts connections. */
   waitForOpenUnixSocket = this.api(network.waitForOpenUnixSocket);
   /** Take the machine's vlan links down (it drops off every network). */
@@ -141,9 +151,11 @@ export class Machine {
   /** Type `text` on the keyboard (US layout). */
   sendChars = this.api(display.sendChars);
   /** The text on the screen, read by OCR (needs `enableOCR: true`). */
-  getScreenText = async (): Promise<string> => (await display.readScreenText(this.core, "getScreenText()", callerLocation(), 1))[0]!;
+  getScreenText = async (): Promise<string> =>
+    (await display.readScreenText(this.core, "getScreenText()", callerLocation(), 1))[0]!;
   /** The screen read by OCR from three preparations of the image; a glyph one misreads another may get right. */
-  getScreenTextVariants = (): Promise<string[]> => display.readScreenText(this.core, "getScreenTextVariants()", callerLocation(), 3);
+  getScreenTextVariants = (): Promise<string[]> =>
+    display.readScreenText(this.core, "getScreenTextVariants()", callerLocation(), 3);
   /** Until OCR finds `pattern` on the screen (in any of the variants), reading it about once a second. */
   waitForText = this.api(display.waitForText);
 
@@ -161,7 +173,10 @@ export class Machine {
   waitUntilTtyMatches = this.api(terminals.waitUntilTtyMatches);
   /** Write the text of virtual terminal `tty` to the log. */
   dumpTtyContents = async (tty: number): Promise<void> => {
-    this.core.log.log(`tty${tty}:\n${(await terminals.getTtyText(this.core, callerLocation(), tty)).trimEnd()}`, this.name);
+    this.core.log.log(
+      `tty${tty}:\n${(await terminals.getTtyText(this.core, callerLocation(), tty)).trimEnd()}`,
+      this.name,
+    );
   };
 
   // ---- QEMU (qemu-control.ts) ------------------------------------------------------
@@ -171,7 +186,9 @@ export class Machine {
   /** A QEMU human-monitor command, e.g. `sendMonitorCommand("info network")`. */
   sendMonitorCommand = this.api(qemu.sendMonitorCommand);
   /** The first QMP event (since the VM started) that `filter` accepts. */
-  waitForQmpEvent: (filter: (e: QmpEvent) => boolean, timeout?: number) => Promise<QmpEvent> = this.api(qemu.waitForQmpEvent);
+  waitForQmpEvent: (filter: (e: QmpEvent) => boolean, timeout?: number) => Promise<QmpEvent> = this.api(
+    qemu.waitForQmpEvent,
+  );
 
   // ---- interactive (shell.ts) ------------------------------------------------------
 

@@ -13,43 +13,96 @@ export async function setLinks(m: MachineCore, up: boolean): Promise<void> {
  * Host TCP `hostPort` (on 127.0.0.1) to `guestPort`: a user-mode NIC (eth0) is plugged in
  * that reaches nothing but lets the host in, and the guest's firewall trusts it.
  */
-export async function forwardPort(m: MachineCore, location: string | undefined, hostPort: number, guestPort: number): Promise<void> {
+export async function forwardPort(
+  m: MachineCore,
+  location: string | undefined,
+  hostPort: number,
+  guestPort: number,
+): Promise<void> {
   const call = `forwardPort(${hostPort}, ${guestPort})`;
   const vm = await m.qemu(call, location);
   await m.nested(`forwarding host port ${hostPort} to guest port ${guestPort}`, async () => {
     if (!m.hostNic && !vm.spec.forwardPorts?.length) {
       await vm.qmp.execute("netdev_add", { type: "user", id: HOST_NIC.id, restrict: true, net: HOST_NIC.net });
-      await vm.qmp.execute("device_add", { driver: "virtio-net-pci", netdev: HOST_NIC.id, id: `${HOST_NIC.id}-nic`, mac: HOST_NIC.mac });
+      await vm.qmp.execute("device_add", {
+        driver: "virtio-net-pci",
+        netdev: HOST_NIC.id,
+        id: `${HOST_NIC.id}-nic`,
+        mac: HOST_NIC.mac,
+      });
       const cmd =
         `n=; for i in $(seq 100); do n=$(grep -l ${HOST_NIC.mac} /sys/class/net/*/address | cut -d/ -f5 || true); [ -n "$n" ] && break; sleep 0.1; done; ` +
         '[ -n "$n" ] || { echo "the hot-plugged NIC did not appear" >&2; exit 1; }; ' +
         `[ "$n" = eth0 ] || ip link set "$n" name eth0; ip link set eth0 up; ip addr replace ${HOST_NIC.guestAddress}/24 dev eth0; ` +
-        '(nft list table inet vmrig-firewall >/dev/null 2>&1 && nft insert rule inet vmrig-firewall input iifname eth0 accept) || true';
+        "(nft list table inet vmrig-firewall >/dev/null 2>&1 && nft insert rule inet vmrig-firewall input iifname eth0 accept) || true";
       const r = await m.run(cmd, call, location, 60);
-      if (r.status !== 0) throw m.fail("could not set up the host-forwarding NIC", call, { command: cmd, status: r.status, output: shown(r), location });
+      if (r.status !== 0)
+        throw m.fail("could not set up the host-forwarding NIC", call, {
+          command: cmd,
+          status: r.status,
+          output: shown(r),
+          location,
+        });
       m.hostNic = true;
     }
-    const out = await vm.qmp.hmp(`hostfwd_add ${HOST_NIC.id} tcp:127.0.0.1:${hostPort}-${HOST_NIC.guestAddress}:${guestPort}`);
-    if (out.trim()) throw m.fail(`QEMU refused the forward: ${out.trim()}`, call, { location, hint: "is the host port already in use?" });
+    const out = await vm.qmp.hmp(
+      `hostfwd_add ${HOST_NIC.id} tcp:127.0.0.1:${hostPort}-${HOST_NIC.guestAddress}:${guestPort}`,
+    );
+    if (out.trim())
+      throw m.fail(`QEMU refused the forward: ${out.trim()}`, call, {
+        location,
+        hint: "is the host port already in use?",
+      });
   });
 }
 
-export function waitForPort(m: MachineCore, location: string | undefined, port: number, addr: string, open: boolean, timeout = DEFAULT_TIMEOUT): Promise<void> {
+export function waitForPort(
+  m: MachineCore,
+  location: string | undefined,
+  port: number,
+  addr: string,
+  open: boolean,
+  timeout = DEFAULT_TIMEOUT,
+): Promise<void> {
   const call = `${open ? "waitForOpenPort" : "waitForClosedPort"}(${port}${addr !== "localhost" ? `, ${quote(addr)}` : ""})`;
   return waitFor(
     m,
-    { call, heading: `waiting for TCP port ${port} on ${addr} to ${open ? "open" : "close"}`, what: `port ${port} to ${open ? "open" : "close"}`, timeout, location },
+    {
+      call,
+      heading: `waiting for TCP port ${port} on ${addr} to ${open ? "open" : "close"}`,
+      what: `port ${port} to ${open ? "open" : "close"}`,
+      timeout,
+      location,
+    },
     async () => {
       const r = await m.run(`nc -z -w 2 ${shellQuote(addr)} ${port}`, call, location, 60);
-      return { done: (r.status === 0) === open, last: `port ${port} on ${addr} is ${r.status === 0 ? "open" : "closed"}` };
+      return {
+        done: (r.status === 0) === open,
+        last: `port ${port} on ${addr} is ${r.status === 0 ? "open" : "closed"}`,
+      };
     },
   );
 }
 
-export function waitForOpenUnixSocket(m: MachineCore, location: string | undefined, socketPath: string, timeout = DEFAULT_TIMEOUT): Promise<void> {
+export function waitForOpenUnixSocket(
+  m: MachineCore,
+  location: string | undefined,
+  socketPath: string,
+  timeout = DEFAULT_TIMEOUT,
+): Promise<void> {
   const call = `waitForOpenUnixSocket(${quote(socketPath)})`;
-  return waitFor(m, { call, heading: `waiting for unix socket ${socketPath}`, what: `${socketPath} to accept connections`, timeout, location }, async () => {
-    const r = await m.run(`nc -U -z ${shellQuote(socketPath)}`, call, location, 60);
-    return { done: r.status === 0, last: `${socketPath} does not accept connections` };
-  });
+  return waitFor(
+    m,
+    {
+      call,
+      heading: `waiting for unix socket ${socketPath}`,
+      what: `${socketPath} to accept connections`,
+      timeout,
+      location,
+    },
+    async () => {
+      const r = await m.run(`nc -U -z ${shellQuote(socketPath)}`, call, location, 60);
+      return { done: r.status === 0, last: `${socketPath} does not accept connections` };
+    },
+  );
 }

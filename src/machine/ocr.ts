@@ -32,7 +32,8 @@ export function parsePnm(buf: Buffer): Gray {
   const width = Number(token());
   const height = Number(token());
   const maxval = Number(token());
-  if (!(width > 0 && height > 0) || maxval !== 255) throw new Error(`unsupported PNM header: ${width}x${height}, maxval ${maxval}`);
+  if (!(width > 0 && height > 0) || maxval !== 255)
+    throw new Error(`unsupported PNM header: ${width}x${height}, maxval ${maxval}`);
   pos++; // the single whitespace byte before the raster
   const channels = magic === "P6" ? 3 : 1;
   if (buf.length - pos < width * height * channels) throw new Error("PNM raster is truncated");
@@ -152,7 +153,11 @@ export async function tesseract(img: Gray): Promise<string> {
 }
 
 /** Read the OCR images of a screen dump in turn; stops early once `accept` says yes. */
-export async function readScreen(ppmFile: string, accept: (text: string) => boolean = () => false, count = 3): Promise<string[]> {
+export async function readScreen(
+  ppmFile: string,
+  accept: (text: string) => boolean = () => false,
+  count = 3,
+): Promise<string[]> {
   const texts: string[] = [];
   for (const img of preparedImages(parsePnm(fs.readFileSync(ppmFile)))) {
     texts.push(await tesseract(img));

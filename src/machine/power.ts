@@ -10,7 +10,8 @@ import { ownedTempDir } from "../util/owned-dir.js";
 import { run, within } from "../util/proc.js";
 
 /** What a kernel prints when it crashes (an Oops may leave the boot hanging rather than stopped). */
-const KERNEL_CRASH = /\b(Oops: |Kernel panic - not syncing|BUG: unable to handle|general protection fault|double fault: |invalid opcode: )/;
+const KERNEL_CRASH =
+  /\b(Oops: |Kernel panic - not syncing|BUG: unable to handle|general protection fault|double fault: |invalid opcode: )/;
 
 /** A boot that ended in a kernel crash: start() may try once more. */
 class KernelCrash extends Error {
@@ -47,8 +48,13 @@ export function start(m: MachineCore, location: string | undefined): Promise<voi
       } catch (e) {
         if (!(e instanceof KernelCrash)) throw e;
         const crashError = (c: KernelCrash, hint: string) =>
-          m.fail(`the guest kernel crashed while booting: ${c.line.trim()}`, "start()", { location, output: c.console, hint });
-        if (m.ctx.spec().accel !== "tcg") throw crashError(e, "the console log in the result folder has the whole trace");
+          m.fail(`the guest kernel crashed while booting: ${c.line.trim()}`, "start()", {
+            location,
+            output: c.console,
+            hint,
+          });
+        if (m.ctx.spec().accel !== "tcg")
+          throw crashError(e, "the console log in the result folder has the whole trace");
         // Under TCG a kernel that crashes while booting is most often QEMU's fault, not the
         // test's (its multi-threaded CPU emulation races the kernel's live code patching,
         // rarely): boot once more, and say so in the log.
@@ -84,7 +90,12 @@ async function startOnce(m: MachineCore, location: string | undefined): Promise<
     }
   }
   m.disks ??= await createDisks(spec, {
-    drives: Object.fromEntries(driveIds(spec).map((id) => [id, path.join(spec.stateDir, id === "root" ? `${spec.name}.qcow2` : `${spec.name}-${id}.qcow2`)])),
+    drives: Object.fromEntries(
+      driveIds(spec).map((id) => [
+        id,
+        path.join(spec.stateDir, id === "root" ? `${spec.name}.qcow2` : `${spec.name}-${id}.qcow2`),
+      ]),
+    ),
     keep: spec.keepState ?? false,
   });
   const vm = await coldBoot(m, spec, { sockets: socketPaths(spec), drives: m.disks }, location, false);
@@ -99,7 +110,10 @@ export function adopt(m: MachineCore, vm: QemuVm): void {
 }
 
 /** qcow2 overlays: drive `root` on the image (or on `backing`'s file of the same id), the others blank unless backed. */
-async function createDisks(spec: VmSpec, o: { drives: Record<string, string>; keep: boolean; backing?: Record<string, string> }): Promise<Record<string, string>> {
+async function createDisks(
+  spec: VmSpec,
+  o: { drives: Record<string, string>; keep: boolean; backing?: Record<string, string> },
+): Promise<Record<string, string>> {
   for (const [id, file] of Object.entries(o.drives)) {
     if (o.keep && fs.existsSync(file)) continue;
     const backing = o.backing?.[id];
@@ -115,13 +129,21 @@ async function createDisks(spec: VmSpec, o: { drives: Record<string, string>; ke
  * the console ends it at once. Waits for a cold-boot slot: boots at once on few cores
  * crawl, restores cost almost nothing.
  */
-async function coldBoot(m: MachineCore, spec: VmSpec, layout: Layout, location: string | undefined, isolated: boolean): Promise<QemuVm> {
+async function coldBoot(
+  m: MachineCore,
+  spec: VmSpec,
+  layout: Layout,
+  location: string | undefined,
+  isolated: boolean,
+): Promise<QemuVm> {
   const release = (await m.ctx.coldBoots?.take()) ?? (() => undefined);
   let vm: QemuVm | undefined;
   let watching = true;
   let crashSeen = false;
   const ac = new AbortController();
-  const crashed = new Promise<never>((_, reject) => ac.signal.addEventListener("abort", () => reject(ac.signal.reason as Error)));
+  const crashed = new Promise<never>((_, reject) =>
+    ac.signal.addEventListener("abort", () => reject(ac.signal.reason as Error)),
+  );
   crashed.catch(() => undefined);
   let consoleText = "";
   const onLine = (line: string) => {
@@ -137,7 +159,9 @@ async function coldBoot(m: MachineCore, spec: VmSpec, layout: Layout, location: 
     try {
       vm = await launchQemu(spec, { layout, linksDown: isolated, onConsoleLine: onLine, signal: ac.signal });
     } catch (e) {
-      throw e instanceof VmrigError || e instanceof KernelCrash ? e : m.fail(`could not boot: ${errorMessage(e)}`, "start()", { location, cause: e });
+      throw e instanceof VmrigError || e instanceof KernelCrash
+        ? e
+        : m.fail(`could not boot: ${errorMessage(e)}`, "start()", { location, cause: e });
     }
     if (!isolated) adopt(m, vm);
     vm.backdoor.on("stray", (b: Buffer) => m.log.detail(`(output outside any command) ${b.toString()}`, m.name));
@@ -147,7 +171,11 @@ async function coldBoot(m: MachineCore, spec: VmSpec, layout: Layout, location: 
       vm.backdoor.run(SYSTEMD_READY, 300).catch((e: unknown) => ({ status: -1, stdout: Buffer.from(errorMessage(e)) })),
       crashed,
     ]);
-    if (ready.status !== 0) throw m.fail("systemd did not start taking requests within 300 s", "start()", { location, output: tail(vm.console.all, 30) });
+    if (ready.status !== 0)
+      throw m.fail("systemd did not start taking requests within 300 s", "start()", {
+        location,
+        output: tail(vm.console.all, 30),
+      });
     if (crashSeen) await crashed; // an Oops that did not stop the boot still leaves a kernel not to trust
     return vm;
   } catch (e) {
@@ -159,7 +187,11 @@ async function coldBoot(m: MachineCore, spec: VmSpec, layout: Layout, location: 
   }
 }
 
-async function startFromSnapshot(m: MachineCore, spec: VmSpec, location: string | undefined): Promise<QemuVm | undefined> {
+async function startFromSnapshot(
+  m: MachineCore,
+  spec: VmSpec,
+  location: string | undefined,
+): Promise<QemuVm | undefined> {
   const store = m.ctx.snapshots!;
   const key = snapshotKey(spec, await qemuInfo());
   let saved = store.find(key, m.name);
@@ -189,7 +221,12 @@ async function startFromSnapshot(m: MachineCore, spec: VmSpec, location: string 
  * before any peer answered looks like, so restoring it is faithful. One that does not
  * (a failed unit, jobs still waiting) is recorded as such and booted normally, every time.
  */
-async function saveBoot(m: MachineCore, spec: VmSpec, dir: string, location: string | undefined): Promise<SnapshotMeta> {
+async function saveBoot(
+  m: MachineCore,
+  spec: VmSpec,
+  dir: string,
+  location: string | undefined,
+): Promise<SnapshotMeta> {
   const meta = { machine: m.name, qemu: (await qemuInfo()).version, createdAt: new Date().toISOString() };
   // The template's RAM is a shared file on tmpfs while it boots (fast), copied into the
   // store once saved; it never outlives this function.
@@ -197,8 +234,17 @@ async function saveBoot(m: MachineCore, spec: VmSpec, dir: string, location: str
   const t0 = Date.now();
   let vm: QemuVm | undefined;
   try {
-    const drives = await createDisks(spec, { drives: Object.fromEntries(driveIds(spec).map((id) => [id, path.join(dir, `${id}.qcow2`)])), keep: false });
-    vm = await coldBoot(m, spec, { sockets: socketPaths(spec, ".s"), drives, ram: { path: path.join(shm, "ram"), share: true } }, location, true);
+    const drives = await createDisks(spec, {
+      drives: Object.fromEntries(driveIds(spec).map((id) => [id, path.join(dir, `${id}.qcow2`)])),
+      keep: false,
+    });
+    vm = await coldBoot(
+      m,
+      spec,
+      { sockets: socketPaths(spec, ".s"), drives, ram: { path: path.join(shm, "ram"), share: true } },
+      location,
+      true,
+    );
     const r = await vm.backdoor.run(
       `timeout ${ISOLATED_BOOT_S} systemctl is-system-running --wait 2>&1; echo "jobs: $(systemctl list-jobs --no-legend 2>/dev/null | awk '{print $2}' | head -5 | xargs)"; ` +
         `echo "failed: $(systemctl --failed --no-legend --plain 2>/dev/null | awk '{print $1}' | head -5 | xargs)"`,
@@ -234,7 +280,12 @@ async function restoreBoot(m: MachineCore, spec: VmSpec, saved: SavedBoot): Prom
     keep: false,
     backing: Object.fromEntries(ids.map((id) => [id, path.join(saved.dir, `${id}.qcow2`)])),
   });
-  const layout: Layout = { sockets: socketPaths(spec), drives: m.disks, ram: { path: path.join(saved.dir, "ram"), share: false }, incoming: true };
+  const layout: Layout = {
+    sockets: socketPaths(spec),
+    drives: m.disks,
+    ram: { path: path.join(saved.dir, "ram"), share: false },
+    incoming: true,
+  };
   const vm = await launchQemu(spec, {
     layout,
     restore: {
@@ -281,10 +332,17 @@ export async function crash(m: MachineCore): Promise<void> {
   await m.guest.kill();
 }
 
-export async function waitForShutdown(m: MachineCore, location: string | undefined, timeout = DEFAULT_TIMEOUT): Promise<void> {
+export async function waitForShutdown(
+  m: MachineCore,
+  location: string | undefined,
+  timeout = DEFAULT_TIMEOUT,
+): Promise<void> {
   const g = m.guest;
   if (!g?.running) return;
-  const done = await within(g.waitForExit().then(() => true), timeout * 1000);
+  const done = await within(
+    g.waitForExit().then(() => true),
+    timeout * 1000,
+  );
   if (!done) throw m.fail(`still running after ${timeout} s`, "waitForShutdown()", { location });
 }
 
@@ -302,7 +360,14 @@ export async function reboot(m: MachineCore, location: string | undefined, timeo
       g.backdoor.on("ready", onReady);
     });
     g.backdoor.run("systemctl reboot --no-block").catch(() => undefined);
-    const ok = await within(rebooted.then(() => true), timeout * 1000);
-    if (!ok) throw m.fail(`did not come back within ${timeout} s of rebooting`, "reboot()", { location, output: tail(g.console.all) });
+    const ok = await within(
+      rebooted.then(() => true),
+      timeout * 1000,
+    );
+    if (!ok)
+      throw m.fail(`did not come back within ${timeout} s of rebooting`, "reboot()", {
+        location,
+        output: tail(g.console.all),
+      });
   });
 }

@@ -51,7 +51,12 @@ export async function shell(m: MachineCore, location: string | undefined): Promi
     // No timeout: the shell lasts as long as the user wants it.
     const r = await m.run(cmd, "shell()", location, Infinity);
     if (r.status !== 0 && r.status !== 137 && r.stderr.trim()) {
-      throw m.fail("the shell could not start", "shell()", { command: cmd, status: r.status, output: shown(r), location });
+      throw m.fail("the shell could not start", "shell()", {
+        command: cmd,
+        status: r.status,
+        output: shown(r),
+        location,
+      });
     }
   } finally {
     term.input.off("data", toGuest);

@@ -9,7 +9,12 @@ export function systemctlCommand(args: string, user?: string): string {
     : `systemctl ${args}`;
 }
 
-export function systemctl(m: MachineCore, location: string | undefined, args: string, user?: string): Promise<ExecuteResult> {
+export function systemctl(
+  m: MachineCore,
+  location: string | undefined,
+  args: string,
+  user?: string,
+): Promise<ExecuteResult> {
   return execute(m, location, systemctlCommand(args, user));
 }
 
@@ -22,31 +27,66 @@ function parseProperties(text: string): Record<string, string> {
   return info;
 }
 
-export async function getUnitInfo(m: MachineCore, location: string | undefined, unit: string, user?: string): Promise<Record<string, string>> {
+export async function getUnitInfo(
+  m: MachineCore,
+  location: string | undefined,
+  unit: string,
+  user?: string,
+): Promise<Record<string, string>> {
   const r = await m.run(systemctlCommand(`show ${quote(unit)}`, user), `getUnitInfo(${quote(unit)})`, location, 60);
   return parseProperties(r.stdout);
 }
 
-export async function getUnitProperty(m: MachineCore, location: string | undefined, unit: string, property: string, user?: string): Promise<string> {
+export async function getUnitProperty(
+  m: MachineCore,
+  location: string | undefined,
+  unit: string,
+  property: string,
+  user?: string,
+): Promise<string> {
   const info = await getUnitInfo(m, location, unit, user);
-  if (!(property in info)) throw m.fail(`unit ${unit} has no property ${property}`, `getUnitProperty(${quote(unit)}, ${quote(property)})`, { location });
+  if (!(property in info))
+    throw m.fail(`unit ${unit} has no property ${property}`, `getUnitProperty(${quote(unit)}, ${quote(property)})`, {
+      location,
+    });
   return info[property]!;
 }
 
-export async function requireUnitState(m: MachineCore, location: string | undefined, unit: string, state = "active", user?: string): Promise<void> {
+export async function requireUnitState(
+  m: MachineCore,
+  location: string | undefined,
+  unit: string,
+  state = "active",
+  user?: string,
+): Promise<void> {
   const info = await getUnitInfo(m, location, unit, user);
   if (info.ActiveState !== state) {
-    throw m.fail(`unit ${unit} is ${info.ActiveState ?? "unknown"}, expected ${state}`, `requireUnitState(${quote(unit)}, ${quote(state)})`, { location });
+    throw m.fail(
+      `unit ${unit} is ${info.ActiveState ?? "unknown"}, expected ${state}`,
+      `requireUnitState(${quote(unit)}, ${quote(state)})`,
+      { location },
+    );
   }
 }
 
 /** Until `unit` is active; at once if it failed, or if it is inactive and nothing will start it (NixOS). */
-export async function waitForUnit(m: MachineCore, location: string | undefined, unit: string, opts: { user?: string; timeout?: number } = {}): Promise<void> {
+export async function waitForUnit(
+  m: MachineCore,
+  location: string | undefined,
+  unit: string,
+  opts: { user?: string; timeout?: number } = {},
+): Promise<void> {
   const call = `waitForUnit(${quote(unit)})`;
   const userArg = opts.user ? ` --user -M ${opts.user}@` : "";
   await waitFor(
     m,
-    { call, heading: `waiting for unit ${unit}${opts.user ? ` of ${opts.user}` : ""}`, what: `unit ${unit} to become active`, timeout: opts.timeout ?? DEFAULT_TIMEOUT, location },
+    {
+      call,
+      heading: `waiting for unit ${unit}${opts.user ? ` of ${opts.user}` : ""}`,
+      what: `unit ${unit} to become active`,
+      timeout: opts.timeout ?? DEFAULT_TIMEOUT,
+      location,
+    },
     async () => {
       const r = await m.run(
         // The job count first: read after the unit, the unit could finish its job in
@@ -61,24 +101,45 @@ export async function waitForUnit(m: MachineCore, location: string | undefined, 
       const jobs = props.SystemState === "initializing" && props.NJobs === "0" ? 1 : Number(props.NJobs ?? "1");
       if (props.ActiveState === "active") return { done: true };
       if (props.ActiveState === "failed") {
-        const why = await m.run(`systemctl status --no-pager --lines=20 ${quote(unit)} 2>&1 || true`, call, location, 60);
-        return { done: false, fatal: m.fail(`unit ${unit} failed`, call, { output: why.stdout, location, hint: `\`journalctl -u ${unit}\` on the machine has the whole story` }) };
+        const why = await m.run(
+          `systemctl status --no-pager --lines=20 ${quote(unit)} 2>&1 || true`,
+          call,
+          location,
+          60,
+        );
+        return {
+          done: false,
+          fatal: m.fail(`unit ${unit} failed`, call, {
+            output: why.stdout,
+            location,
+            hint: `\`journalctl -u ${unit}\` on the machine has the whole story`,
+          }),
+        };
       }
       if (props.ActiveState === "inactive" && jobs === 0) {
         // As in NixOS: nothing will ever start it, so waiting longer cannot help.
         const missing = props.LoadState === "not-found";
         return {
           done: false,
-          fatal: m.fail(missing ? `unit ${unit} does not exist and nothing is starting it` : `unit ${unit} is inactive and there are no pending jobs`, call, {
-            location,
-            output: r.stdout,
-            hint: missing
-              ? "check the unit name (`systemctl list-units` on the machine) and that its package is installed"
-              : `nothing pulls ${unit} in: enable it (e.g. systemd.services.<name>.wantedBy) or start it with startJob()`,
-          }),
+          fatal: m.fail(
+            missing
+              ? `unit ${unit} does not exist and nothing is starting it`
+              : `unit ${unit} is inactive and there are no pending jobs`,
+            call,
+            {
+              location,
+              output: r.stdout,
+              hint: missing
+                ? "check the unit name (`systemctl list-units` on the machine) and that its package is installed"
+                : `nothing pulls ${unit} in: enable it (e.g. systemd.services.<name>.wantedBy) or start it with startJob()`,
+            },
+          ),
         };
       }
-      return { done: false, last: `unit ${unit}: ${props.ActiveState ?? "(systemd not answering yet)"}/${props.SubState ?? ""}` };
+      return {
+        done: false,
+        last: `unit ${unit}: ${props.ActiveState ?? "(systemd not answering yet)"}/${props.SubState ?? ""}`,
+      };
     },
   );
 }

@@ -8,7 +8,12 @@ export async function sendConsole(m: MachineCore, location: string | undefined, 
 }
 
 /** Until the serial console (anything since boot) matches; resolves with the match. */
-export async function waitForConsoleText(m: MachineCore, location: string | undefined, pattern: Pattern, timeout = DEFAULT_TIMEOUT): Promise<string> {
+export async function waitForConsoleText(
+  m: MachineCore,
+  location: string | undefined,
+  pattern: Pattern,
+  timeout = DEFAULT_TIMEOUT,
+): Promise<string> {
   const re = toRegExp(pattern);
   const g = await m.up();
   const found = (): string | undefined => re.exec(g.console.all)?.[0];
@@ -23,7 +28,12 @@ export async function waitForConsoleText(m: MachineCore, location: string | unde
     };
     const timer = setTimeout(() => {
       cleanup();
-      reject(m.fail(`timed out after ${timeout} s waiting for console text ${re}`, `waitForConsoleText(${re})`, { output: tail(g.console.all), location }));
+      reject(
+        m.fail(`timed out after ${timeout} s waiting for console text ${re}`, `waitForConsoleText(${re})`, {
+          output: tail(g.console.all),
+          location,
+        }),
+      );
     }, timeout * 1000);
     const cleanup = () => {
       clearTimeout(timer);
@@ -34,14 +44,35 @@ export async function waitForConsoleText(m: MachineCore, location: string | unde
 }
 
 export async function getTtyText(m: MachineCore, location: string | undefined, tty: number): Promise<string> {
-  const r = await m.run(`fold -w "$(stty -F /dev/tty${tty} size | cut -d' ' -f2)" /dev/vcs${tty}`, `getTtyText(${tty})`, location, 60);
+  const r = await m.run(
+    `fold -w "$(stty -F /dev/tty${tty} size | cut -d' ' -f2)" /dev/vcs${tty}`,
+    `getTtyText(${tty})`,
+    location,
+    60,
+  );
   return r.stdout;
 }
 
-export function waitUntilTtyMatches(m: MachineCore, location: string | undefined, tty: number, pattern: Pattern, timeout = DEFAULT_TIMEOUT): Promise<void> {
+export function waitUntilTtyMatches(
+  m: MachineCore,
+  location: string | undefined,
+  tty: number,
+  pattern: Pattern,
+  timeout = DEFAULT_TIMEOUT,
+): Promise<void> {
   const re = toRegExp(pattern);
-  return waitFor(m, { call: `waitUntilTtyMatches(${tty}, ${re})`, heading: `waiting for ${re} on tty${tty}`, what: `${re} on tty${tty}`, timeout, location }, async () => {
-    const text = await getTtyText(m, location, tty);
-    return { done: re.test(text), last: `tty${tty} shows:\n${text.trimEnd()}` };
-  });
+  return waitFor(
+    m,
+    {
+      call: `waitUntilTtyMatches(${tty}, ${re})`,
+      heading: `waiting for ${re} on tty${tty}`,
+      what: `${re} on tty${tty}`,
+      timeout,
+      location,
+    },
+    async () => {
+      const text = await getTtyText(m, location, tty);
+      return { done: re.test(text), last: `tty${tty} shows:\n${text.trimEnd()}` };
+    },
+  );
 }

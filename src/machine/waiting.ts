@@ -20,6 +20,8 @@ export interface WaitSpec {
  */
 export function waitFor(m: MachineCore, w: WaitSpec, attempt: () => Promise<Attempt>): Promise<void> {
   return m.nested(w.heading, () =>
-    poll(w.timeout, attempt, (last) => m.fail(`timed out after ${w.timeout} s waiting for ${w.what}`, w.call, { output: last, location: w.location })),
+    poll(w.timeout, attempt, (last) =>
+      m.fail(`timed out after ${w.timeout} s waiting for ${w.what}`, w.call, { output: last, location: w.location }),
+    ),
   );
 }

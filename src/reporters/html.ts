@@ -4,7 +4,10 @@ import type { TestResult } from "../driver/run.js";
 import { errorMessage } from "../util/errors.js";
 
 const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
-const secs = (ms: number) => (ms >= 60_000 ? `${Math.floor(ms / 60_000)} min ${((ms % 60_000) / 1000).toFixed(0)} s` : `${(ms / 1000).toFixed(1)} s`);
+const secs = (ms: number) =>
+  ms >= 60_000
+    ? `${Math.floor(ms / 60_000)} min ${((ms % 60_000) / 1000).toFixed(0)} s`
+    : `${(ms / 1000).toFixed(1)} s`;
 const ANSI = /\x1b\[[0-9;?]*[A-Za-z]/g;
 
 const LOG_LINES = 400;
@@ -12,7 +15,11 @@ const LOG_LINES = 400;
 function logTail(file: string): string | undefined {
   try {
     const lines = fs.readFileSync(file, "utf8").replace(ANSI, "").split("\n");
-    return (lines.length > LOG_LINES ? [`… ${lines.length - LOG_LINES} earlier lines in log.txt …`, ...lines.slice(-LOG_LINES)] : lines).join("\n");
+    return (
+      lines.length > LOG_LINES
+        ? [`… ${lines.length - LOG_LINES} earlier lines in log.txt …`, ...lines.slice(-LOG_LINES)]
+        : lines
+    ).join("\n");
   } catch {
     return undefined;
   }
@@ -29,7 +36,9 @@ function testSection(r: TestResult, outputDir: string, index: number): string {
   );
   const boots = Object.entries(r.bootMs);
   if (boots.length) {
-    parts.push(`<p class="boots">${boots.map(([m, ms]) => `<span><b>${esc(m)}</b> shell after ${secs(ms)}</span>`).join(" ")}</p>`);
+    parts.push(
+      `<p class="boots">${boots.map(([m, ms]) => `<span><b>${esc(m)}</b> shell after ${secs(ms)}</span>`).join(" ")}</p>`,
+    );
   }
   if (r.subtests.length) {
     const longest = Math.max(...r.subtests.map((s) => s.durationMs), 1);
@@ -47,14 +56,21 @@ function testSection(r: TestResult, outputDir: string, index: number): string {
   if (shots.length) {
     parts.push(
       '<div class="shots">',
-      ...shots.map((f) => `<figure><a href="${rel(f)}"><img src="${rel(f)}" alt="${esc(f)}" loading="lazy"></a><figcaption>${esc(f)}</figcaption></figure>`),
+      ...shots.map(
+        (f) =>
+          `<figure><a href="${rel(f)}"><img src="${rel(f)}" alt="${esc(f)}" loading="lazy"></a><figcaption>${esc(f)}</figcaption></figure>`,
+      ),
       "</div>",
     );
   }
   const log = r.resultDir ? logTail(path.join(r.resultDir, "log.txt")) : undefined;
-  if (log !== undefined) parts.push(`<details${r.outcome === "failed" ? " open" : ""}><summary>log</summary><pre class="log">${esc(log)}</pre></details>`);
+  if (log !== undefined)
+    parts.push(
+      `<details${r.outcome === "failed" ? " open" : ""}><summary>log</summary><pre class="log">${esc(log)}</pre></details>`,
+    );
   const others = files.filter((f) => !f.endsWith(".png"));
-  if (others.length) parts.push(`<p class="files">${others.map((f) => `<a href="${rel(f)}">${esc(f)}</a>`).join(" ")}</p>`);
+  if (others.length)
+    parts.push(`<p class="files">${others.map((f) => `<a href="${rel(f)}">${esc(f)}</a>`).join(" ")}</p>`);
   return `<section class="test" id="test-${index}" data-outcome="${r.outcome}">\n${parts.join("\n")}\n</section>`;
 }
 
@@ -101,9 +117,12 @@ export function htmlReport(results: TestResult[], outputDir: string, generated =
   const count = (o: TestResult["outcome"]) => results.filter((r) => r.outcome === o).length;
   const [passed, failed, skipped] = [count("passed"), count("failed"), count("skipped")];
   const total = results.reduce((a, r) => a + r.durationMs, 0);
-  const button = (filter: string, label: string) => `<button type="button" data-filter="${filter}" aria-pressed="false">${label}</button>`;
+  const button = (filter: string, label: string) =>
+    `<button type="button" data-filter="${filter}" aria-pressed="false">${label}</button>`;
   // failures first: they are what the reader came for
-  const ordered = [...results.entries()].sort(([, a], [, b]) => Number(b.outcome === "failed") - Number(a.outcome === "failed"));
+  const ordered = [...results.entries()].sort(
+    ([, a], [, b]) => Number(b.outcome === "failed") - Number(a.outcome === "failed"),
+  );
   return `<!doctype html>
 <html lang="en">
 <meta charset="utf-8">

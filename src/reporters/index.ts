@@ -18,9 +18,20 @@ export const REPORTERS: Record<string, () => Reporter> = {
 
 /** `--reporter a,b`: list always comes first; an unknown name is bad input (exit 2), found before anything runs. */
 export function reportersByName(spec: string): Reporter[] {
-  const names = [...new Set(["list", ...spec.split(",").map((r) => r.trim()).filter(Boolean)])];
+  const names = [
+    ...new Set([
+      "list",
+      ...spec
+        .split(",")
+        .map((r) => r.trim())
+        .filter(Boolean),
+    ]),
+  ];
   for (const n of names) {
-    if (!REPORTERS[n]) throw configError(`unknown reporter \`${n}\``, { hint: `--reporter takes a comma-separated list of: ${Object.keys(REPORTERS).join(", ")}` });
+    if (!REPORTERS[n])
+      throw configError(`unknown reporter \`${n}\``, {
+        hint: `--reporter takes a comma-separated list of: ${Object.keys(REPORTERS).join(", ")}`,
+      });
   }
   return names.map((n) => REPORTERS[n]!());
 }

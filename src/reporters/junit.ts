@@ -4,11 +4,16 @@ import type { TestResult } from "../driver/run.js";
 import { errorMessage } from "../util/errors.js";
 
 // XML 1.0 forbids most control characters even when escaped.
- 
+
 const INVALID = /[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]/g;
 
 function esc(s: string): string {
-  return s.replace(INVALID, "").replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+  return s
+    .replace(INVALID, "")
+    .replace(/&/g, "&amp;")
+    .replace(/</g, "&lt;")
+    .replace(/>/g, "&gt;")
+    .replace(/"/g, "&quot;");
 }
 
 const secs = (ms: number) => (ms / 1000).toFixed(3);
@@ -21,8 +26,13 @@ export function junitXml(results: TestResult[], timestamp = new Date()): string 
   const suites = results.map((r) => {
     const cases: string[] = [];
     for (const s of r.subtests) {
-      const body = s.outcome === "failed" ? `<failure message="${esc((s.error ?? "").split("\n")[0] ?? "")}">${esc(s.error ?? "")}</failure>` : "";
-      cases.push(`    <testcase classname="${esc(r.name)}" name="${esc(s.name)}" time="${secs(s.durationMs)}">${body}</testcase>`);
+      const body =
+        s.outcome === "failed"
+          ? `<failure message="${esc((s.error ?? "").split("\n")[0] ?? "")}">${esc(s.error ?? "")}</failure>`
+          : "";
+      cases.push(
+        `    <testcase classname="${esc(r.name)}" name="${esc(s.name)}" time="${secs(s.durationMs)}">${body}</testcase>`,
+      );
     }
     const scriptBody =
       r.outcome === "skipped"
@@ -30,7 +40,9 @@ export function junitXml(results: TestResult[], timestamp = new Date()): string 
         : r.outcome === "failed"
           ? `<failure message="${esc(errorMessage(r.error).split("\n")[0] ?? "")}">${esc(errorMessage(r.error))}</failure>`
           : "";
-    cases.push(`    <testcase classname="${esc(r.name)}" name="testScript" time="${secs(r.durationMs)}">${scriptBody}</testcase>`);
+    cases.push(
+      `    <testcase classname="${esc(r.name)}" name="testScript" time="${secs(r.durationMs)}">${scriptBody}</testcase>`,
+    );
     const failures = r.subtests.filter((s) => s.outcome === "failed").length + (r.outcome === "failed" ? 1 : 0);
     return [
       `  <testsuite name="${esc(r.name)}" tests="${cases.length}" failures="${failures}" errors="0" skipped="${r.outcome === "skipped" ? 1 : 0}" time="${secs(r.durationMs)}" timestamp="${timestamp.toISOString().slice(0, 19)}" file="${esc(r.file)}">`,

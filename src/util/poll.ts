@@ -13,7 +13,12 @@ export interface Attempt {
  * fatally, or `timeoutS` has passed (then `onTimeout` makes the error, from what the last
  * attempt saw). The last attempt is made at the deadline, never skipped.
  */
-export async function poll(timeoutS: number, attempt: (lastTry: boolean) => Promise<Attempt>, onTimeout: (last: string) => Error, intervalMs = 1000): Promise<void> {
+export async function poll(
+  timeoutS: number,
+  attempt: (lastTry: boolean) => Promise<Attempt>,
+  onTimeout: (last: string) => Error,
+  intervalMs = 1000,
+): Promise<void> {
   const deadline = Date.now() + timeoutS * 1000;
   for (;;) {
     const lastTry = Date.now() >= deadline;

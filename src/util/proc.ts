@@ -35,7 +35,11 @@ function explained(output: string, explains: RegExp | undefined): string {
     picked.add(i);
   });
   if (picked.size === 0) return last;
-  const earlier = [...picked].filter((i) => i < shownFrom).sort((a, b) => a - b).slice(-40).map((i) => lines[i]);
+  const earlier = [...picked]
+    .filter((i) => i < shownFrom)
+    .sort((a, b) => a - b)
+    .slice(-40)
+    .map((i) => lines[i]);
   return `(the lines that explain it, from earlier in the output)\n${earlier.join("\n")}\n(the end of the output)\n${last}`;
 }
 

@@ -3,6 +3,8 @@ import fs from "node:fs";
 let version: string | undefined;
 
 export function vmrigVersion(): string {
-  version ??= (JSON.parse(fs.readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
+  version ??= (
+    JSON.parse(fs.readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }
+  ).version;
   return version;
 }

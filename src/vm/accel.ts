@@ -29,16 +29,33 @@ export interface ProbeResult {
  * hosts KVM runs real mode but dies on the kernel's first MSR write).
  */
 export function probeAccel(accel: Accel, kernel?: string, timeoutMs = kernel ? 8000 : 3000): Promise<ProbeResult> {
-  if (accel === "kvm" && !fs.existsSync("/dev/kvm")) return Promise.resolve({ ok: false, why: "/dev/kvm does not exist" });
+  if (accel === "kvm" && !fs.existsSync("/dev/kvm"))
+    return Promise.resolve({ ok: false, why: "/dev/kvm does not exist" });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-probe-"));
   const bios = path.join(dir, "bios.bin");
   fs.writeFileSync(bios, probeBios());
-  const guest = kernel ? ["-kernel", kernel, "-append", "console=ttyS0 panic=-1", "-m", "256"] : ["-bios", bios, "-m", "16"];
+  const guest = kernel
+    ? ["-kernel", kernel, "-append", "console=ttyS0 panic=-1", "-m", "256"]
+    : ["-bios", bios, "-m", "16"];
   const expect = kernel ? "Linux version" : "K";
   return new Promise((resolve) => {
     const child = spawn(
       "setpriv",
-      ["--pdeathsig", "KILL", "--", "qemu-system-x86_64", ...accelArgs(accel), "-machine", "pc", "-nodefaults", "-display", "none", "-serial", "stdio", ...guest],
+      [
+        "--pdeathsig",
+        "KILL",
+        "--",
+        "qemu-system-x86_64",
+        ...accelArgs(accel),
+        "-machine",
+        "pc",
+        "-nodefaults",
+        "-display",
+        "none",
+        "-serial",
+        "stdio",
+        ...guest,
+      ],
       { stdio: ["ignore", "pipe", "pipe"] },
     );
     let seen = "";
@@ -58,7 +75,11 @@ export function probeAccel(accel: Accel, kernel?: string, timeoutMs = kernel ? 8
       });
     };
     const timer = setTimeout(
-      () => finish({ ok: false, why: `no ${JSON.stringify(expect)} within ${timeoutMs} ms${stderr ? `; QEMU said: ${stderr.trim()}` : seen ? `; the guest printed: ${seen.trim().slice(-120)}` : ""}` }),
+      () =>
+        finish({
+          ok: false,
+          why: `no ${JSON.stringify(expect)} within ${timeoutMs} ms${stderr ? `; QEMU said: ${stderr.trim()}` : seen ? `; the guest printed: ${seen.trim().slice(-120)}` : ""}`,
+        }),
       timeoutMs,
     );
     child.stdout.on("data", (d: Buffer) => {
@@ -69,7 +90,15 @@ export function probeAccel(accel: Accel, kernel?: string, timeoutMs = kernel ? 8
     child.on("error", (e) => finish({ ok: false, why: e.message }));
     child.on("exit", (code, sig) => {
       // let the streams drain: the banner or QEMU's complaint may still be in flight
-      setTimeout(() => finish(seen.includes(expect) ? { ok: true } : { ok: false, why: `QEMU exited (${sig ?? `status ${code}`})${stderr ? `: ${stderr.trim()}` : ""}` }), 50);
+      setTimeout(
+        () =>
+          finish(
+            seen.includes(expect)
+              ? { ok: true }
+              : { ok: false, why: `QEMU exited (${sig ?? `status ${code}`})${stderr ? `: ${stderr.trim()}` : ""}` },
+          ),
+        50,
+      );
     });
   });
 }
@@ -82,7 +111,9 @@ export function accelArgs(accel: Accel): string[] {
   // becomes ready seconds into userspace and the kernel live-patches get_random_u64()
   // while the other vCPU runs it, which MTTCG sometimes gets wrong (an "Oops: int3").
   // tb-size caps the translation cache: ~180 MiB less RSS per VM at no cost.
-  return accel === "kvm" ? ["-accel", "kvm", "-cpu", "host"] : ["-accel", "tcg,tb-size=64", "-cpu", "qemu64,-cx16,+rdrand"];
+  return accel === "kvm"
+    ? ["-accel", "kvm", "-cpu", "host"]
+    : ["-accel", "tcg,tb-size=64", "-cpu", "qemu64,-cx16,+rdrand"];
 }
 
 let cached: Promise<Accel> | undefined;

@@ -182,7 +182,9 @@ export class Backdoor extends EventEmitter {
           if (cur) {
             // The shell restarted (reboot, crash) while a command was waiting for it.
             this.current = undefined;
-            cur.reject(new BackdoorClosed("the machine's shell restarted (reboot or crash) before the command finished"));
+            cur.reject(
+              new BackdoorClosed("the machine's shell restarted (reboot or crash) before the command finished"),
+            );
           }
           this.emit("ready", ready[1]);
         } else if (pong) {

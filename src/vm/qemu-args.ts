@@ -48,7 +48,12 @@ export interface VmSpec {
 }
 
 /** The user-mode NIC: the guest renames it eth0 (slot 0 of the MAC scheme) and gives it QEMU's default address. */
-export const HOST_NIC = { id: "hostfwd", mac: "52:54:00:00:00:01", guestAddress: "10.0.2.15", net: "10.0.2.0/24" } as const;
+export const HOST_NIC = {
+  id: "hostfwd",
+  mac: "52:54:00:00:00:01",
+  guestAddress: "10.0.2.15",
+  net: "10.0.2.0/24",
+} as const;
 
 export type SocketName = "cmd" | "err" | "ctl" | "xfer" | "shell" | "con" | "qmp";
 export const SOCKET_NAMES: readonly SocketName[] = ["cmd", "err", "ctl", "xfer", "shell", "con", "qmp"];
@@ -89,7 +94,8 @@ export function macFor(nic: NicSpec): string {
   return `52:54:00:${hex(nic.slot)}:${hex(nic.vlan)}:${hex(nic.nodeIndex)}`;
 }
 
-export const KERNEL_CMDLINE = "console=tty1 console=ttyS0,115200 vmrig.root=/dev/vda panic=1 net.ifnames=0 loglevel=4 systemd.show_status=true";
+export const KERNEL_CMDLINE =
+  "console=tty1 console=ttyS0,115200 vmrig.root=/dev/vda panic=1 net.ifnames=0 loglevel=4 systemd.show_status=true";
 
 /**
  * QEMU's command line. `machineType` is the versioned type (`pc-i440fx-7.2`), so a
@@ -107,7 +113,10 @@ export function qemuArgs(spec: VmSpec, layout: Layout, machineType: string): str
     "-m",
     String(spec.memoryMiB),
     ...(layout.ram
-      ? ["-object", `memory-backend-file,id=pc.ram,size=${spec.memoryMiB}M,mem-path=${layout.ram.path},share=${layout.ram.share ? "on" : "off"}`]
+      ? [
+          "-object",
+          `memory-backend-file,id=pc.ram,size=${spec.memoryMiB}M,mem-path=${layout.ram.path},share=${layout.ram.share ? "on" : "off"}`,
+        ]
       : []),
     "-smp",
     String(spec.cores),
@@ -136,7 +145,12 @@ export function qemuArgs(spec: VmSpec, layout: Layout, machineType: string): str
     "virtio-serial-pci,id=vs",
   ];
   for (const port of ["cmd", "err", "ctl", "xfer", "shell"] as const) {
-    args.push("-chardev", `socket,id=${port},path=${sockets[port]}`, "-device", `virtserialport,bus=vs.0,chardev=${port},name=vmrig.${port}`);
+    args.push(
+      "-chardev",
+      `socket,id=${port},path=${sockets[port]}`,
+      "-device",
+      `virtserialport,bus=vs.0,chardev=${port},name=vmrig.${port}`,
+    );
   }
   args.push(
     "-chardev",

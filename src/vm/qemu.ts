@@ -56,17 +56,23 @@ export async function launchQemu(spec: VmSpec, opts: LaunchOptions): Promise<Qem
   const { layout } = opts;
   fs.mkdirSync(spec.stateDir, { recursive: true });
   const info = await qemuInfo();
-  const accepts = Object.fromEntries(SOCKET_NAMES.map((k) => [k, acceptOne(layout.sockets[k])])) as Record<SocketName, ReturnType<typeof acceptOne>>;
+  const accepts = Object.fromEntries(SOCKET_NAMES.map((k) => [k, acceptOne(layout.sockets[k])])) as Record<
+    SocketName,
+    ReturnType<typeof acceptOne>
+  >;
   const servers = Object.values(accepts).map((a) => a.server);
   const closeServers = () => servers.forEach((s) => s.close());
   await Promise.all(servers.map((s) => new Promise((r) => (s.listening ? r(undefined) : s.once("listening", r)))));
 
   const consoleLog = new ConsoleLog(spec.consoleLog);
   if (opts.onConsoleLine) consoleLog.on("line", opts.onConsoleLine);
-  if (opts.restore?.console) consoleLog.replay(opts.restore.console, `[vmrig: restored ${opts.restore.origin}; the console of the saved boot:]`);
+  if (opts.restore?.console)
+    consoleLog.replay(opts.restore.console, `[vmrig: restored ${opts.restore.origin}; the console of the saved boot:]`);
   let stderr = "";
   const started = Date.now();
-  const child = spawnOwned("qemu-system-x86_64", qemuArgs(spec, layout, info.machineType), { stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawnOwned("qemu-system-x86_64", qemuArgs(spec, layout, info.machineType), {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   child.stderr!.on("data", (d: Buffer) => {
     stderr += d.toString();
     consoleLog.write(Buffer.from(`[qemu] ${d.toString()}`));
@@ -74,14 +80,17 @@ export async function launchQemu(spec: VmSpec, opts: LaunchOptions): Promise<Qem
   const died = new Promise<never>((_, reject) => {
     child.once("exit", (code, sig) => {
       reject(
-        new VmrigError(`QEMU exited during ${opts.restore ? "the restore" : "boot"} (${sig ?? `exit status ${code}`})`, {
-          machine: spec.name,
-          call: "start()",
-          output: tail(stderr || consoleLog.all || "", 30),
-          hint: opts.restore
-            ? "the saved state did not load; `--no-snapshots` boots instead, and `vmrig gc` drops stale snapshots"
-            : "the console log in the result folder shows how far the boot got",
-        }),
+        new VmrigError(
+          `QEMU exited during ${opts.restore ? "the restore" : "boot"} (${sig ?? `exit status ${code}`})`,
+          {
+            machine: spec.name,
+            call: "start()",
+            output: tail(stderr || consoleLog.all || "", 30),
+            hint: opts.restore
+              ? "the saved state did not load; `--no-snapshots` boots instead, and `vmrig gc` drops stale snapshots"
+              : "the console log in the result folder shows how far the boot got",
+          },
+        ),
       );
     });
   });
@@ -200,7 +209,9 @@ export class QemuVm extends EventEmitter implements Guest {
    * (a boot snapshot's template) is left out: it stays in that file (`x-ignore-shared`).
    */
   async saveState(file: string): Promise<void> {
-    await this.qmp.execute("migrate-set-capabilities", { capabilities: [{ capability: "x-ignore-shared", state: true }] });
+    await this.qmp.execute("migrate-set-capabilities", {
+      capabilities: [{ capability: "x-ignore-shared", state: true }],
+    });
     await this.qmp.execute("migrate-set-parameters", { "max-bandwidth": 64 * 1024 * 1024 * 1024 });
     await this.qmp.execute("migrate", { uri: `exec:cat > ${shellQuote(file)}` });
     await this.waitForMigration("saving");
@@ -208,7 +219,9 @@ export class QemuVm extends EventEmitter implements Guest {
 
   /** Load a state written by saveState (the process was started with `-incoming defer`). */
   async loadState(file: string): Promise<void> {
-    await this.qmp.execute("migrate-set-capabilities", { capabilities: [{ capability: "x-ignore-shared", state: true }] });
+    await this.qmp.execute("migrate-set-capabilities", {
+      capabilities: [{ capability: "x-ignore-shared", state: true }],
+    });
     await this.qmp.execute("migrate-incoming", { uri: `exec:cat ${shellQuote(file)}` });
     for (;;) {
       const s = await this.qmp.execute<{ status: string }>("query-status");
@@ -222,7 +235,9 @@ export class QemuVm extends EventEmitter implements Guest {
       const m = await this.qmp.execute<{ status?: string; "error-desc"?: string }>("query-migrate");
       if (m.status === "completed") return;
       if (m.status === "failed" || m.status === "cancelled") {
-        throw new VmrigError(`QEMU failed ${what} the machine's state: ${m["error-desc"] ?? m.status}`, { machine: this.name });
+        throw new VmrigError(`QEMU failed ${what} the machine's state: ${m["error-desc"] ?? m.status}`, {
+          machine: this.name,
+        });
       }
       await sleep(5);
     }
@@ -248,7 +263,10 @@ export class QemuVm extends EventEmitter implements Guest {
   /** Stop QEMU now (QMP quit, then signals); the overlays stay for the caller. */
   async kill(): Promise<void> {
     if (this.running) {
-      await within(this.qmp.execute("quit").catch(() => undefined), 1000);
+      await within(
+        this.qmp.execute("quit").catch(() => undefined),
+        1000,
+      );
       await within(exited(this.child), 2000);
       await terminate(this.child, 2000);
     }

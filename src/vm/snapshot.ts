@@ -47,10 +47,14 @@ export interface SnapshotStore {
 export function snapshotKey(spec: VmSpec, info: QemuInfo): string {
   const layout: Layout = {
     sockets: { cmd: "@cmd", err: "@err", ctl: "@ctl", xfer: "@xfer", shell: "@shell", con: "@con", qmp: "@qmp" },
-    drives: Object.fromEntries(["root", ...(spec.emptyDisks ?? []).map((_, i) => `empty${i}`)].map((d) => [d, `@${d}`])),
+    drives: Object.fromEntries(
+      ["root", ...(spec.emptyDisks ?? []).map((_, i) => `empty${i}`)].map((d) => [d, `@${d}`]),
+    ),
     ram: { path: "@ram", share: true },
   };
-  const args = qemuArgs({ ...spec, stateDir: "@state" }, layout, info.machineType).map((a) => a.split(spec.stateDir).join("@state"));
+  const args = qemuArgs({ ...spec, stateDir: "@state" }, layout, info.machineType).map((a) =>
+    a.split(spec.stateDir).join("@state"),
+  );
   return createHash("sha256")
     .update(JSON.stringify({ format: SNAPSHOT_FORMAT, qemu: info.version, args }))
     .digest("hex")

@@ -9,7 +9,10 @@ import { cli, runCli, writeTests } from "./helpers.js";
 /** Write an inline test file (Playwright-style black-box test) and run the CLI on it. */
 function runInline(name: string, body: string, extra: string[] = []) {
   const dir = writeTests({ [name]: body });
-  return runCli(["run", path.join(dir, `${name}.vmrig.ts`), "--rerun", "--output-dir", path.join(dir, "results"), ...extra], dir);
+  return runCli(
+    ["run", path.join(dir, `${name}.vmrig.ts`), "--rerun", "--output-dir", path.join(dir, "results"), ...extra],
+    dir,
+  );
 }
 
 describe("vmrig run (black box)", () => {
@@ -70,14 +73,26 @@ describe("vmrig run (black box)", () => {
   });
 
   it("passes the seeds' minimal example (alice has firefox-esr, root does not)", () => {
-    const r = runCli(["run", "examples/minimal.vmrig.ts", "--rerun", "--output-dir", fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-out-"))]);
+    const r = runCli([
+      "run",
+      "examples/minimal.vmrig.ts",
+      "--rerun",
+      "--output-dir",
+      fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-out-")),
+    ]);
     expect(r.output).toContain("1 passed, 0 failed");
     expect(r.status).toBe(0);
   });
 
   it("passes the seeds' client-server example over a virtual network", () => {
     const before = qemuPids();
-    const r = runCli(["run", "examples/client-server.vmrig.ts", "--rerun", "--output-dir", fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-out-"))]);
+    const r = runCli([
+      "run",
+      "examples/client-server.vmrig.ts",
+      "--rerun",
+      "--output-dir",
+      fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-out-")),
+    ]);
     expect(r.output).toContain("1 passed, 0 failed");
     expect(r.status).toBe(0);
     expect(qemuPids()).toEqual(before);
@@ -95,8 +110,12 @@ describe("clean-up", () => {
       `{ name: "panics", nodes: { machine: { boot: { kernelParams: ["rdinit=/nonexistent"] } } }, async testScript({ machine }) { await machine.start(); } }`,
     );
     expect(r.status).toBe(1);
-    expect(r.output).toMatch(/the guest kernel crashed while booting \(.*Kernel panic - not syncing.*\); booting again/);
-    expect(r.output).toMatch(/machine\.start\(\): the guest kernel crashed while booting: .*Kernel panic - not syncing/);
+    expect(r.output).toMatch(
+      /the guest kernel crashed while booting \(.*Kernel panic - not syncing.*\); booting again/,
+    );
+    expect(r.output).toMatch(
+      /machine\.start\(\): the guest kernel crashed while booting: .*Kernel panic - not syncing/,
+    );
     expect(r.output).toContain("hint: it crashed on both boots, so it is not one of TCG's rare races");
     expect(r.output).toContain("Call Trace:"); // the trace after the crash line is kept
     expect(r.output).not.toContain("within 300 s");
@@ -127,7 +146,8 @@ export default defineTest({
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));
     child.stderr.on("data", (d: Buffer) => (out += d.toString()));
     const deadline = Date.now() + 300_000;
-    while (!out.includes("both up") && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 200));
+    while (!out.includes("both up") && Date.now() < deadline && child.exitCode === null)
+      await new Promise((r) => setTimeout(r, 200));
     expect(out).toContain("both up");
     expect(execFileSync("pgrep", ["-c", "vde_switch"], { encoding: "utf8" }).trim()).not.toBe("0");
     child.kill("SIGINT");

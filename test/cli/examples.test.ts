@@ -10,7 +10,15 @@ function run(file: string, extra: string[] = []) {
 }
 
 describe("examples from the seeds and SPEC §5 (real VMs)", () => {
-  for (const name of ["ping", "nat", "link-failure", "mysql-replication", "goldenbook", "postgres-rest", "console-login"]) {
+  for (const name of [
+    "ping",
+    "nat",
+    "link-failure",
+    "mysql-replication",
+    "goldenbook",
+    "postgres-rest",
+    "console-login",
+  ]) {
     it(`examples/${name}.vmrig.ts passes`, () => {
       const r = run(path.join(root, "examples", `${name}.vmrig.ts`));
       expect(r.output).toContain("1 passed, 0 failed");
@@ -70,10 +78,14 @@ export default defineTest({
     expect(r.output).toContain("1 passed, 0 failed");
     expect(r.output).toMatch(/both booted after \d+ ms/);
     const junit = fs.readFileSync(path.join(r.out, "junit.xml"), "utf8");
-    expect(junit).toMatch(/<testcase classname="globals" name="vlan 2 connects a and b" time="\d+\.\d{3}"><\/testcase>/);
+    expect(junit).toMatch(
+      /<testcase classname="globals" name="vlan 2 connects a and b" time="\d+\.\d{3}"><\/testcase>/,
+    );
     expect(junit).toContain('<testsuite name="globals" tests="2" failures="0"');
     expect(r.status).toBe(0);
-    const result = JSON.parse(fs.readFileSync(path.join(r.out, "globals", "result.json"), "utf8")) as { subtests: { name: string; outcome: string }[] };
+    const result = JSON.parse(fs.readFileSync(path.join(r.out, "globals", "result.json"), "utf8")) as {
+      subtests: { name: string; outcome: string }[];
+    };
     expect(result.subtests).toEqual([expect.objectContaining({ name: "vlan 2 connects a and b", outcome: "passed" })]);
   });
 });

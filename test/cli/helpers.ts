@@ -26,7 +26,10 @@ export function runCli(args: string[], cwd = root, timeoutMs = 900_000): CliRun 
 export function writeTests(files: Record<string, string>): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-cli-"));
   for (const [name, body] of Object.entries(files)) {
-    fs.writeFileSync(path.join(dir, `${name}.vmrig.ts`), `import { defineTest } from "vmrig";\nexport default defineTest(${body});\n`);
+    fs.writeFileSync(
+      path.join(dir, `${name}.vmrig.ts`),
+      `import { defineTest } from "vmrig";\nexport default defineTest(${body});\n`,
+    );
   }
   return dir;
 }

@@ -47,7 +47,19 @@ export default defineTest({
 });
 `,
     );
-    tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "50", "-c", dir, `node ${cli} repl interactive.vmrig.ts --output-dir out; echo REPL-EXITED-$?; sleep 600`);
+    tmux(
+      "new-session",
+      "-d",
+      "-s",
+      session,
+      "-x",
+      "160",
+      "-y",
+      "50",
+      "-c",
+      dir,
+      `node ${cli} repl interactive.vmrig.ts --output-dir out; echo REPL-EXITED-$?; sleep 600`,
+    );
     await waitFor(/^vmrig> $/m, 600);
 
     type("await machine.start(); 'started-' + 6 * 7");

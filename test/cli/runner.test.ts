@@ -9,7 +9,8 @@ const suite = writeTests;
 const run = (args: string[], cwd: string) => runCli(args, cwd);
 
 // A test that needs no VM: machines only boot when the script uses them.
-const quick = (name: string) => `{ name: ${JSON.stringify(name)}, nodes: { m: {} }, async testScript({ log }) { log(${JSON.stringify(`ran ${name}`)}); await Promise.resolve(); } }`;
+const quick = (name: string) =>
+  `{ name: ${JSON.stringify(name)}, nodes: { m: {} }, async testScript({ log }) { log(${JSON.stringify(`ran ${name}`)}); await Promise.resolve(); } }`;
 
 describe("vmrig run over a suite", () => {
   it("--shard i/n runs every n-th test; the shards together run each test once", () => {
@@ -86,10 +87,16 @@ describe("vmrig run over a suite", () => {
 
 describe("vmrig gc", () => {
   it("reports what it would free without touching the store", () => {
-    const before = fs.readdirSync(path.join(process.env.VMRIG_CACHE_DIR ?? path.join(os.homedir(), ".cache/vmrig"), "store")).length;
+    const before = fs.readdirSync(
+      path.join(process.env.VMRIG_CACHE_DIR ?? path.join(os.homedir(), ".cache/vmrig"), "store"),
+    ).length;
     const r = run(["gc", "--dry-run"], root);
     expect(r.status, r.output).toBe(0);
-    expect(r.output).toMatch(/would free \d+ MiB in \d+ store entries and \d+ cached results; kept \d+ entries \(\d+ MiB\) for \d+ tests/);
-    expect(fs.readdirSync(path.join(process.env.VMRIG_CACHE_DIR ?? path.join(os.homedir(), ".cache/vmrig"), "store")).length).toBe(before);
+    expect(r.output).toMatch(
+      /would free \d+ MiB in \d+ store entries and \d+ cached results; kept \d+ entries \(\d+ MiB\) for \d+ tests/,
+    );
+    expect(
+      fs.readdirSync(path.join(process.env.VMRIG_CACHE_DIR ?? path.join(os.homedir(), ".cache/vmrig"), "store")).length,
+    ).toBe(before);
   });
 });

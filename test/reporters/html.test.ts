@@ -35,7 +35,12 @@ function png(w: number, h: number): Buffer {
   ihdr.set([8, 2, 0, 0, 0], 8);
   const row = Buffer.concat([Buffer.from([0]), Buffer.alloc(w * 3, 0x40)]);
   const raw = Buffer.concat(Array.from({ length: h }, () => row));
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk("IHDR", ihdr), chunk("IDAT", zlib.deflateSync(raw)), chunk("IEND", Buffer.alloc(0))]);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", ihdr),
+    chunk("IDAT", zlib.deflateSync(raw)),
+    chunk("IEND", Buffer.alloc(0)),
+  ]);
 }
 
 function fixture(): { out: string; results: TestResult[] } {
@@ -45,7 +50,10 @@ function fixture(): { out: string; results: TestResult[] } {
   fs.mkdirSync(failedDir);
   fs.mkdirSync(passedDir);
   fs.writeFileSync(path.join(failedDir, "failure-server.png"), png(64, 40));
-  fs.writeFileSync(path.join(failedDir, "log.txt"), "  0.1s starting vm\n\x1b[32m  5.0s server: booted\x1b[0m\n  9.9s must succeed: curl <localhost>\n");
+  fs.writeFileSync(
+    path.join(failedDir, "log.txt"),
+    "  0.1s starting vm\n\x1b[32m  5.0s server: booted\x1b[0m\n  9.9s must succeed: curl <localhost>\n",
+  );
   fs.writeFileSync(path.join(failedDir, "server-console.log"), "console\n");
   fs.writeFileSync(path.join(passedDir, "log.txt"), "fine\n");
   const base = { configError: false, bootMs: {} };
@@ -70,23 +78,40 @@ function fixture(): { out: string; results: TestResult[] } {
       durationMs: 75_500,
       resultDir: failedDir,
       bootMs: { server: 7800 },
-      error: new VmrigError('server.succeed("curl localhost"): command failed with exit status 7', { machine: "server", status: 7 }),
+      error: new VmrigError('server.succeed("curl localhost"): command failed with exit status 7', {
+        machine: "server",
+        status: 7,
+      }),
       subtests: [{ name: "front page", outcome: "failed", durationMs: 3000, error: "boom" }],
     },
-    { ...base, name: "old", file: "/src/old.vmrig.ts", outcome: "passed", cached: true, durationMs: 0, resultDir: "", subtests: [] },
+    {
+      ...base,
+      name: "old",
+      file: "/src/old.vmrig.ts",
+      outcome: "passed",
+      cached: true,
+      durationMs: 0,
+      resultDir: "",
+      subtests: [],
+    },
   ];
   return { out, results };
 }
 
 const chromium = (...args: string[]) =>
-  execFileSync("chromium", ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+  execFileSync("chromium", ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", ...args], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "ignore"],
+  });
 
 describe("HTML report", () => {
   it("renders in a real browser: failures first, filter from the URL, artifacts linked and shown", () => {
     const { out, results } = fixture();
     const file = writeHtml(out, results);
     const dom = chromium("--dump-dom", `file://${file}#failed`);
-    const sections = [...dom.matchAll(/<section class="test" id="test-(\d)" data-outcome="(\w+)"( hidden="")?/g)].map((m) => [m[1], m[2], Boolean(m[3])]);
+    const sections = [...dom.matchAll(/<section class="test" id="test-(\d)" data-outcome="(\w+)"( hidden="")?/g)].map(
+      (m) => [m[1], m[2], Boolean(m[3])],
+    );
     // the failed test comes first; with #failed the others are hidden by the page's script
     expect(sections).toEqual([
       ["1", "failed", false],

@@ -39,7 +39,13 @@ describe("JUnit XML", () => {
   it("validates against the common JUnit schema (xmllint)", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-junit-"));
     const schema = path.resolve(import.meta.dirname, "../fixtures/junit-common.xsd");
-    const passed: TestResult = { ...base, name: "three", outcome: "passed", durationMs: 1234, subtests: [{ name: "only", outcome: "passed", durationMs: 1 }] };
+    const passed: TestResult = {
+      ...base,
+      name: "three",
+      outcome: "passed",
+      durationMs: 1234,
+      subtests: [{ name: "only", outcome: "passed", durationMs: 1 }],
+    };
     for (const [i, doc] of [xml, junitXml([]), junitXml([passed])].entries()) {
       const f = path.join(dir, `junit-${i}.xml`);
       fs.writeFileSync(f, doc);
@@ -48,6 +54,8 @@ describe("JUnit XML", () => {
     // and the schema is not a rubber stamp: a testcase without a name is rejected
     const bad = path.join(dir, "bad.xml");
     fs.writeFileSync(bad, xml.replace('name="first" ', ""));
-    expect(() => execFileSync("xmllint", ["--noout", "--schema", schema, bad], { stdio: "pipe" })).toThrow(/fails to validate|name/);
+    expect(() => execFileSync("xmllint", ["--noout", "--schema", schema, bad], { stdio: "pipe" })).toThrow(
+      /fails to validate|name/,
+    );
   });
 });

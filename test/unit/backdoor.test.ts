@@ -44,7 +44,10 @@ describe("backdoor framing", () => {
     await new Promise((r) => setImmediate(r));
     const id = idOf(g.sent[0]!);
     const payload = Buffer.concat([Buffer.from([0, 1, 2, 0x1e, 0xff, 10]), Buffer.from("no newline at end")]);
-    g.toHost(g.cmd, Buffer.concat([Buffer.from(`\x1eV:${id}:O:42\x1e`), payload, Buffer.from(`\x1eV:${id}:E:3\x1e\n`)]));
+    g.toHost(
+      g.cmd,
+      Buffer.concat([Buffer.from(`\x1eV:${id}:O:42\x1e`), payload, Buffer.from(`\x1eV:${id}:E:3\x1e\n`)]),
+    );
     g.toHost(g.err, `warning!\x1eV:${id}:E\x1e`);
     const r = await p;
     expect(r.status).toBe(3);

@@ -24,9 +24,14 @@ describe("module evaluation", () => {
   });
 
   it("concatenates lists and merges attribute sets across imports and defaults", () => {
-    const shared: NodeModule = { environment: { systemPackages: ["curl"] }, users: { users: { bob: { isNormalUser: true } } } };
+    const shared: NodeModule = {
+      environment: { systemPackages: ["curl"] },
+      users: { users: { bob: { isNormalUser: true } } },
+    };
     const c = evalNodes(
-      { m: { imports: [shared], environment: { systemPackages: ["tree"] }, users: { users: { alice: { uid: 1234 } } } } },
+      {
+        m: { imports: [shared], environment: { systemPackages: ["tree"] }, users: { users: { alice: { uid: 1234 } } } },
+      },
       { environment: { systemPackages: ["less"] } },
     );
     expect(c.m!.environment.systemPackages.sort()).toEqual(["curl", "less", "tree"]);
@@ -49,7 +54,10 @@ describe("module evaluation", () => {
   it("lets mkForce win and mkDefault yield", () => {
     const c = evalNodes({
       m: {
-        imports: [{ virtualisation: { memorySize: lib.mkForce(512) } }, { networking: { hostName: lib.mkDefault("fallback") } }],
+        imports: [
+          { virtualisation: { memorySize: lib.mkForce(512) } },
+          { networking: { hostName: lib.mkDefault("fallback") } },
+        ],
         virtualisation: { memorySize: 2048 },
         networking: { hostName: "chosen" },
       },
@@ -84,12 +92,23 @@ describe("module evaluation", () => {
       },
     });
     expect(c.m!.services.postgresql.settings).toEqual({ port: 5432, max_connections: 20, shared_buffers: "64MB" });
-    const conflict = errorOf(() => evalNodes({ m: { imports: [{ services: { postgresql: { settings: { a: 1 } } } }], services: { postgresql: { settings: { a: 2 } } } } }));
+    const conflict = errorOf(() =>
+      evalNodes({
+        m: {
+          imports: [{ services: { postgresql: { settings: { a: 1 } } } }],
+          services: { postgresql: { settings: { a: 2 } } },
+        },
+      }),
+    );
     expect(conflict.message).toContain("conflicting definitions for `nodes.m.services.postgresql.settings.a`");
-    const wrong = errorOf(() => evalNodes({ m: { services: { postgresql: { settings: { port: "5432" } } } } as never }));
+    const wrong = errorOf(() =>
+      evalNodes({ m: { services: { postgresql: { settings: { port: "5432" } } } } as never }),
+    );
     expect(wrong.message).toContain("`nodes.m.services.postgresql.settings.port` expects integer");
     const wrongFree = errorOf(() => evalNodes({ m: { services: { postgresql: { settings: { x: [1] } } } } as never }));
-    expect(wrongFree.message).toContain("`nodes.m.services.postgresql.settings.x` expects string or integer or boolean");
+    expect(wrongFree.message).toContain(
+      "`nodes.m.services.postgresql.settings.x` expects string or integer or boolean",
+    );
   });
 
   it("gives function modules the final config of their own and of other nodes", () => {
@@ -99,7 +118,9 @@ describe("module evaluation", () => {
     const c = evalNodes({
       server: { imports: [server], virtualisation: { memorySize: 2048 } },
       client: ({ nodes }) => ({
-        environment: { etc: { "server-ports": { text: String(nodes.server!.config.networking.firewall.allowedTCPPorts) } } },
+        environment: {
+          etc: { "server-ports": { text: String(nodes.server!.config.networking.firewall.allowedTCPPorts) } },
+        },
       }),
     });
     expect(c.server!.networking.firewall.allowedTCPPorts).toEqual([443]);
@@ -123,15 +144,29 @@ describe("modules reading other nodes", () => {
       m: ({ config }) => ({
         services: {
           phpfpm: { pools: { web: {} } },
-          nginx: { virtualHosts: { x: { locations: { "/": { extraConfig: `fastcgi_pass unix:${config.services.phpfpm.pools.web!.socket};` } } } } },
+          nginx: {
+            virtualHosts: {
+              x: {
+                locations: { "/": { extraConfig: `fastcgi_pass unix:${config.services.phpfpm.pools.web!.socket};` } },
+              },
+            },
+          },
         },
       }),
     });
-    expect(c.m!.services.nginx.virtualHosts.x!.locations["/"]!.extraConfig).toBe("fastcgi_pass unix:/run/phpfpm/web.sock;");
-    const e = errorOf(() =>
-      evalNodes({ m: ({ config }) => ({ networking: { firewall: { allowedTCPPorts: [config.services.phpfpm.pools.web?.settings["port"] as number] } } }) }),
+    expect(c.m!.services.nginx.virtualHosts.x!.locations["/"]!.extraConfig).toBe(
+      "fastcgi_pass unix:/run/phpfpm/web.sock;",
     );
-    expect(e.message).toContain("allowedTCPPorts[0]` expects integer, but nodes.m sets undefined (a read of an option or attribute that does not exist?)");
+    const e = errorOf(() =>
+      evalNodes({
+        m: ({ config }) => ({
+          networking: { firewall: { allowedTCPPorts: [config.services.phpfpm.pools.web?.settings["port"] as number] } },
+        }),
+      }),
+    );
+    expect(e.message).toContain(
+      "allowedTCPPorts[0]` expects integer, but nodes.m sets undefined (a read of an option or attribute that does not exist?)",
+    );
   });
 
   it("reports a module that keeps throwing, naming it", () => {

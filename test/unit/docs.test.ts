@@ -27,8 +27,19 @@ describe("docs/api.md", () => {
 
   it("documents every method of the Machine API", () => {
     const md = (apiMarkdown as () => string)();
-    for (const m of ["succeed", "waitForUnit", "copyFromHost", "screenshot", "shell", "waitForText", "forwardPort", "reboot"]) expect(md).toContain(`**\`${m}\`**`);
-    for (const g of ["startAll", "subtest", "snapshot", "restore", "pollingCondition"]) expect(md).toContain(`**\`${g}\`**`);
+    for (const m of [
+      "succeed",
+      "waitForUnit",
+      "copyFromHost",
+      "screenshot",
+      "shell",
+      "waitForText",
+      "forwardPort",
+      "reboot",
+    ])
+      expect(md).toContain(`**\`${m}\`**`);
+    for (const g of ["startAll", "subtest", "snapshot", "restore", "pollingCondition"])
+      expect(md).toContain(`**\`${g}\`**`);
     expect(md).not.toContain("**`kill`**");
     expect(undocumented).toEqual([]);
   });

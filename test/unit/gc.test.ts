@@ -74,7 +74,14 @@ describe("vmrig gc", () => {
     expect(r.removedResults).toBe(2);
     expect(r.removedLogs).toBe(1);
     expect(fs.readdirSync(logs)).toEqual(["new-apt.log"]);
-    expect(fs.readdirSync(storeDir()).sort()).toEqual(["aaa-base-trixie", "bbb-packages", "ccc-image-server", "fff-image-fresh", "ggg-image-building", "ggg-image-building.lock"]);
+    expect(fs.readdirSync(storeDir()).sort()).toEqual([
+      "aaa-base-trixie",
+      "bbb-packages",
+      "ccc-image-server",
+      "fff-image-fresh",
+      "ggg-image-building",
+      "ggg-image-building.lock",
+    ]);
     expect(fs.readdirSync(path.join(process.env.VMRIG_CACHE_DIR!, "results"))).toEqual(["k2.json"]);
   });
 });

@@ -4,9 +4,22 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { Logger } from "../../src/driver/logger.js";
 import { Machine } from "../../src/machine/machine.js";
-import { binarize, darkOnLight, ocrImages, parsePnm, stretch, toPgm, upscale, type Gray } from "../../src/machine/ocr.js";
+import {
+  binarize,
+  darkOnLight,
+  ocrImages,
+  parsePnm,
+  stretch,
+  toPgm,
+  upscale,
+  type Gray,
+} from "../../src/machine/ocr.js";
 
-const gray = (width: number, height: number, values: number[]): Gray => ({ width, height, data: Uint8Array.from(values) });
+const gray = (width: number, height: number, values: number[]): Gray => ({
+  width,
+  height,
+  data: Uint8Array.from(values),
+});
 
 describe("OCR image preparation", () => {
   it("parses QEMU's PPM (comments allowed) into luminance, and PGM back", () => {
@@ -67,7 +80,9 @@ describe("OCR in the Machine API", () => {
         throw new Error("must not build a VM");
       },
     });
-    await expect(m.getScreenText()).rejects.toThrow(/box\.getScreenText\(\): OCR is off for this test[\s\S]*set `enableOCR: true`/);
+    await expect(m.getScreenText()).rejects.toThrow(
+      /box\.getScreenText\(\): OCR is off for this test[\s\S]*set `enableOCR: true`/,
+    );
     await expect(m.waitForText("x", 1)).rejects.toThrow(/box\.waitForText\(\/x\/m\): OCR is off/);
     await logger.close();
     fs.rmSync(dir, { recursive: true, force: true });

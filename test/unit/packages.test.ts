@@ -24,7 +24,9 @@ describe("package layer", () => {
     const saved = /apt's whole output: (\S+)/.exec(err.hint ?? "")?.[1];
     expect(saved && fs.readFileSync(saved, "utf8")).toMatch(/chroot: failed to run command/);
     expect(progress.filter((p) => p.includes("once more from a clean copy"))).toHaveLength(1);
-    expect(fs.readdirSync(path.join(process.env.VMRIG_CACHE_DIR, "store")).filter((n) => n.includes("packages"))).toEqual([]);
+    expect(
+      fs.readdirSync(path.join(process.env.VMRIG_CACHE_DIR, "store")).filter((n) => n.includes("packages")),
+    ).toEqual([]);
     fs.rmSync(rootfs, { recursive: true, force: true });
     fs.rmSync(process.env.VMRIG_CACHE_DIR, { recursive: true, force: true });
   });

@@ -24,7 +24,11 @@ async function fakeQemu(answers: Record<string, unknown>) {
           const msg = JSON.parse(buf.slice(0, nl)) as { execute: string };
           buf = buf.slice(nl + 1);
           const a = msg.execute === "qmp_capabilities" ? {} : answers[msg.execute];
-          s.write(JSON.stringify(a instanceof Error ? { error: { class: "GenericError", desc: a.message } } : { return: a ?? {} }) + "\n");
+          s.write(
+            JSON.stringify(
+              a instanceof Error ? { error: { class: "GenericError", desc: a.message } } : { return: a ?? {} },
+            ) + "\n",
+          );
         }
       });
       resolve();

@@ -28,7 +28,9 @@ const text = (p: Patch, path: string) => fileOf(p, path).content.toString();
 
 describe("rendering a node", () => {
   it("sets hostname, /etc/hosts and the static network", () => {
-    const p = render({ networking: { hostName: "web", extraHosts: "10.9.9.9 extra", defaultGateway: "192.168.1.254" } });
+    const p = render({
+      networking: { hostName: "web", extraHosts: "10.9.9.9 extra", defaultGateway: "192.168.1.254" },
+    });
     expect(text(p, "/etc/hostname")).toBe("web\n");
     const hosts = text(p, "/etc/hosts");
     expect(hosts).toContain("192.168.1.1 m\n2001:db8:1::1 m");
@@ -43,12 +45,16 @@ describe("rendering a node", () => {
   it("masks slow units and every useless generator", () => {
     const p = render({});
     expect(p.symlinks).toContainEqual({ path: "/etc/systemd/system/apt-daily.timer", target: "/dev/null" });
-    for (const g of MASKED_GENERATORS) expect(p.symlinks).toContainEqual({ path: `/etc/systemd/system-generators/${g}`, target: "/dev/null" });
+    for (const g of MASKED_GENERATORS)
+      expect(p.symlinks).toContainEqual({ path: `/etc/systemd/system-generators/${g}`, target: "/dev/null" });
     expect(text(p, "/etc/systemd/journald.conf.d/vmrig.conf")).toContain("Storage=volatile");
   });
 
   it("renders the firewall: default drop, ping, open ports", () => {
-    const fw = text(render({ networking: { firewall: { allowedTCPPorts: [443, 80, 80], allowedUDPPorts: [53] } } }), "/etc/nftables.conf");
+    const fw = text(
+      render({ networking: { firewall: { allowedTCPPorts: [443, 80, 80], allowedUDPPorts: [53] } } }),
+      "/etc/nftables.conf",
+    );
     expect(fw).toContain("policy drop;");
     expect(fw).toContain("tcp dport { 80, 443 } accept");
     expect(fw).toContain("udp dport { 53 } accept");
@@ -60,7 +66,10 @@ describe("rendering a node", () => {
   });
 
   it("renders NAT: forwarding on, masquerade out of the external interface, nothing forwarded inwards", () => {
-    const p = render({ virtualisation: { vlans: [1, 2] }, networking: { nat: { enable: true, internalInterfaces: ["eth1"], externalInterface: "eth2" } } });
+    const p = render({
+      virtualisation: { vlans: [1, 2] },
+      networking: { nat: { enable: true, internalInterfaces: ["eth1"], externalInterface: "eth2" } },
+    });
     const fw = text(p, "/etc/nftables.conf");
     expect(fw).toContain('oifname "eth2" masquerade');
     expect(fw).toContain('iifname { "eth1" } oifname "eth2" accept');
@@ -104,11 +113,19 @@ describe("rendering a node", () => {
   it("writes environment.etc after packages, with mode and owner, and rejects text+source", () => {
     const p = render({
       environment: {
-        etc: { "app/conf": { text: "x=1\n", mode: "0640", user: "www-data", group: "www-data" }, "copied": { source: "files/c" } },
+        etc: {
+          "app/conf": { text: "x=1\n", mode: "0640", user: "www-data", group: "www-data" },
+          copied: { source: "files/c" },
+        },
         variables: { FOO: 'a "quoted" $value' },
       },
     });
-    expect(fileOf(p, "/etc/app/conf")).toMatchObject({ content: "x=1\n", mode: 0o640, owner: "www-data", group: "www-data" });
+    expect(fileOf(p, "/etc/app/conf")).toMatchObject({
+      content: "x=1\n",
+      mode: 0o640,
+      owner: "www-data",
+      group: "www-data",
+    });
     expect(text(p, "/etc/copied")).toBe("contents of files/c");
     expect(text(p, "/etc/environment")).toContain('FOO="a \\"quoted\\" \\$value"');
     expect(text(p, "/etc/vmrig/backdoor.env")).toContain('export FOO="a \\"quoted\\" \\$value"');
@@ -120,7 +137,13 @@ describe("rendering a node", () => {
       services: {
         nginx: {
           enable: true,
-          virtualHosts: { first: { root: "/srv/a", locations: { "/api": { proxyPass: "http://127.0.0.1:3000", extraConfig: "proxy_set_header X 1;" } } }, second: {} },
+          virtualHosts: {
+            first: {
+              root: "/srv/a",
+              locations: { "/api": { proxyPass: "http://127.0.0.1:3000", extraConfig: "proxy_set_header X 1;" } },
+            },
+            second: {},
+          },
         },
       },
     });
@@ -138,7 +161,14 @@ describe("rendering a node", () => {
     const p = render({
       systemd: {
         services: {
-          hello: { description: "Hello", wantedBy: ["multi-user.target"], after: ["network.target"], script: "echo hi", environment: { A: "1" }, serviceConfig: { User: "www-data", Restart: "always" } },
+          hello: {
+            description: "Hello",
+            wantedBy: ["multi-user.target"],
+            after: ["network.target"],
+            script: "echo hi",
+            environment: { A: "1" },
+            serviceConfig: { User: "www-data", Restart: "always" },
+          },
           nginx: { serviceConfig: { LimitNOFILE: 4096 } },
           "apt-daily": { enable: false },
         },
@@ -150,7 +180,10 @@ describe("rendering a node", () => {
     expect(unit).toContain('Environment="A=1"');
     expect(unit).toContain("User=www-data");
     expect(text(p, "/etc/vmrig/units/hello-start")).toBe("#!/bin/bash\nset -e\necho hi\n");
-    expect(p.symlinks).toContainEqual({ path: "/etc/systemd/system/multi-user.target.wants/hello.service", target: "/etc/systemd/system/hello.service" });
+    expect(p.symlinks).toContainEqual({
+      path: "/etc/systemd/system/multi-user.target.wants/hello.service",
+      target: "/etc/systemd/system/hello.service",
+    });
     expect(text(p, "/etc/systemd/system/nginx.service.d/vmrig.conf")).toContain("LimitNOFILE=4096");
     expect(p.symlinks).toContainEqual({ path: "/etc/systemd/system/apt-daily.service", target: "/dev/null" });
   });
@@ -174,14 +207,29 @@ describe("rendering a node", () => {
     expect(sql).toContain("CREATE DATABASE IF NOT EXISTS `db`;\nUSE `db`;\ncreate table t (i int);");
     expect(sql).toContain("GRANT REPLICATION SLAVE ON *.* TO 'rep'@'%';");
     expect(sql).toContain("CREATE USER IF NOT EXISTS 'app'@'localhost' IDENTIFIED VIA unix_socket;");
-    expect(text(master, "/etc/systemd/system/mariadb.service.d/vmrig-setup.conf")).toContain("ExecStartPost=+/etc/vmrig/mysql-setup");
-    const slave = render({ services: { mysql: { enable: true, replication: { role: "slave", serverId: 2, masterHost: "primary", masterUser: "rep", masterPassword: "p'w" } } } });
-    expect(text(slave, "/etc/vmrig/mysql-setup.sql")).toContain("CHANGE MASTER TO MASTER_HOST='primary', MASTER_USER='rep', MASTER_PASSWORD='p''w', MASTER_PORT=3306");
+    expect(text(master, "/etc/systemd/system/mariadb.service.d/vmrig-setup.conf")).toContain(
+      "ExecStartPost=+/etc/vmrig/mysql-setup",
+    );
+    const slave = render({
+      services: {
+        mysql: {
+          enable: true,
+          replication: { role: "slave", serverId: 2, masterHost: "primary", masterUser: "rep", masterPassword: "p'w" },
+        },
+      },
+    });
+    expect(text(slave, "/etc/vmrig/mysql-setup.sql")).toContain(
+      "CHANGE MASTER TO MASTER_HOST='primary', MASTER_USER='rep', MASTER_PASSWORD='p''w', MASTER_PORT=3306",
+    );
   });
 
   it("lists the packages a config needs", () => {
     const c = evalNodes({
-      m: { environment: { systemPackages: ["tree"] }, users: { users: { a: { packages: ["htop"] } } }, services: { nginx: { enable: true }, mysql: { enable: true } } },
+      m: {
+        environment: { systemPackages: ["tree"] },
+        users: { users: { a: { packages: ["htop"] } } },
+        services: { nginx: { enable: true }, mysql: { enable: true } },
+      },
     });
     expect(packagesOf(c.m!)).toEqual(["htop", "mariadb-server", "nginx", "tree"]);
   });
@@ -218,11 +266,15 @@ describe("rendering system options", () => {
       services: { getty: { autoLoginUser: "alice" } },
       fileSystems: { "/mnt/scratch-1": { device: "tmpfs", fsType: "tmpfs", options: ["size=64m", "mode=1777"] } },
     });
-    expect(text(p, "/etc/sysctl.d/90-vmrig.conf")).toBe("net.ipv4.ip_forward = 1\nvm.swappiness = 10\nkernel.sysrq = 0\n");
+    expect(text(p, "/etc/sysctl.d/90-vmrig.conf")).toBe(
+      "net.ipv4.ip_forward = 1\nvm.swappiness = 10\nkernel.sysrq = 0\n",
+    );
     expect(text(p, "/etc/vmrig/network-up")).toContain("sysctl -q -p /etc/sysctl.d/90-vmrig.conf");
     expect(text(p, "/etc/tmpfiles.d/vmrig.conf")).toBe("d /var/lib/app 0750 www-data www-data -\n");
     const getty = text(p, "/etc/systemd/system/getty@.service.d/vmrig-autologin.conf");
-    expect(getty).toContain("ExecStart=\nExecStart=-/sbin/agetty -o '-p -f -- \\\\u' --noclear --autologin alice %I linux");
+    expect(getty).toContain(
+      "ExecStart=\nExecStart=-/sbin/agetty -o '-p -f -- \\\\u' --noclear --autologin alice %I linux",
+    );
     const mount = text(p, "/etc/systemd/system/mnt-scratch\\x2d1.mount");
     expect(mount).toContain("[Mount]\nWhat=tmpfs\nWhere=/mnt/scratch-1\nType=tmpfs\nOptions=size=64m,mode=1777");
     expect(p.symlinks).toContainEqual({
@@ -243,7 +295,9 @@ describe("rendering service modules", () => {
             authentication: "host all all 192.168.1.0/24 trust",
             initialScript: "create table t (x int);",
             ensureDatabases: ["app"],
-            ensureUsers: [{ name: "app", ensureDBOwnership: true, ensureClauses: { createdb: true, superuser: false } }],
+            ensureUsers: [
+              { name: "app", ensureDBOwnership: true, ensureClauses: { createdb: true, superuser: false } },
+            ],
           },
         },
       },
@@ -254,15 +308,21 @@ describe("rendering service modules", () => {
     const conf = text(p, "/etc/postgresql/17/main/conf.d/90-vmrig.conf");
     expect(conf).toContain("port = 5433\nmax_connections = 20\nfsync = off");
     expect(fileOf(p, "/etc/postgresql/17/main/conf.d/90-vmrig.conf").owner).toBe("postgres");
-    expect(text(p, "/etc/postgresql/17/main/pg_hba.conf")).toMatch(/^# .*\nhost all all 192\.168\.1\.0\/24 trust\n\nlocal all postgres peer\n$/);
+    expect(text(p, "/etc/postgresql/17/main/pg_hba.conf")).toMatch(
+      /^# .*\nhost all all 192\.168\.1\.0\/24 trust\n\nlocal all postgres peer\n$/,
+    );
     const setup = text(p, "/etc/vmrig/postgresql-setup");
     expect(setup).toContain("--port=5433");
     expect(setup).toMatch(/if \[ ! -e .*\.vmrig-initial-done \]; then\n.*postgresql-initial\.sql/);
     const ensure = text(p, "/etc/vmrig/postgresql-ensure.sql");
-    expect(ensure).toContain("SELECT format('CREATE DATABASE %I', 'app') WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'app')\\gexec");
+    expect(ensure).toContain(
+      "SELECT format('CREATE DATABASE %I', 'app') WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'app')\\gexec",
+    );
     expect(ensure).toContain('ALTER ROLE "app" NOSUPERUSER CREATEDB;');
     expect(ensure).toContain('ALTER DATABASE "app" OWNER TO "app";');
-    expect(text(p, "/etc/systemd/system/postgresql@17-main.service.d/vmrig-setup.conf")).toContain("ExecStartPost=+/etc/vmrig/postgresql-setup");
+    expect(text(p, "/etc/systemd/system/postgresql@17-main.service.d/vmrig-setup.conf")).toContain(
+      "ExecStartPost=+/etc/vmrig/postgresql-setup",
+    );
   });
 
   it("defaults PostgreSQL's port, listens on every interface with enableTCPIP, and rejects ownership of a missing database", () => {
@@ -271,7 +331,9 @@ describe("rendering service modules", () => {
     const p = renderNode("m", c.m!, [], tree);
     expect(text(p, "/etc/postgresql/17/main/conf.d/90-vmrig.conf")).toContain("listen_addresses = '*'");
     expect(p.files.some((f) => f.path.includes("postgresql-setup"))).toBe(false);
-    const bad = evalNodes({ m: { services: { postgresql: { enable: true, ensureUsers: [{ name: "x", ensureDBOwnership: true }] } } } });
+    const bad = evalNodes({
+      m: { services: { postgresql: { enable: true, ensureUsers: [{ name: "x", ensureDBOwnership: true }] } } },
+    });
     expect(() => renderNode("m", bad.m!, [], tree)).toThrow(/ensureDBOwnership but no database of that name/);
   });
 
@@ -280,7 +342,13 @@ describe("rendering service modules", () => {
       m: {
         services: {
           phpfpm: {
-            pools: { book: { settings: { "pm.max_children": 9 }, phpOptions: "memory_limit = 64M\n; comment", phpEnv: { APP: "1" } } },
+            pools: {
+              book: {
+                settings: { "pm.max_children": 9 },
+                phpOptions: "memory_limit = 64M\n; comment",
+                phpEnv: { APP: "1" },
+              },
+            },
           },
         },
       },
@@ -289,31 +357,50 @@ describe("rendering service modules", () => {
     expect(packagesOf(c.m!)).toContain("php-fpm");
     const p = renderNode("m", c.m!, [], tree);
     const pool = text(p, "/etc/php/8.4/fpm/pool.d/book.conf");
-    expect(pool).toContain("[book]\nuser = www-data\nlisten = /run/phpfpm/book.sock\npm = dynamic\npm.max_children = 9\n");
+    expect(pool).toContain(
+      "[book]\nuser = www-data\nlisten = /run/phpfpm/book.sock\npm = dynamic\npm.max_children = 9\n",
+    );
     expect(pool).toContain("listen.owner = www-data");
     expect(pool).toContain('env[APP] = "1"');
     expect(pool).toContain("php_admin_value[memory_limit] = 64M");
     expect(pool).not.toContain("comment");
-    expect(p.symlinks).toContainEqual({ path: "/etc/systemd/system/phpfpm-book.service", target: "/usr/lib/systemd/system/php8.4-fpm.service" });
+    expect(p.symlinks).toContainEqual({
+      path: "/etc/systemd/system/phpfpm-book.service",
+      target: "/usr/lib/systemd/system/php8.4-fpm.service",
+    });
     expect(text(p, "/etc/systemd/system/php8.4-fpm.service.d/vmrig.conf")).toContain("RuntimeDirectory=phpfpm");
   });
 
   it("renders OpenSSH: settings, ports in the firewall, authorized keys, a fresh host key per node", () => {
     const c = evalNodes({
       m: {
-        services: { openssh: { enable: true, ports: [22, 2222], settings: { PermitRootLogin: "yes", PasswordAuthentication: false, AllowUsers: ["root", "alice"] } } },
-        users: { users: { alice: { isNormalUser: true, openssh: { authorizedKeys: { keys: ["ssh-ed25519 AAAA alice@host"] } } } } },
+        services: {
+          openssh: {
+            enable: true,
+            ports: [22, 2222],
+            settings: { PermitRootLogin: "yes", PasswordAuthentication: false, AllowUsers: ["root", "alice"] },
+          },
+        },
+        users: {
+          users: {
+            alice: { isNormalUser: true, openssh: { authorizedKeys: { keys: ["ssh-ed25519 AAAA alice@host"] } } },
+          },
+        },
       },
     });
     expect(c.m!.networking.firewall.allowedTCPPorts).toEqual([22, 2222]);
     const p = renderNode("m", c.m!, [], tree);
     const conf = text(p, "/etc/ssh/sshd_config.d/90-vmrig.conf");
     expect(conf).toContain("Port 22\nPort 2222\n");
-    expect(conf).toContain("PermitRootLogin yes\nPasswordAuthentication no\nKbdInteractiveAuthentication yes\nAllowUsers root\nAllowUsers alice");
+    expect(conf).toContain(
+      "PermitRootLogin yes\nPasswordAuthentication no\nKbdInteractiveAuthentication yes\nAllowUsers root\nAllowUsers alice",
+    );
     expect(conf).toContain("AuthorizedKeysFile .ssh/authorized_keys /etc/ssh/authorized_keys.d/%u");
     expect(text(p, "/etc/ssh/authorized_keys.d/alice")).toBe("ssh-ed25519 AAAA alice@host\n");
     expect(p.removes).toContain("/etc/ssh/ssh_host_ed25519_key");
-    expect(text(p, "/etc/systemd/system/ssh.service.d/vmrig.conf")).toMatch(/ExecStartPre=\nExecStartPre=.*ssh-keygen.*\nExecStartPre=\/usr\/sbin\/sshd -t/);
+    expect(text(p, "/etc/systemd/system/ssh.service.d/vmrig.conf")).toMatch(
+      /ExecStartPre=\nExecStartPre=.*ssh-keygen.*\nExecStartPre=\/usr\/sbin\/sshd -t/,
+    );
     const closed = evalNodes({ m: { services: { openssh: { enable: true, openFirewall: false } } } });
     expect(closed.m!.networking.firewall.allowedTCPPorts).toEqual([]);
   });
@@ -322,6 +409,11 @@ describe("rendering service modules", () => {
     const c = evalNodes({ m: { virtualisation: { forwardPorts: [{ host: { port: 8080 }, guest: { port: 80 } }] } } });
     expect(c.m!.networking.interfaces.eth0!.ipv4.addresses).toEqual([{ address: "10.0.2.15", prefixLength: 24 }]);
     expect(c.m!.networking.firewall.trustedInterfaces).toEqual(["eth0"]);
-    expect(c.m!.virtualisation.forwardPorts[0]).toEqual({ from: "host", proto: "tcp", host: { address: "127.0.0.1", port: 8080 }, guest: { address: "", port: 80 } });
+    expect(c.m!.virtualisation.forwardPorts[0]).toEqual({
+      from: "host",
+      proto: "tcp",
+      host: { address: "127.0.0.1", port: 8080 },
+      guest: { address: "", port: 80 },
+    });
   });
 });

@@ -5,7 +5,11 @@ describe("--shard", () => {
   it("splits a suite into n disjoint parts that together are the whole suite", () => {
     const tests = ["a", "b", "c", "d", "e", "f", "g"];
     const parts = [1, 2, 3].map((i) => shard(tests, `${i}/3`));
-    expect(parts).toEqual([["a", "d", "g"], ["b", "e"], ["c", "f"]]);
+    expect(parts).toEqual([
+      ["a", "d", "g"],
+      ["b", "e"],
+      ["c", "f"],
+    ]);
     expect(parts.flat().sort()).toEqual(tests);
     expect(shard(tests, undefined)).toEqual(tests);
   });

@@ -47,7 +47,9 @@ describe("backdoor on a real VM", () => {
   });
 
   it("carries 3 MB of output intact", async () => {
-    const r = await run("head -c 3000000 /dev/urandom > /tmp/big; sha256sum /tmp/big | cut -d' ' -f1 >&2; cat /tmp/big");
+    const r = await run(
+      "head -c 3000000 /dev/urandom > /tmp/big; sha256sum /tmp/big | cut -d' ' -f1 >&2; cat /tmp/big",
+    );
     expect(r.stdout.length).toBe(3_000_000);
     expect(createHash("sha256").update(r.stdout).digest("hex")).toBe(r.stderr.toString().trim());
   });

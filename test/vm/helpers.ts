@@ -13,7 +13,10 @@ export async function bootVm(name: string, module: NodeModule = {}): Promise<{ v
   const configs = evalNodes({ [name]: module });
   const bases = await prepareBases(configs, () => undefined);
   const base = [...bases.values()][0]!;
-  const img = await buildNodeImage(name, configs[name]!, [], base, { progress: () => undefined, sourceDir: process.cwd() });
+  const img = await buildNodeImage(name, configs[name]!, [], base, {
+    progress: () => undefined,
+    sourceDir: process.cwd(),
+  });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-test-"));
   const spec: VmSpec = {
     name,

@@ -47,7 +47,13 @@ describe("commands", () => {
     expect(await a.succeed("echo one", "echo two")).toBe("one\ntwo\n");
     expect(await a.fail("exit 1")).toBe("");
     await rejectsWith(a.fail("true"), 'a.fail("true"): command succeeded but was expected to fail');
-    await rejectsWith(a.succeed("echo oops; echo why >&2; false"), "exit status 1", "oops", "--- stderr ---\n    why", "machine.vm.test.ts");
+    await rejectsWith(
+      a.succeed("echo oops; echo why >&2; false"),
+      "exit status 1",
+      "oops",
+      "--- stderr ---\n    why",
+      "machine.vm.test.ts",
+    );
   });
 
   it("times out execute, waitUntilSucceeds and waitUntilFails when told to", async () => {
@@ -106,7 +112,9 @@ describe("files", () => {
     fs.writeFileSync(path.join(src, "tree/sub/blob.bin"), data);
     fs.writeFileSync(path.join(src, "tree/hello.txt"), "hello\n");
     await a.copyFromHost(path.join(src, "tree"), "/srv/copied");
-    expect(await a.succeed("sha256sum /srv/copied/sub/blob.bin | cut -d' ' -f1")).toBe(createHash("sha256").update(data).digest("hex") + "\n");
+    expect(await a.succeed("sha256sum /srv/copied/sub/blob.bin | cut -d' ' -f1")).toBe(
+      createHash("sha256").update(data).digest("hex") + "\n",
+    );
     expect(await a.succeed("cat /srv/copied/hello.txt")).toBe("hello\n");
     await a.copyFromHost(path.join(src, "tree/hello.txt"), "/etc/renamed.txt");
     expect(await a.succeed("cat /etc/renamed.txt")).toBe("hello\n");
@@ -152,16 +160,21 @@ describe("networks", () => {
   });
 
   it("forwards a host port to a guest port when asked", async () => {
-    await a.succeed("mkdir -p /srv/www && echo forwarded > /srv/www/index.html", "systemd-run --unit=web busybox httpd -f -p 8080 -h /srv/www");
+    await a.succeed(
+      "mkdir -p /srv/www && echo forwarded > /srv/www/index.html",
+      "systemd-run --unit=web busybox httpd -f -p 8080 -h /srv/www",
+    );
     await a.waitForOpenPort(8080);
     const port = 20000 + Math.floor(Math.random() * 20000);
     await a.forwardPort(port, 8080);
     const body = await new Promise<string>((resolve, reject) => {
-      http.get(`http://127.0.0.1:${port}/`, (res) => {
-        let s = "";
-        res.on("data", (d: Buffer) => (s += d.toString()));
-        res.on("end", () => resolve(s));
-      }).on("error", reject);
+      http
+        .get(`http://127.0.0.1:${port}/`, (res) => {
+          let s = "";
+          res.on("data", (d: Buffer) => (s += d.toString()));
+          res.on("end", () => resolve(s));
+        })
+        .on("error", reject);
     });
     expect(body).toBe("forwarded\n");
     // The forwarding NIC still gives the guest no way out.
@@ -197,13 +210,21 @@ describe("console, keyboard, screen, QEMU", () => {
 
   it("reads the screen by OCR: getScreenText, its variants, waitForText", async () => {
     // tty8 has no getty (logind starts them on tty1-6), so nothing redraws it under us
-    await a.succeed("chvt 8", "printf '\\033[2J\\033[HVMRIG OCR CHECK 4711\\n\\nThe quick brown fox jumps over the lazy dog.\\n' > /dev/tty8");
+    await a.succeed(
+      "chvt 8",
+      "printf '\\033[2J\\033[HVMRIG OCR CHECK 4711\\n\\nThe quick brown fox jumps over the lazy dog.\\n' > /dev/tty8",
+    );
     await a.waitForText(/OCR CHECK 4711/, 60);
     expect(await a.getScreenText()).toMatch(/quick brown fox jumps over the lazy dog/);
     const variants = await a.getScreenTextVariants();
     expect(variants).toHaveLength(3);
     for (const v of variants) expect(v).toMatch(/4711/);
-    await rejectsWith(a.waitForText(/not on the screen/, 2), "a.waitForText(/not on the screen/): timed out after 2 s", "OCR of the screen read:", "CHECK 4711");
+    await rejectsWith(
+      a.waitForText(/not on the screen/, 2),
+      "a.waitForText(/not on the screen/): timed out after 2 s",
+      "OCR of the screen read:",
+      "CHECK 4711",
+    );
     await a.succeed("chvt 1");
   });
 
@@ -235,7 +256,10 @@ describe("every wait gives up at its timeout", () => {
     await rejectsWith(a.waitForClosedPort(4444, "localhost", 2), "timed out after 2 s");
     await rejectsWith(a.waitForOpenUnixSocket("/run/never.sock", 2), "timed out after 2 s");
     await rejectsWith(a.waitForConsoleText("this text never appears", 2), "timed out after 2 s");
-    await rejectsWith(a.waitForQmpEvent((e) => e.event === "NEVER", 2), "timed out after 2 s");
+    await rejectsWith(
+      a.waitForQmpEvent((e) => e.event === "NEVER", 2),
+      "timed out after 2 s",
+    );
     await rejectsWith(a.waitUntilTtyMatches(2, "never on tty2", 2), "timed out after 2 s");
     await rejectsWith(a.waitForShutdown(2), "still running after 2 s");
     expect(Date.now() - t0).toBeLessThan(90_000);

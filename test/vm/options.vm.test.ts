@@ -25,7 +25,9 @@ beforeAll(async () => {
           services: { getty: { autoLoginUser: "alice" } },
           users: { users: { alice: { isNormalUser: true } } },
           fileSystems: { "/mnt/scratch-1": { device: "tmpfs", fsType: "tmpfs", options: ["size=16m", "mode=1777"] } },
-          environment: { etc: { "motd.d/vmrig": { text: "hello from vmrig\n", mode: "0640", user: "www-data", group: "www-data" } } },
+          environment: {
+            etc: { "motd.d/vmrig": { text: "hello from vmrig\n", mode: "0640", user: "www-data", group: "www-data" } },
+          },
           networking: {
             firewall: {
               allowedTCPPortRanges: [{ from: 8000, to: 8002 }],
@@ -38,7 +40,13 @@ beforeAll(async () => {
         client: { virtualisation: { vlans: [1, 2] } },
       },
     },
-    { logger: new Logger(path.join(resultDir, "log.txt"), () => undefined), resultDir, sourceDir: process.cwd(), accel: "auto", keepVmState: false },
+    {
+      logger: new Logger(path.join(resultDir, "log.txt"), () => undefined),
+      resultDir,
+      sourceDir: process.cwd(),
+      accel: "auto",
+      keepVmState: false,
+    },
   );
   [client, server] = topo.machines as [Machine, Machine];
   await Promise.all([server.start(), client.start()]);
@@ -67,7 +75,9 @@ describe("system options on a real VM", () => {
   });
 
   it("writes environment.etc with the owner a package created", async () => {
-    expect(await server.succeed("stat -c '%a %U' /etc/motd.d/vmrig; cat /etc/motd.d/vmrig")).toBe("640 www-data\nhello from vmrig\n");
+    expect(await server.succeed("stat -c '%a %U' /etc/motd.d/vmrig; cat /etc/motd.d/vmrig")).toBe(
+      "640 www-data\nhello from vmrig\n",
+    );
   });
 
   it("logs the autologin user in on tty1", async () => {

@@ -47,7 +47,8 @@ beforeAll(async () => {
               enableTCPIP: true,
               settings: { port: 5433, max_connections: 30 },
               authentication: "host all all 192.168.1.0/24 trust\nhost all all 2001:db8:1::/64 trust",
-              initialScript: "create table notes (id serial primary key, body text not null);\ninsert into notes (body) values ('from the initial script');",
+              initialScript:
+                "create table notes (id serial primary key, body text not null);\ninsert into notes (body) values ('from the initial script');",
               ensureDatabases: ["app"],
               ensureUsers: [{ name: "app", ensureDBOwnership: true, ensureClauses: { createdb: true } }],
             },
@@ -69,7 +70,9 @@ beforeAll(async () => {
             },
             openssh: { enable: true, settings: { PermitRootLogin: "no" } },
           },
-          users: { users: { alice: { isNormalUser: true, openssh: { authorizedKeys: { keys: [snakeoil.publicKey] } } } } },
+          users: {
+            users: { alice: { isNormalUser: true, openssh: { authorizedKeys: { keys: [snakeoil.publicKey] } } } },
+          },
           environment: {
             etc: {
               "vmrig-app/index.php": {
@@ -96,7 +99,13 @@ beforeAll(async () => {
         },
       },
     },
-    { logger: new Logger(path.join(resultDir, "log.txt"), () => undefined), resultDir, sourceDir: process.cwd(), accel: "auto", keepVmState: false },
+    {
+      logger: new Logger(path.join(resultDir, "log.txt"), () => undefined),
+      resultDir,
+      sourceDir: process.cwd(),
+      accel: "auto",
+      keepVmState: false,
+    },
   );
   [client, server] = topo.machines as [Machine, Machine];
   await Promise.all([server.start(), client.start()]);
@@ -114,8 +123,12 @@ describe("service modules on a real VM", () => {
     const psql = "runuser -u postgres -- psql -p 5433 -tAc";
     expect(await server.succeed(`${psql} 'show max_connections'`)).toBe("30\n");
     expect(await server.succeed(`${psql} 'select body from notes'`)).toBe("from the initial script\n");
-    expect(await server.succeed(`${psql} "select rolcreatedb, rolcanlogin from pg_roles where rolname = 'app'"`)).toBe("t|t\n");
-    expect(await server.succeed(`${psql} "select pg_get_userbyid(datdba) from pg_database where datname = 'app'"`)).toBe("app\n");
+    expect(await server.succeed(`${psql} "select rolcreatedb, rolcanlogin from pg_roles where rolname = 'app'"`)).toBe(
+      "t|t\n",
+    );
+    expect(
+      await server.succeed(`${psql} "select pg_get_userbyid(datdba) from pg_database where datname = 'app'"`),
+    ).toBe("app\n");
     // trust for vlan 1 (authentication), TCP on every interface (enableTCPIP), the port open in the firewall
     expect(await client.succeed("psql -h server -p 5433 -U app -d app -tAc 'select current_user'")).toBe("app\n");
     // the initial script ran once: a restart keeps one row
@@ -153,7 +166,13 @@ describe("service modules on a real VM", () => {
 
   it("virtualisation.emptyDiskImages: a blank disk to format and mount", async () => {
     expect(await server.succeed("lsblk -bdno SIZE /dev/vdb")).toBe(`${64 * 1024 * 1024}\n`);
-    await server.succeed("mkfs.ext4 -q /dev/vdb", "mkdir -p /mnt/data", "mount /dev/vdb /mnt/data", "echo ok > /mnt/data/f", "umount /mnt/data");
+    await server.succeed(
+      "mkfs.ext4 -q /dev/vdb",
+      "mkdir -p /mnt/data",
+      "mount /dev/vdb /mnt/data",
+      "echo ok > /mnt/data/f",
+      "umount /mnt/data",
+    );
   });
 
   it("virtualisation.resolution: the display adapter offers the configured mode", async () => {

@@ -18,7 +18,10 @@ async function topology(name: string, nodes: Record<string, NodeModule>): Promis
   const resultDir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-snap-"));
   dirs.push(resultDir);
   const logger = new Logger(path.join(resultDir, "log.txt"), (l) => lines.push(l));
-  const t = await createTopology({ name, nodes }, { logger, resultDir, sourceDir: process.cwd(), accel: "auto", keepVmState: false });
+  const t = await createTopology(
+    { name, nodes },
+    { logger, resultDir, sourceDir: process.cwd(), accel: "auto", keepVmState: false },
+  );
   topologies.push(t);
   return t;
 }
@@ -91,7 +94,13 @@ describe("boot snapshots", () => {
     await peer.start();
     await needy.start();
     expect(needy.origin).toBe("booted");
-    expect(lines.some((l) => /needy: (no boot snapshot|booting, not restoring): its first boot did not finish clean without its peers/.test(l))).toBe(true);
+    expect(
+      lines.some((l) =>
+        /needy: (no boot snapshot|booting, not restoring): its first boot did not finish clean without its peers/.test(
+          l,
+        ),
+      ),
+    ).toBe(true);
     await needy.waitForUnit("need-peer.service", { timeout: 120 });
   });
 });
@@ -107,7 +116,10 @@ describe("disks live for the whole run", () => {
     await b1.succeed("echo also > /root/after-crash; sync");
     await b1.crash();
     await b1.start();
-    expect((await b1.succeed("cat /root/survives /root/after-crash")).split("\n").slice(0, 2)).toEqual(["kept", "also"]);
+    expect((await b1.succeed("cat /root/survives /root/after-crash")).split("\n").slice(0, 2)).toEqual([
+      "kept",
+      "also",
+    ]);
   });
 });
 
