@@ -16,8 +16,19 @@ export default function setup(): () => void {
     const leaked = fs.readdirSync(dir).filter((e) => /^vmrig-([A-Za-z0-9]{6}|xfer-.*|probe-.*)$/.test(e));
     fs.rmSync(dir, { recursive: true, force: true });
     if (leaked.length > 0) throw new Error(`vmrig left these behind in TMPDIR: ${leaked.join(", ")}`);
-    // RAM files of boot snapshots being made: never outlive the run that made them
-    const shm = fs.existsSync("/dev/shm") ? fs.readdirSync("/dev/shm").filter((e) => e.startsWith("vmrig-")) : [];
+    // RAM files of boot snapshots being made never outlive the run that made them. /dev/shm is
+    // the host's: count only those whose owner has exited (another vmrig may be running).
+    const ownerGone = (e: string) => {
+      try {
+        process.kill(Number(fs.readFileSync(path.join("/dev/shm", e, "owner.pid"), "utf8")), 0);
+        return false;
+      } catch {
+        return true;
+      }
+    };
+    const shm = fs.existsSync("/dev/shm")
+      ? fs.readdirSync("/dev/shm").filter((e) => e.startsWith("vmrig-") && ownerGone(e))
+      : [];
     if (shm.length > 0) throw new Error(`vmrig left these behind in /dev/shm: ${shm.join(", ")}`);
   };
 }

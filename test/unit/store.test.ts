@@ -2,7 +2,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { beforeEach, describe, expect, it } from "vitest";
-import { canonicalJson, ensureEntry, hashInputs } from "../../src/image/store.js";
+import { canonicalJson, createEntryUnlessBusy, ensureEntry, findEntry, hashInputs } from "../../src/image/store.js";
 
 beforeEach(() => {
   process.env.VMRIG_CACHE_DIR = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-store-"));
@@ -38,5 +38,28 @@ describe("content-addressed store", () => {
     fs.writeFileSync(path.join(dir, `${hash}-t.lock`), "999999999"); // no such PID
     const e = await ensureEntry("t", { k: 3 }, () => Promise.resolve());
     expect(e.built).toBe(true);
+  });
+
+  it("makes an entry only-if-free (boot snapshots): a second maker gets undefined at once, a dead maker's lock is taken over", async () => {
+    let release: () => void = () => undefined;
+    const slow = createEntryUnlessBusy("abc", "snapshot-m", (tmp) => {
+      fs.writeFileSync(path.join(tmp, "state"), "s");
+      return new Promise<void>((r) => (release = r));
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await createEntryUnlessBusy("abc", "snapshot-m", () => Promise.resolve())).toBeUndefined();
+    release();
+    const made = await slow;
+    expect(made).toBe(findEntry("abc", "snapshot-m"));
+    expect(fs.readFileSync(path.join(made!, "state"), "utf8")).toBe("s");
+    const dir = path.join(process.env.VMRIG_CACHE_DIR!, "store");
+    fs.writeFileSync(path.join(dir, "def-snapshot-m.lock"), "999999999");
+    expect(await createEntryUnlessBusy("def", "snapshot-m", () => Promise.resolve())).toBe(
+      path.join(dir, "def-snapshot-m"),
+    );
+    await expect(createEntryUnlessBusy("ghi", "snapshot-m", () => Promise.reject(new Error("no")))).rejects.toThrow(
+      "no",
+    );
+    expect(findEntry("ghi", "snapshot-m")).toBeUndefined();
   });
 });
