@@ -4,7 +4,7 @@ import repl from "node:repl";
 import { PassThrough } from "node:stream";
 import type { LoadedTest } from "../driver/load.js";
 import { Logger } from "../driver/logger.js";
-import { openSession, type Terminal, type TestResult } from "../driver/run.js";
+import { newResult, openSession, type Terminal } from "../driver/run.js";
 import type { Accel } from "../driver/topology.js";
 import { errorMessage } from "../util/errors.js";
 
@@ -68,16 +68,7 @@ export async function startRepl(loaded: LoadedTest, opts: ReplOptions): Promise<
     if (!keyboard.borrowed) process.stderr.write(`${line}\n`);
   });
   logger.serialStdout = false;
-  const result: TestResult = {
-    name: def.name,
-    file: loaded.file,
-    outcome: "passed",
-    configError: false,
-    durationMs: 0,
-    resultDir,
-    subtests: [],
-    bootMs: {},
-  };
+  const result = newResult(loaded, resultDir);
   let session: Awaited<ReturnType<typeof openSession>> | undefined;
   const shutdown = async () => {
     await session?.close();

@@ -52,15 +52,10 @@ export interface TestResult {
   bootMs: Record<string, number>;
 }
 
-export async function runTest(loaded: LoadedTest, opts: RunOptions): Promise<TestResult> {
-  const { def } = loaded;
-  const resultDir = path.resolve(opts.outputDir, def.name);
-  fs.rmSync(resultDir, { recursive: true, force: true });
-  fs.mkdirSync(resultDir, { recursive: true });
-  const logger = new Logger(path.join(resultDir, "log.txt"), opts.print);
-  const started = Date.now();
-  const result: TestResult = {
-    name: def.name,
+/** A test's result before it has run: passed until something fails. */
+export function newResult(loaded: LoadedTest, resultDir: string): TestResult {
+  return {
+    name: loaded.def.name,
     file: loaded.file,
     outcome: "passed",
     configError: false,
@@ -69,6 +64,16 @@ export async function runTest(loaded: LoadedTest, opts: RunOptions): Promise<Tes
     subtests: [],
     bootMs: {},
   };
+}
+
+export async function runTest(loaded: LoadedTest, opts: RunOptions): Promise<TestResult> {
+  const { def } = loaded;
+  const resultDir = path.resolve(opts.outputDir, def.name);
+  fs.rmSync(resultDir, { recursive: true, force: true });
+  fs.mkdirSync(resultDir, { recursive: true });
+  const logger = new Logger(path.join(resultDir, "log.txt"), opts.print);
+  const started = Date.now();
+  const result = newResult(loaded, resultDir);
   if (def.meta?.broken) {
     logger.log(`${def.name}: skipped (meta.broken)`);
     result.outcome = "skipped";

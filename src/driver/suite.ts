@@ -7,7 +7,7 @@ import { checkOnce } from "./check.js";
 import { sweepLeftovers } from "./leftovers.js";
 import { loadTest, type LoadedTest } from "./load.js";
 import type { Reporter, SuiteSummary } from "./reporter.js";
-import { runTest, type RunOptions, type TestResult } from "./run.js";
+import { newResult, runTest, type RunOptions, type TestResult } from "./run.js";
 import { MemoryBudget, QEMU_OVERHEAD_MIB, shard } from "./schedule.js";
 import { VmrigError, configError, errorMessage } from "../util/errors.js";
 
@@ -98,17 +98,7 @@ export async function runSuite(paths: string[], o: SuiteOptions): Promise<SuiteO
       print(
         `${loaded.def.name}: cached (passed ${hit.passedAt}, nothing it depends on changed; --rerun runs it anyway)`,
       );
-      const cached: TestResult = {
-        name: hit.name,
-        file: loaded.file,
-        outcome: "passed",
-        cached: true,
-        configError: false,
-        durationMs: 0,
-        resultDir: "",
-        subtests: [],
-        bootMs: {},
-      };
+      const cached: TestResult = { ...newResult(loaded, ""), name: hit.name, cached: true };
       results.push(cached);
       for (const r of o.reporters) r.onTestEnd?.(cached);
       return;
