@@ -166,6 +166,8 @@ export async function createTopology(def: TopologyDefinition, opts: TopologyOpti
         }),
       );
     }
+    // Restores load in the background, paused, while the script gets going.
+    for (const m of machines) m.prepare();
     const vlans = vlanIds.map((v) => ({
       vlan: v,
       members: names.filter((n) => configs[n]!.virtualisation.vlans.includes(v)),

@@ -83,6 +83,8 @@ export class MachineCore {
   starting: Promise<void> | undefined;
   /** the machine's disk overlays (drive id → file): made at its first start, kept for the whole run */
   disks: Record<string, string> | undefined;
+  /** a boot snapshot loaded ahead of the first start, paused (power.prepare) */
+  prepared: Promise<QemuVm | undefined> | undefined;
   /** the user-mode NIC for forwardPort() is plugged in */
   hostNic = false;
   /** QEMU start → backdoor and systemd both answering, ms */

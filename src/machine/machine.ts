@@ -208,6 +208,11 @@ export class Machine {
 
   /** @internal Stop the VM (the driver, at the end of a run). */
   async kill(): Promise<void> {
-    await this.core.guest?.kill();
+    await power.kill(this.core);
+  }
+
+  /** @internal Load the machine's boot snapshot ahead of its first start (the driver, as a run begins). */
+  prepare(): void {
+    power.prepare(this.core);
   }
 }

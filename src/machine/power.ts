@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { DEFAULT_TIMEOUT, type MachineCore } from "./core.js";
-import { launchQemu, type QemuVm } from "../vm/qemu.js";
+import { launchQemu, resumeRestored, type QemuVm } from "../vm/qemu.js";
 import { driveIds, socketPaths, type Layout, type VmSpec } from "../vm/qemu-args.js";
 import { qemuInfo } from "../vm/qemu-info.js";
 import { snapshotKey, type SavedBoot, type SnapshotMeta } from "../vm/snapshot.js";
@@ -80,7 +80,7 @@ async function startOnce(m: MachineCore, location: string | undefined): Promise<
   m.hostNic = false;
   // A machine's first start in a run may restore its boot snapshot: its disk is still the
   // image. Later starts (after shutdown or crash) boot from the disk it has now.
-  if (m.disks === undefined && m.ctx.snapshots) {
+  if ((m.disks === undefined || m.prepared) && m.ctx.snapshots) {
     const vm = await startFromSnapshot(m, spec, location);
     if (vm) {
       adopt(m, vm);
@@ -192,6 +192,19 @@ async function startFromSnapshot(
   spec: VmSpec,
   location: string | undefined,
 ): Promise<QemuVm | undefined> {
+  const prepared = m.prepared;
+  m.prepared = undefined;
+  const early = await prepared;
+  if (early) {
+    try {
+      return await resumed(early);
+    } catch (e) {
+      m.log.log(`could not resume the prepared restore (${errorMessage(e).split("\n")[0]}); booting instead`, m.name);
+      await early.kill();
+      m.disks = undefined;
+      return undefined;
+    }
+  }
   const store = m.ctx.snapshots!;
   const key = snapshotKey(spec, await qemuInfo());
   let saved = store.find(key, m.name);
@@ -207,7 +220,7 @@ async function startFromSnapshot(
     return undefined;
   }
   try {
-    return await restoreBoot(m, spec, saved);
+    return await resumed(await restoreBoot(m, spec, saved));
   } catch (e) {
     m.log.log(`could not restore the boot snapshot (${errorMessage(e).split("\n")[0]}); booting instead`, m.name);
     m.disks = undefined;
@@ -294,11 +307,45 @@ async function restoreBoot(m: MachineCore, spec: VmSpec, saved: SavedBoot): Prom
       console: fs.readFileSync(path.join(saved.dir, "console.log"), "utf8"),
       origin: `from boot snapshot ${path.basename(saved.dir).slice(0, 12)}`,
       linksUp: true,
+      paused: true,
     },
     onConsoleLine: (line) => m.log.consoleLine(m.name, line),
   });
+  return vm;
+}
+
+/** A loaded restore, let run: resumed, its shell resynchronised, its clock set. */
+async function resumed(vm: QemuVm): Promise<QemuVm> {
+  await resumeRestored(vm);
   await afterRestore(vm);
   return vm;
+}
+
+/**
+ * Load a machine's boot snapshot in the background, paused, before anything uses it: its
+ * first start then only resumes it. A paused VM uses no CPU; until `start()` the machine is
+ * not up for the script (`isUp()` is false), as if it had not been started.
+ */
+export function prepare(m: MachineCore): void {
+  if (m.prepared || m.disks !== undefined || !m.ctx.snapshots || m.guest?.running) return;
+  const store = m.ctx.snapshots;
+  m.prepared = (async () => {
+    const spec = m.ctx.spec();
+    const saved = store.find(snapshotKey(spec, await qemuInfo()), m.name);
+    return saved?.meta.ok ? await restoreBoot(m, spec, saved) : undefined;
+  })().catch((e: unknown) => {
+    m.log.detail(`could not load the boot snapshot ahead of time: ${errorMessage(e)}`, m.name);
+    m.disks = undefined;
+    return undefined;
+  });
+}
+
+/** Stop the machine's QEMU, and a prepared restore nobody used. */
+export async function kill(m: MachineCore): Promise<void> {
+  const prepared = m.prepared;
+  m.prepared = undefined;
+  await (await prepared)?.kill();
+  await m.guest?.kill();
 }
 
 /** A restored guest's clock is behind by the time since the save: set it to the host's. */
