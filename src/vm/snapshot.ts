@@ -3,7 +3,7 @@ import { qemuArgs, type Layout, type VmSpec } from "./qemu-args.js";
 import type { QemuInfo } from "./qemu-info.js";
 
 /** Bumped when what a boot snapshot holds, or how it is restored, changes. */
-export const SNAPSHOT_FORMAT = 1;
+export const SNAPSHOT_FORMAT = 2;
 
 /** What a saved boot is, next to its files (`ram`, `state`, one `<drive>.qcow2` per drive, `console.log`). */
 export interface SnapshotMeta {
@@ -39,10 +39,12 @@ export interface SnapshotStore {
 
 /**
  * The key of a machine's boot snapshot: everything the saved state depends on. The
- * command line covers kernel, initrd, image (store paths are content hashes), CPU model
- * and flags, -smp, -m, the memory layout, every device with its MAC and the kernel
- * command line; per-process paths (sockets, overlays, the RAM file) are replaced by
- * placeholders, since a state loads with other paths.
+ * command line covers kernel, initrd (store paths are content hashes), CPU model and
+ * flags, -smp, -m, the memory layout, every device with its MAC and the kernel command
+ * line; per-process paths (sockets, overlays, the RAM file) are replaced by placeholders,
+ * since a state loads with other paths. The disk image is not on the command line (the
+ * overlay's backing file is), so it and the blank disks' sizes are added: without them
+ * two machines of one name and index in different tests would share a snapshot.
  */
 export function snapshotKey(spec: VmSpec, info: QemuInfo): string {
   const layout: Layout = {
@@ -56,7 +58,15 @@ export function snapshotKey(spec: VmSpec, info: QemuInfo): string {
     a.split(spec.stateDir).join("@state"),
   );
   return createHash("sha256")
-    .update(JSON.stringify({ format: SNAPSHOT_FORMAT, qemu: info.version, args }))
+    .update(
+      JSON.stringify({
+        format: SNAPSHOT_FORMAT,
+        qemu: info.version,
+        args,
+        disk: spec.disk,
+        emptyDisks: spec.emptyDisks ?? [],
+      }),
+    )
     .digest("hex")
     .slice(0, 32);
 }
