@@ -78,6 +78,7 @@ program
       };
       process.on("SIGINT", onSignal);
       process.on("SIGTERM", onSignal);
+      process.on("SIGHUP", onSignal); // the terminal went away: clean up all the same
       try {
         const { reporter, ...rest } = o;
         const outcome = await runSuite(paths, {

@@ -86,6 +86,7 @@ async function startOnce(m: MachineCore, location: string | undefined): Promise<
       adopt(m, vm);
       m.systemdReadyMs = Date.now() - t0;
       m.log.log(`restored ${vm.origin} in ${secs(m.systemdReadyMs)}`, m.name);
+      logDisplay(m, spec);
       return;
     }
   }
@@ -101,6 +102,10 @@ async function startOnce(m: MachineCore, location: string | undefined): Promise<
   const vm = await coldBoot(m, spec, { sockets: socketPaths(spec), drives: m.disks }, location, false);
   m.systemdReadyMs = Date.now() - t0;
   m.log.log(`booted in ${secs(m.systemdReadyMs)} (shell after ${secs(vm.bootMs)})`, m.name);
+  logDisplay(m, spec);
+}
+
+function logDisplay(m: MachineCore, spec: VmSpec): void {
   if (spec.vncSocket) m.log.log(`display: VNC on unix socket ${spec.vncSocket}`, m.name);
 }
 
