@@ -3,9 +3,10 @@ import fs from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import ts from "typescript";
-import { ESLint, type Linter } from "eslint";
-import tseslint from "typescript-eslint";
+// typescript and eslint are loaded when a check runs (~1.3 s of start-up): a run whose
+// check is cached, and every other command, never pays for them.
+import type ts from "typescript";
+import type { ESLint, Linter } from "eslint";
 import { cacheRoot } from "../image/store.js";
 import { configError } from "../util/errors.js";
 import { vmrigVersion } from "../util/version.js";
@@ -35,7 +36,7 @@ export interface Finding {
   source: "typescript" | "eslint";
 }
 
-function compilerOptions(): ts.CompilerOptions {
+function compilerOptions(ts: typeof import("typescript")): ts.CompilerOptions {
   return {
     strict: true,
     noEmit: true,
@@ -56,9 +57,10 @@ function compilerOptions(): ts.CompilerOptions {
  * built: a typo'd machine name or a forgotten `await` costs no VM boot.
  */
 export async function checkTestFile(file: string, opts: CheckOptions): Promise<Finding[]> {
+  const { default: ts } = await import("typescript");
   const abs = path.resolve(file);
   const findings: Finding[] = [];
-  const program = ts.createProgram([abs], compilerOptions());
+  const program = ts.createProgram([abs], compilerOptions(ts));
   if (opts.typeCheck) {
     for (const d of ts.getPreEmitDiagnostics(program)) {
       if (!d.file || d.file.fileName.includes("/node_modules/")) continue;
@@ -73,6 +75,8 @@ export async function checkTestFile(file: string, opts: CheckOptions): Promise<F
     }
   }
   if (opts.lint) {
+    const { ESLint } = await import("eslint");
+    const { default: tseslint } = await import("typescript-eslint");
     const eslint = new ESLint({
       cwd: path.dirname(abs),
       overrideConfigFile: true,
