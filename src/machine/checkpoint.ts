@@ -1,7 +1,8 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { MachineCore } from "./core.js";
-import { adopt, afterRestore } from "./power.js";
+import { adopt } from "./boot.js";
+import { afterRestore } from "./boot-snapshot.js";
 import { launchQemu, resumeRestored, type QemuVm } from "../vm/qemu.js";
 import { socketPaths, type Layout } from "../vm/qemu-args.js";
 import { VmrigError } from "../util/errors.js";

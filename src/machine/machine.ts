@@ -3,6 +3,7 @@ import { MachineCore, type ExecuteOptions, type ExecuteResult, type MachineConte
 import * as display from "./display.js";
 import * as files from "./files.js";
 import * as network from "./network.js";
+import { prepare } from "./boot-snapshot.js";
 import * as power from "./power.js";
 import * as qemu from "./qemu-control.js";
 import { shell } from "./shell.js";
@@ -213,6 +214,6 @@ export class Machine {
 
   /** @internal Load the machine's boot snapshot ahead of its first start (the driver, as a run begins). */
   prepare(): void {
-    power.prepare(this.core);
+    prepare(this.core);
   }
 }

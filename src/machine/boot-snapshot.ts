@@ -1,0 +1,174 @@
+import fs from "node:fs";
+import path from "node:path";
+import { coldBoot, createDisks, secs } from "./boot.js";
+import type { MachineCore } from "./core.js";
+import { launchQemu, resumeRestored, type QemuVm } from "../vm/qemu.js";
+import { driveIds, socketPaths, type Layout, type VmSpec } from "../vm/qemu-args.js";
+import { qemuInfo } from "../vm/qemu-info.js";
+import { snapshotKey, type SavedBoot, type SnapshotMeta } from "../vm/snapshot.js";
+import { errorMessage } from "../util/errors.js";
+import { ownedTempDir } from "../util/owned-dir.js";
+import { run } from "../util/proc.js";
+
+// Boot snapshots (SPEC §7): the saved first boot of a machine configuration, and its restores.
+
+/** How long an isolated first boot may take to finish before it counts as waiting for its peers. */
+const ISOLATED_BOOT_S = 90;
+
+export async function startFromSnapshot(
+  m: MachineCore,
+  spec: VmSpec,
+  location: string | undefined,
+): Promise<QemuVm | undefined> {
+  const prepared = m.prepared;
+  m.prepared = undefined;
+  const early = await prepared;
+  if (early) {
+    try {
+      return await resumed(early);
+    } catch (e) {
+      m.log.log(`could not resume the prepared restore (${errorMessage(e).split("\n")[0]}); booting instead`, m.name);
+      await early.kill();
+      m.disks = undefined;
+      return undefined;
+    }
+  }
+  const store = m.ctx.snapshots!;
+  const key = snapshotKey(spec, await qemuInfo());
+  let saved = store.find(key, m.name);
+  if (!saved) {
+    saved = await store.create(key, m.name, (dir) => saveBoot(m, spec, dir, location));
+    if (!saved) {
+      m.log.log("booting: another run is saving this machine's boot snapshot right now", m.name);
+      return undefined;
+    }
+  }
+  if (!saved.meta.ok) {
+    m.log.log(`booting, not restoring: ${saved.meta.reason ?? "no boot snapshot"}`, m.name);
+    return undefined;
+  }
+  try {
+    return await resumed(await restoreBoot(m, spec, saved));
+  } catch (e) {
+    m.log.log(`could not restore the boot snapshot (${errorMessage(e).split("\n")[0]}); booting instead`, m.name);
+    m.disks = undefined;
+    return undefined;
+  }
+}
+
+/**
+ * The first boot of a configuration, saved. It runs with the vlan links down until
+ * systemd has finished booting: a boot that ends clean without any peer is what a boot
+ * before any peer answered looks like, so restoring it is faithful. One that does not
+ * (a failed unit, jobs still waiting) is recorded as such and booted normally, every time.
+ */
+async function saveBoot(
+  m: MachineCore,
+  spec: VmSpec,
+  dir: string,
+  location: string | undefined,
+): Promise<SnapshotMeta> {
+  const meta = { machine: m.name, qemu: (await qemuInfo()).version, createdAt: new Date().toISOString() };
+  // The template's RAM is a shared file on tmpfs while it boots (fast), copied into the
+  // store once saved; it never outlives this function.
+  const shm = ownedTempDir("/dev/shm");
+  const t0 = Date.now();
+  let vm: QemuVm | undefined;
+  try {
+    const drives = await createDisks(spec, {
+      drives: Object.fromEntries(driveIds(spec).map((id) => [id, path.join(dir, `${id}.qcow2`)])),
+      keep: false,
+    });
+    vm = await coldBoot(
+      m,
+      spec,
+      { sockets: socketPaths(spec, ".s"), drives, ram: { path: path.join(shm, "ram"), share: true } },
+      location,
+      true,
+    );
+    const r = await vm.backdoor.run(
+      `timeout ${ISOLATED_BOOT_S} systemctl is-system-running --wait 2>&1; echo "jobs: $(systemctl list-jobs --no-legend 2>/dev/null | awk '{print $2}' | head -5 | xargs)"; ` +
+        `echo "failed: $(systemctl --failed --no-legend --plain 2>/dev/null | awk '{print $1}' | head -5 | xargs)"`,
+      ISOLATED_BOOT_S + 30,
+    );
+    const out = r.stdout.toString().trim().split("\n");
+    const state = out[0]?.trim() ?? "";
+    if (state !== "running") {
+      const why = `its first boot did not finish clean without its peers (systemd ${state || "did not answer"}; ${out.slice(1).join("; ")}), so it boots every time`;
+      m.log.log(`no boot snapshot: ${why}`, m.name);
+      return { ...meta, ok: false, reason: why };
+    }
+    const bootMs = Date.now() - t0;
+    await vm.pause();
+    await vm.saveState(path.join(dir, "state"));
+    const bootId = vm.backdoor.bootId;
+    fs.writeFileSync(path.join(dir, "console.log"), vm.console.all);
+    await vm.kill(); // the template's RAM must not change after the save
+    vm = undefined;
+    await run("cp", ["--sparse=always", path.join(shm, "ram"), path.join(dir, "ram")]);
+    m.log.log(`saved a boot snapshot (isolated boot finished in ${secs(bootMs)})`, m.name);
+    return { ...meta, ok: true, ...(bootId ? { bootId } : {}), bootMs };
+  } finally {
+    await vm?.kill();
+    fs.rmSync(shm, { recursive: true, force: true });
+  }
+}
+
+async function restoreBoot(m: MachineCore, spec: VmSpec, saved: SavedBoot): Promise<QemuVm> {
+  const ids = driveIds(spec);
+  m.disks = await createDisks(spec, {
+    drives: Object.fromEntries(ids.map((id) => [id, path.join(spec.stateDir, `${spec.name}-${id}.qcow2`)])),
+    keep: false,
+    backing: Object.fromEntries(ids.map((id) => [id, path.join(saved.dir, `${id}.qcow2`)])),
+  });
+  const layout: Layout = {
+    sockets: socketPaths(spec),
+    drives: m.disks,
+    ram: { path: path.join(saved.dir, "ram"), share: false },
+    incoming: true,
+  };
+  const vm = await launchQemu(spec, {
+    layout,
+    restore: {
+      state: path.join(saved.dir, "state"),
+      bootId: saved.meta.bootId ?? "",
+      console: fs.readFileSync(path.join(saved.dir, "console.log"), "utf8"),
+      origin: `from boot snapshot ${path.basename(saved.dir).slice(0, 12)}`,
+      linksUp: true,
+      paused: true,
+    },
+    onConsoleLine: (line) => m.log.consoleLine(m.name, line),
+  });
+  return vm;
+}
+
+/** A loaded restore, let run: resumed, its shell resynchronised, its clock set. */
+async function resumed(vm: QemuVm): Promise<QemuVm> {
+  await resumeRestored(vm);
+  await afterRestore(vm);
+  return vm;
+}
+
+/**
+ * Load a machine's boot snapshot in the background, paused, before anything uses it: its
+ * first start then only resumes it. A paused VM uses no CPU; until `start()` the machine is
+ * not up for the script (`isUp()` is false), as if it had not been started.
+ */
+export function prepare(m: MachineCore): void {
+  if (m.prepared || m.disks !== undefined || !m.ctx.snapshots || m.guest?.running) return;
+  const store = m.ctx.snapshots;
+  m.prepared = (async () => {
+    const spec = m.ctx.spec();
+    const saved = store.find(snapshotKey(spec, await qemuInfo()), m.name);
+    return saved?.meta.ok ? await restoreBoot(m, spec, saved) : undefined;
+  })().catch((e: unknown) => {
+    m.log.detail(`could not load the boot snapshot ahead of time: ${errorMessage(e)}`, m.name);
+    m.disks = undefined;
+    return undefined;
+  });
+}
+
+/** A restored guest's clock is behind by the time since the save: set it to the host's. */
+export async function afterRestore(vm: QemuVm): Promise<void> {
+  await vm.backdoor.run(`date -s @${(Date.now() / 1000).toFixed(3)} >/dev/null`, 30);
+}

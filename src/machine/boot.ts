@@ -1,0 +1,122 @@
+import fs from "node:fs";
+import type { MachineCore } from "./core.js";
+import { launchQemu, type QemuVm } from "../vm/qemu.js";
+import type { Layout, VmSpec } from "../vm/qemu-args.js";
+import { VmrigError, errorMessage, tail } from "../util/errors.js";
+import { run } from "../util/proc.js";
+
+// A cold boot of one machine (used by power.ts for every boot and by boot-snapshot.ts for
+// the isolated first boot it saves).
+
+/** What a kernel prints when it crashes (an Oops may leave the boot hanging rather than stopped). */
+const KERNEL_CRASH =
+  /\b(Oops: |Kernel panic - not syncing|BUG: unable to handle|general protection fault|double fault: |invalid opcode: )/;
+
+/** A boot that ended in a kernel crash: start() may try once more. */
+export class KernelCrash extends Error {
+  constructor(
+    readonly line: string,
+    /** the console's last lines */
+    readonly console: string,
+  ) {
+    super(`the guest kernel crashed: ${line}`);
+  }
+}
+
+/**
+ * Loops in the guest (no host round trips) until systemd answers and has queued
+ * its boot transaction (or finished booting): systemd opens its socket before it
+ * queues the default target, and in that window every unit looks idle.
+ */
+const SYSTEMD_READY =
+  "until s=$(systemctl show -p NJobs -p SystemState 2>/dev/null) && " +
+  "! { printf '%s\\n' \"$s\" | grep -qx SystemState=initializing && printf '%s\\n' \"$s\" | grep -qx NJobs=0; }; do sleep 0.05; done";
+
+export const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+
+export function logDisplay(m: MachineCore, spec: VmSpec): void {
+  if (spec.vncSocket) m.log.log(`display: VNC on unix socket ${spec.vncSocket}`, m.name);
+}
+
+export function adopt(m: MachineCore, vm: QemuVm): void {
+  m.guest = vm;
+  vm.on("exit", () => m.log.detail("QEMU exited", m.name));
+}
+
+/** qcow2 overlays: drive `root` on the image (or on `backing`'s file of the same id), the others blank unless backed. */
+export async function createDisks(
+  spec: VmSpec,
+  o: { drives: Record<string, string>; keep: boolean; backing?: Record<string, string> },
+): Promise<Record<string, string>> {
+  for (const [id, file] of Object.entries(o.drives)) {
+    if (o.keep && fs.existsSync(file)) continue;
+    const backing = o.backing?.[id];
+    if (backing) await run("qemu-img", ["create", "-q", "-f", "qcow2", "-b", backing, "-F", "qcow2", file]);
+    else if (id === "root") await run("qemu-img", ["create", "-q", "-f", "qcow2", "-b", spec.disk, "-F", "raw", file]);
+    else await run("qemu-img", ["create", "-q", "-f", "qcow2", file, `${spec.emptyDisks![Number(id.slice(5))]}M`]);
+  }
+  return o.drives;
+}
+
+/**
+ * One cold boot: QEMU up, backdoor answering, systemd taking requests; a kernel crash on
+ * the console ends it at once. Waits for a cold-boot slot: boots at once on few cores
+ * crawl, restores cost almost nothing.
+ */
+export async function coldBoot(
+  m: MachineCore,
+  spec: VmSpec,
+  layout: Layout,
+  location: string | undefined,
+  isolated: boolean,
+): Promise<QemuVm> {
+  const release = (await m.ctx.coldBoots?.take()) ?? (() => undefined);
+  let vm: QemuVm | undefined;
+  let watching = true;
+  let crashSeen = false;
+  const ac = new AbortController();
+  const crashed = new Promise<never>((_, reject) =>
+    ac.signal.addEventListener("abort", () => reject(ac.signal.reason as Error)),
+  );
+  crashed.catch(() => undefined);
+  let consoleText = "";
+  const onLine = (line: string) => {
+    m.log.consoleLine(m.name, line);
+    if (!watching) return;
+    consoleText = (consoleText + line + "\n").slice(-20_000);
+    if (crashSeen || !KERNEL_CRASH.test(line)) return;
+    crashSeen = true;
+    // a moment more, so that the report and the console log hold the trace that follows
+    setTimeout(() => ac.abort(new KernelCrash(line, tail(consoleText, 40))), 1500);
+  };
+  try {
+    try {
+      vm = await launchQemu(spec, { layout, linksDown: isolated, onConsoleLine: onLine, signal: ac.signal });
+    } catch (e) {
+      throw e instanceof VmrigError || e instanceof KernelCrash
+        ? e
+        : m.fail(`could not boot: ${errorMessage(e)}`, "start()", { location, cause: e });
+    }
+    if (!isolated) adopt(m, vm);
+    vm.backdoor.on("stray", (b: Buffer) => m.log.detail(`(output outside any command) ${b.toString()}`, m.name));
+    // The backdoor starts before systemd (guest/init); as in NixOS, where it is a
+    // unit, a started machine must also take `systemctl` requests.
+    const ready = await Promise.race([
+      vm.backdoor.run(SYSTEMD_READY, 300).catch((e: unknown) => ({ status: -1, stdout: Buffer.from(errorMessage(e)) })),
+      crashed,
+    ]);
+    if (ready.status !== 0)
+      throw m.fail("systemd did not start taking requests within 300 s", "start()", {
+        location,
+        output: tail(vm.console.all, 30),
+      });
+    if (crashSeen) await crashed; // an Oops that did not stop the boot still leaves a kernel not to trust
+    return vm;
+  } catch (e) {
+    await vm?.kill();
+    throw e;
+  } finally {
+    watching = false;
+    release();
+  }
+}
