@@ -1,0 +1,196 @@
+import { option, t } from "./dsl.js";
+
+// services.*: one block per service module (image/services/), each rendered from these
+// declarations. Split from options.ts only for length: nodeOptions.services is this.
+
+const iniValue = t.either(t.str, t.int, t.bool);
+
+const phpfpmPool = t.submodule({
+  user: option(t.str, "www-data", "User the pool's PHP processes run as (Debian's web user by default)."),
+  group: option(t.str, "", "Their group (default: the user's primary group)."),
+  socket: option(
+    t.str,
+    "",
+    "Read-only: the pool's socket, /run/phpfpm/NAME.sock (as in NixOS) — point nginx's fastcgi_pass at it.",
+  ),
+  listen: option(t.str, "", "Where the pool listens (default: `socket`)."),
+  settings: option(
+    t.attrsOf(iniValue),
+    {},
+    "Pool directives (php-fpm.conf syntax). vmrig fills in pm = dynamic with 5 children and a socket that www-data (nginx) may use, unless set here.",
+  ),
+  phpOptions: option(
+    t.str,
+    "",
+    "php.ini lines (`key = value`) for this pool only.",
+    "php_admin_value[key] in the pool file",
+  ),
+  phpEnv: option(
+    t.attrsOf(t.str),
+    {},
+    "Environment variables of the pool's PHP processes.",
+    "env[NAME] in the pool file",
+  ),
+});
+
+const postgresqlUser = t.submodule({
+  name: option(t.str, "", "Role name (created with LOGIN)."),
+  ensureDBOwnership: option(
+    t.bool,
+    false,
+    "Make the role own the database of the same name (which must be in ensureDatabases).",
+  ),
+  ensurePermissions: option(
+    t.attrsOf(t.str),
+    {},
+    '{ "DATABASE db": "ALL PRIVILEGES" } — GRANT value ON key TO the role.',
+  ),
+  ensureClauses: {
+    superuser: option(t.nullOr(t.bool), null, "SUPERUSER / NOSUPERUSER."),
+    createrole: option(t.nullOr(t.bool), null, "CREATEROLE / NOCREATEROLE."),
+    createdb: option(t.nullOr(t.bool), null, "CREATEDB / NOCREATEDB."),
+    replication: option(t.nullOr(t.bool), null, "REPLICATION / NOREPLICATION."),
+    login: option(t.nullOr(t.bool), null, "LOGIN / NOLOGIN."),
+  },
+});
+
+export const serviceOptions = {
+  nginx: {
+    enable: option(t.bool, false, "Run nginx.", "Debian package nginx; sites written to /etc/nginx/sites-enabled/"),
+    virtualHosts: option(
+      t.attrsOf(
+        t.submodule({
+          root: option(t.nullOr(t.str), null, "Document root (default: Debian's /var/www/html)."),
+          locations: option(
+            t.attrsOf(
+              t.submodule({
+                root: option(t.nullOr(t.str), null, "Document root of this location."),
+                proxyPass: option(t.nullOr(t.str), null, "Upstream URL."),
+                extraConfig: option(t.str, "", "Raw nginx directives."),
+              }),
+            ),
+            {},
+            "Locations.",
+          ),
+        }),
+      ),
+      {},
+      "Virtual hosts by server name; the first one is also the default server.",
+    ),
+  },
+  postgresql: {
+    enable: option(
+      t.bool,
+      false,
+      "Run PostgreSQL.",
+      "Debian's postgresql (the suite's major version), cluster `main`; postgresql.service is active once the cluster (postgresql@VER-main.service) has started and the SQL below has run",
+    ),
+    settings: option(
+      t.freeform(iniValue, {
+        port: option(t.int, 5432, "TCP port (and the Unix socket's name)."),
+      }),
+      {},
+      'postgresql.conf settings, e.g. { max_connections: 20, listen_addresses: "*" }.',
+      "/etc/postgresql/VER/main/conf.d/90-vmrig.conf",
+    ),
+    enableTCPIP: option(t.bool, false, "Listen on every interface, not only localhost (listen_addresses = '*')."),
+    authentication: option(
+      t.str,
+      "",
+      "pg_hba.conf lines, checked before Debian's defaults (peer for local sockets, scram-sha-256 for localhost).",
+      "prepended to /etc/postgresql/VER/main/pg_hba.conf",
+    ),
+    initialScript: option(
+      t.nullOr(t.str),
+      null,
+      "SQL run once, as the superuser in database postgres, when the cluster first starts; an error fails the unit.",
+    ),
+    ensureDatabases: option(t.listOf(t.str), [], "Databases created on every start if missing."),
+    ensureUsers: option(
+      t.listOf(postgresqlUser),
+      [],
+      "Roles created on every start if missing, with their clauses and grants.",
+    ),
+  },
+  phpfpm: {
+    pools: option(
+      t.attrsOf(phpfpmPool),
+      {},
+      "PHP FastCGI pools by name.",
+      "Debian's php-fpm (one master, php8.x-fpm.service, also reachable as phpfpm-NAME.service as in NixOS); each pool is /etc/php/VER/fpm/pool.d/NAME.conf",
+    ),
+  },
+  openssh: {
+    enable: option(
+      t.bool,
+      false,
+      "Run the SSH server.",
+      "Debian's openssh-server, unit ssh.service (alias sshd.service)",
+    ),
+    ports: option(t.listOf(t.int), [22], "Ports sshd listens on."),
+    openFirewall: option(t.bool, true, "Open `ports` in the firewall."),
+    settings: option(
+      t.freeform(t.either(t.str, t.int, t.bool, t.listOf(t.str)), {
+        PermitRootLogin: option(t.str, "prohibit-password", "Whether root may log in."),
+        PasswordAuthentication: option(t.bool, true, "Allow password logins."),
+        KbdInteractiveAuthentication: option(t.bool, true, "Allow keyboard-interactive logins."),
+      }),
+      {},
+      "sshd_config settings; booleans become yes/no, lists repeat the key.",
+      "/etc/ssh/sshd_config.d/90-vmrig.conf; each boot makes its own ed25519 host key (not shared between nodes)",
+    ),
+  },
+  getty: {
+    autoLoginUser: option(
+      t.nullOr(t.str),
+      null,
+      "Log this user in on every virtual terminal and the serial console.",
+      "drop-ins for getty@ and serial-getty@ (agetty --autologin)",
+    ),
+  },
+  mysql: {
+    enable: option(
+      t.bool,
+      false,
+      "Run MariaDB (Debian's MySQL).",
+      "package mariadb-server, unit mariadb.service (alias mysql.service)",
+    ),
+    settings: option(
+      t.attrsOf(t.attrsOf(t.either(t.str, t.int, t.bool))),
+      {},
+      'my.cnf sections, e.g. { mysqld: { "bind-address": "0.0.0.0" } }.',
+      "/etc/mysql/mariadb.conf.d/90-vmrig.cnf",
+    ),
+    initialScript: option(t.nullOr(t.str), null, "SQL run once, as root, when the server first starts."),
+    initialDatabases: option(
+      t.listOf(
+        t.submodule({
+          name: option(t.str, "", "Database name."),
+          schema: option(t.nullOr(t.str), null, "SQL run in it once."),
+        }),
+      ),
+      [],
+      "Databases created on first start, with an optional schema.",
+    ),
+    ensureDatabases: option(t.listOf(t.str), [], "Databases that must exist."),
+    ensureUsers: option(
+      t.listOf(
+        t.submodule({
+          name: option(t.str, "", "User name; authenticated by the unix socket (the system user of the same name)."),
+          ensurePermissions: option(t.attrsOf(t.str), {}, '{ "db.*": "ALL PRIVILEGES" }'),
+        }),
+      ),
+      [],
+      "Users that must exist, with their grants.",
+    ),
+    replication: {
+      role: option(t.enum(["none", "master", "slave"]), "none", "Replication role."),
+      serverId: option(t.int, 1, "server-id of this server."),
+      masterHost: option(t.str, "", "The primary's host name (for a slave)."),
+      masterUser: option(t.str, "", "Replication user."),
+      masterPassword: option(t.str, "", "Replication user's password."),
+      masterPort: option(t.int, 3306, "The primary's port."),
+      slaveHost: option(t.str, "%", "Host the replication user may connect from (for a master)."),
+    },
+  },
+} as const;
