@@ -6,7 +6,8 @@ import { doctor } from "../driver/doctor.js";
 import { gc } from "../driver/gc.js";
 import { sweepLeftovers } from "../driver/leftovers.js";
 import { loadTest } from "../driver/load.js";
-import { checkBeforeRun, listTests, runSuite } from "../driver/suite.js";
+import { checkBeforeRun, endReport, listTests, runSuite } from "../driver/suite.js";
+import { mergeBlobs } from "../reporters/blob.js";
 import { buildImages } from "../driver/topology.js";
 import { reportersByName } from "../reporters/index.js";
 import { startRepl } from "./repl.js";
@@ -43,7 +44,11 @@ program
   .option("--keep-vm-state", "keep disks between runs (NixOS -K)", false)
   .option("--rerun", "run even if an identical run passed before", false)
   .option("--no-snapshots", "boot every machine instead of restoring its saved first boot")
-  .option("--reporter <list>", `list (always), junit: <output-dir>/junit.xml, html: <output-dir>/index.html`, "list")
+  .option(
+    "--reporter <list>",
+    `list (always), junit: <output-dir>/junit.xml, html: <output-dir>/index.html, blob: <output-dir>/blob.json`,
+    "list",
+  )
   .option("--global-timeout <seconds>", "override each test's globalTimeout", (v) => Number(v))
   .option(
     "--jobs <n>",
@@ -84,7 +89,7 @@ program
         const outcome = await runSuite(paths, {
           ...rest,
           signal: ac.signal,
-          reporters: reportersByName(reporter),
+          reporters: reportersByName(reporter, o.shard),
           print,
         });
         process.exitCode = outcome.exitCode;
@@ -93,6 +98,27 @@ program
       }
     },
   );
+
+program
+  .command("merge-reports")
+  .description("one report from the blob results (--reporter blob) of several shards' output folders")
+  .argument("<dirs...>", "the shards' output folders")
+  .option("--output-dir <dir>", "where the merged results and reports go", "vmrig-results-merged")
+  .option("--reporter <list>", "list (always), junit, html, blob", "list,junit,html")
+  .action((dirs: string[], o: { outputDir: string; reporter: string }) => {
+    try {
+      const reporters = reportersByName(o.reporter);
+      const t0 = Date.now();
+      const results = mergeBlobs(dirs, o.outputDir);
+      const s = endReport(results, o.outputDir, reporters, print);
+      print(
+        `merged ${results.length} results from ${dirs.length} folders in ${((Date.now() - t0) / 1000).toFixed(2)} s`,
+      );
+      process.exitCode = s.failed > 0 ? EXIT.failed : EXIT.ok;
+    } catch (e) {
+      process.exitCode = report(e);
+    }
+  });
 
 program
   .command("repl")

@@ -139,20 +139,32 @@ export async function runSuite(paths: string[], o: SuiteOptions): Promise<SuiteO
       for (let f = queue.shift(); f !== undefined; f = queue.shift()) await runOne(f);
     }),
   );
+  const summary = endReport(results, o.outputDir, o.reporters, print, o.signal?.aborted ?? false);
+  if (summary.interrupted) worse(1);
+  return { results, exitCode: exit };
+}
+
+/** Count the outcomes and tell every reporter the run is over (a suite run, or `vmrig merge-reports`). */
+export function endReport(
+  results: TestResult[],
+  outputDir: string,
+  reporters: Reporter[],
+  print: (l: string) => void,
+  interrupted = false,
+): SuiteSummary {
   const summary: SuiteSummary = {
-    outputDir: o.outputDir,
+    outputDir,
     passed: results.filter((r) => r.outcome === "passed").length,
     cached: results.filter((r) => r.cached).length,
     failed: results.filter((r) => r.outcome === "failed").length,
     skipped: results.filter((r) => r.outcome === "skipped").length,
-    interrupted: o.signal?.aborted ?? false,
+    interrupted,
   };
-  for (const r of o.reporters) {
+  for (const r of reporters) {
     const said = r.onEnd?.(results, summary);
     if (said) print(said);
   }
-  if (summary.interrupted) worse(1);
-  return { results, exitCode: exit };
+  return summary;
 }
 
 /** One line per test for `vmrig list`: name, machines, broken or cached, file. */

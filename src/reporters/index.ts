@@ -1,5 +1,6 @@
 import type { Reporter } from "../driver/reporter.js";
 import { configError } from "../util/errors.js";
+import { blobReporter } from "./blob.js";
 import { writeHtml } from "./html.js";
 import { writeJunit } from "./junit.js";
 
@@ -9,15 +10,16 @@ const list: Reporter = {
     `\n${s.passed} passed${s.cached ? ` (${s.cached} cached)` : ""}, ${s.failed} failed${s.skipped ? `, ${s.skipped} skipped` : ""} (results in ${s.outputDir}/)`,
 };
 
-/** `--reporter` names → reporters. */
-export const REPORTERS: Record<string, () => Reporter> = {
+/** `--reporter` names → reporters (given the run's `--shard`, if any). */
+export const REPORTERS: Record<string, (shard?: string) => Reporter> = {
   list: () => list,
   junit: () => ({ onEnd: (results, s) => `JUnit XML: ${writeJunit(s.outputDir, results)}` }),
   html: () => ({ onEnd: (results, s) => `HTML report: ${writeHtml(s.outputDir, results)}` }),
+  blob: (shard) => blobReporter(shard),
 };
 
 /** `--reporter a,b`: list always comes first; an unknown name is bad input (exit 2), found before anything runs. */
-export function reportersByName(spec: string): Reporter[] {
+export function reportersByName(spec: string, shard?: string): Reporter[] {
   const names = [
     ...new Set([
       "list",
@@ -33,5 +35,5 @@ export function reportersByName(spec: string): Reporter[] {
         hint: `--reporter takes a comma-separated list of: ${Object.keys(REPORTERS).join(", ")}`,
       });
   }
-  return names.map((n) => REPORTERS[n]!());
+  return names.map((n) => REPORTERS[n]!(shard));
 }

@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -82,6 +83,54 @@ describe("vmrig run over a suite", () => {
     // Both tests were running at once: each started before the other finished. (Not "both
     // machines up at once": under TCG one boot may finish well after the other's.)
     expect(Math.max(t["one start"]!, t["two start"]!)).toBeLessThan(Math.min(t["one done"]!, t["two done"]!));
+  });
+});
+
+describe("across CI machines: --reporter blob and vmrig merge-reports", () => {
+  it("merges two shards into one JUnit (schema-valid) and one HTML report that list every test with its outcome", () => {
+    const dir = suite({
+      alpha: quick("alpha"),
+      beta: quick("beta"),
+      gamma: `{ name: "gamma", nodes: { m: {} }, async testScript() { await Promise.reject(new Error("gamma failed on purpose")); } }`,
+      delta: quick("delta"),
+    });
+    const s1 = run(["run", "--rerun", "--shard", "1/2", "--reporter", "blob", "--output-dir", "s1"], dir);
+    const s2 = run(["run", "--rerun", "--shard", "2/2", "--reporter", "blob", "--output-dir", "s2"], dir);
+    expect(s1.output).toContain("blob: s1/blob.json");
+    expect([s1.status, s2.status].sort()).toEqual([0, 1]); // gamma fails in one of them
+    const m = run(["merge-reports", "s1", "s2", "--output-dir", "merged"], dir);
+    expect(m.status).toBe(1);
+    expect(m.output).toContain("3 passed, 1 failed (results in merged/)");
+    expect(m.output).toMatch(/merged 4 results from 2 folders in [\d.]+ s/);
+    const junit = path.join(dir, "merged/junit.xml");
+    execFileSync("xmllint", ["--noout", "--schema", path.join(root, "test/fixtures/junit-common.xsd"), junit], {
+      stdio: "pipe",
+    });
+    const xml = fs.readFileSync(junit, "utf8");
+    for (const t of ["alpha", "beta", "gamma", "delta"]) expect(xml).toContain(`<testsuite name="${t}"`);
+    expect(xml).toContain("gamma failed on purpose");
+    // the report in a real browser: every test, gamma failed, its log copied and linked
+    const dom = execFileSync(
+      "chromium",
+      ["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", `file://${path.join(dir, "merged/index.html")}`],
+      { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] },
+    );
+    const outcomes: Record<string, string | undefined> = Object.fromEntries(
+      [...dom.matchAll(/data-outcome="(\w+)">\s*<h2><span class="badge \w+">\w+<\/span> (\w+)/g)].map(
+        (x) => [x[2] ?? "", x[1] ?? ""] as const,
+      ),
+    );
+    expect(outcomes).toEqual({ alpha: "passed", beta: "passed", gamma: "failed", delta: "passed" });
+    expect(dom).toContain('href="gamma/log.txt"');
+    expect(fs.readFileSync(path.join(dir, "merged/gamma/log.txt"), "utf8")).toContain("gamma failed on purpose");
+  });
+
+  it("says what is wrong with a folder that holds no blob", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-noblob-"));
+    const m = run(["merge-reports", dir], dir);
+    expect(m.status).toBe(2);
+    expect(m.output).toContain("has no blob.json");
+    expect(m.output).toContain("--reporter blob");
   });
 });
 
