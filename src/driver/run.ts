@@ -1,17 +1,16 @@
 import fs from "node:fs";
 import path from "node:path";
-import type { EvaluatedConfig, NodesInfo } from "../config/eval.js";
 import type { Machine, Terminal } from "../machine/machine.js";
 
 export type { Terminal };
 import { createTopology, type Accel, type Topology } from "./topology.js";
-import { VmrigError, callerLocation, configError, errorMessage } from "../util/errors.js";
-import { checkpointDir, restoreCheckpoint, takeCheckpoint, type Checkpoint } from "../machine/checkpoint.js";
+import { VmrigError, configError, errorMessage } from "../util/errors.js";
 import { ocrAvailable } from "../machine/ocr.js";
-import { sleep, within } from "../util/proc.js";
+import { within } from "../util/proc.js";
 import { Logger } from "./logger.js";
 import type { LoadedTest } from "./load.js";
-import type { Globals, TestContext } from "./test.js";
+import type { TestContext } from "./test.js";
+import { checkConditions, makeContext, type ActiveCondition } from "./globals.js";
 
 export interface RunOptions {
   outputDir: string;
@@ -215,130 +214,4 @@ async function collectFailureArtifacts(machines: Machine[], resultDir: string, l
       logger.detail(`could not collect failure artifacts: ${errorMessage(e)}`, m.name);
     }
   }
-}
-
-interface ActiveCondition {
-  fn: () => Promise<boolean> | boolean;
-  description: string;
-  interval: number;
-  lastCheck: number;
-  checking: boolean;
-}
-
-async function checkConditions(conditions: Set<ActiveCondition>): Promise<void> {
-  for (const c of conditions) {
-    if (c.checking || Date.now() - c.lastCheck < c.interval * 1000) continue;
-    c.checking = true; // the condition's own commands must not re-enter it
-    try {
-      c.lastCheck = Date.now();
-      if (!(await c.fn()))
-        throw new VmrigError(`polling condition failed: ${c.description}`, { call: "pollingCondition()" });
-    } finally {
-      c.checking = false;
-    }
-  }
-}
-
-function makeContext(
-  machines: Machine[],
-  configs: Record<string, EvaluatedConfig>,
-  logger: Logger,
-  result: TestResult,
-  extra: { conditions: Set<ActiveCondition>; vlans: Globals["vlans"]; driver: Globals["driver"]; stateDir: string },
-): TestContext {
-  const checkpoints = new Map<string, Checkpoint>();
-  const nodes: NodesInfo = Object.fromEntries(Object.entries(configs).map(([n, c]) => [n, { config: c }]));
-  const globals: Globals = {
-    startAll: async () => {
-      await logger.nested("starting all machines", async () => {
-        await Promise.all(machines.map((m) => m.start()));
-      });
-    },
-    subtest: async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
-      const start = Date.now();
-      try {
-        const r = await logger.nested(`subtest: ${name}`, fn);
-        result.subtests.push({ name, outcome: "passed", durationMs: Date.now() - start });
-        return r;
-      } catch (e) {
-        result.subtests.push({ name, outcome: "failed", durationMs: Date.now() - start, error: errorMessage(e) });
-        throw e;
-      }
-    },
-    retry: async (fn, timeout = 900) => {
-      const location = callerLocation();
-      const deadline = Date.now() + timeout * 1000;
-      for (;;) {
-        const last = Date.now() >= deadline;
-        if (await fn(last)) return;
-        if (last)
-          throw new VmrigError(`retry: condition still false after ${timeout} s`, { call: "retry()", location });
-        await sleep(1000);
-      }
-    },
-    log: (message) => logger.log(message),
-    joinAll: async () => {
-      await logger.nested("waiting for all machines to shut down", async () => {
-        await Promise.all(machines.map((m) => m.waitForShutdown()));
-      });
-    },
-    pollingCondition: (fn, opts = {}) => {
-      const cond: ActiveCondition = {
-        fn,
-        description: opts.description ?? (fn.name || "condition"),
-        interval: opts.interval ?? 0,
-        lastCheck: 0,
-        checking: false,
-      };
-      return {
-        check: () => checkConditions(new Set([{ ...cond, lastCheck: 0 }])),
-        during: async (body) => {
-          extra.conditions.add(cond);
-          try {
-            return await body();
-          } finally {
-            extra.conditions.delete(cond);
-          }
-        },
-      };
-    },
-    snapshot: async (name) => {
-      await logger.nested(`checkpoint "${name}": saving every running machine at one instant`, async () => {
-        checkpoints.set(
-          name,
-          await takeCheckpoint(
-            machines.map((m) => m.internals),
-            checkpointDir(extra.stateDir),
-            name,
-          ),
-        );
-      });
-    },
-    restore: async (name) => {
-      const location = callerLocation();
-      const cp = checkpoints.get(name);
-      if (!cp) {
-        throw new VmrigError(`there is no checkpoint named ${JSON.stringify(name)}`, {
-          call: `restore(${JSON.stringify(name)})`,
-          location,
-          hint: checkpoints.size
-            ? `checkpoints of this run: ${[...checkpoints.keys()].map((k) => JSON.stringify(k)).join(", ")}`
-            : "save one first with snapshot(name)",
-        });
-      }
-      await logger.nested(`restoring checkpoint "${name}"`, () => restoreCheckpoint(cp, checkpointDir(extra.stateDir)));
-    },
-    serialStdoutOn: () => {
-      logger.serialStdout = true;
-    },
-    serialStdoutOff: () => {
-      logger.serialStdout = false;
-    },
-    machines,
-    nodes,
-    vlans: extra.vlans,
-    driver: extra.driver,
-  };
-  const byName: Record<string, Machine> = Object.fromEntries(machines.map((m) => [m.name, m]));
-  return { ...byName, ...globals } as TestContext;
 }

@@ -34,6 +34,13 @@ export interface Globals<N extends string = string> {
   snapshot: (name: string) => Promise<void>;
   /** Every machine back to the instant of `snapshot(name)`; machines that were not running then are stopped. */
   restore: (name: string) => Promise<void>;
+  /**
+   * Make every machine of `groupA` unreachable from every machine of `groupB` and back (their
+   * vlan addresses dropped in both directions, other traffic untouched); in effect when it resolves.
+   */
+  partition: (groupA: Machine[], groupB: Machine[]) => Promise<void>;
+  /** Undo every partition. */
+  heal: () => Promise<void>;
   /** every machine of the test, in name order */
   machines: Machine[];
   /** every node's evaluated config: `nodes.server.config.services.nginx.enable` */
@@ -68,6 +75,8 @@ export const GLOBAL_NAMES = [
   "log",
   "snapshot",
   "restore",
+  "partition",
+  "heal",
   "machines",
   "vlans",
   "nodes",

@@ -1,6 +1,7 @@
 import * as commands from "./commands.js";
 import { MachineCore, type ExecuteOptions, type ExecuteResult, type MachineContext } from "./core.js";
 import * as display from "./display.js";
+import * as faults from "./faults.js";
 import * as files from "./files.js";
 import * as network from "./network.js";
 import { prepare } from "./boot-snapshot.js";
@@ -13,6 +14,7 @@ import type { QmpEvent } from "../vm/qmp.js";
 import { callerLocation } from "../util/errors.js";
 
 export type { ExecuteOptions, ExecuteResult, MachineContext, Pattern, Terminal } from "./core.js";
+export type { Netem } from "./faults.js";
 
 /**
  * One test machine: the Machine API of SPEC §3, each method in the file of its area
@@ -142,6 +144,12 @@ export class Machine {
   unblock = (): Promise<void> => network.setLinks(this.core, true);
   /** Forward host TCP `hostPort` (on 127.0.0.1) to `guestPort`; the guest still reaches nothing on the host. */
   forwardPort = this.api(network.forwardPort);
+  /**
+   * Delay, jitter (ms), lose or duplicate (percent) or rate-limit (kbit/s) every packet the
+   * machine sends on its vlan links (`{ vlan }`: that link only), with the guest kernel's
+   * netem; in effect when it resolves. `netem(null)` clears it.
+   */
+  netem = this.api(faults.netem);
 
   // ---- screen and keyboard (display.ts) --------------------------------------------
 
