@@ -91,6 +91,18 @@ export async function netem(
 
 const PARTITION_TABLE = "vmrig-partition";
 
+/** The partition table's drops for one address family: from and to `addresses`, also when routed. */
+function dropRules(family: "ip" | "ip6", addresses: string[]): string[] {
+  if (addresses.length === 0) return [];
+  const set = `{ ${addresses.join(", ")} }`;
+  return [
+    `add rule inet ${PARTITION_TABLE} inbound ${family} saddr ${set} drop`,
+    `add rule inet ${PARTITION_TABLE} outbound ${family} daddr ${set} drop`,
+    `add rule inet ${PARTITION_TABLE} through ${family} saddr ${set} drop`,
+    `add rule inet ${PARTITION_TABLE} through ${family} daddr ${set} drop`,
+  ];
+}
+
 /** Drop everything from and to `addresses` (IPv4 and IPv6), on top of the firewall. */
 export async function isolateFrom(m: MachineCore, addresses: string[], call: string): Promise<void> {
   const v4 = addresses.filter((a) => !a.includes(":"));
@@ -101,22 +113,8 @@ export async function isolateFrom(m: MachineCore, addresses: string[], call: str
     `add chain inet ${PARTITION_TABLE} inbound { type filter hook input priority -10 ; }`,
     `add chain inet ${PARTITION_TABLE} outbound { type filter hook output priority -10 ; }`,
     `add chain inet ${PARTITION_TABLE} through { type filter hook forward priority -10 ; }`,
-    ...(v4.length
-      ? [
-          `add rule inet ${PARTITION_TABLE} inbound ip saddr { ${v4.join(", ")} } drop`,
-          `add rule inet ${PARTITION_TABLE} outbound ip daddr { ${v4.join(", ")} } drop`,
-          `add rule inet ${PARTITION_TABLE} through ip saddr { ${v4.join(", ")} } drop`,
-          `add rule inet ${PARTITION_TABLE} through ip daddr { ${v4.join(", ")} } drop`,
-        ]
-      : []),
-    ...(v6.length
-      ? [
-          `add rule inet ${PARTITION_TABLE} inbound ip6 saddr { ${v6.join(", ")} } drop`,
-          `add rule inet ${PARTITION_TABLE} outbound ip6 daddr { ${v6.join(", ")} } drop`,
-          `add rule inet ${PARTITION_TABLE} through ip6 saddr { ${v6.join(", ")} } drop`,
-          `add rule inet ${PARTITION_TABLE} through ip6 daddr { ${v6.join(", ")} } drop`,
-        ]
-      : []),
+    ...dropRules("ip", v4),
+    ...dropRules("ip6", v6),
   ];
   const cmd = `nft -f - <<'EOF'\n${rules.join("\n")}\nEOF`;
   const r = await m.run(cmd, call, undefined, 60);

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { qemuArgs, type Layout, type VmSpec } from "./qemu-args.js";
+import { driveIds, qemuArgs, type Layout, type VmSpec } from "./qemu-args.js";
 import type { QemuInfo } from "./qemu-info.js";
 
 /** Bumped when what a boot snapshot holds, or how it is restored, changes. */
@@ -49,9 +49,7 @@ export interface SnapshotStore {
 export function snapshotKey(spec: VmSpec, info: QemuInfo): string {
   const layout: Layout = {
     sockets: { cmd: "@cmd", err: "@err", ctl: "@ctl", xfer: "@xfer", shell: "@shell", con: "@con", qmp: "@qmp" },
-    drives: Object.fromEntries(
-      ["root", ...(spec.emptyDisks ?? []).map((_, i) => `empty${i}`)].map((d) => [d, `@${d}`]),
-    ),
+    drives: Object.fromEntries(driveIds(spec).map((d) => [d, `@${d}`])),
     ram: { path: "@ram", share: true },
   };
   const args = qemuArgs({ ...spec, stateDir: "@state" }, layout, info.machineType).map((a) =>
