@@ -145,7 +145,6 @@ async function restoreBoot(m: MachineCore, spec: VmSpec, saved: SavedBoot): Prom
 /** A loaded restore, let run: resumed, its shell resynchronised, its clock set. */
 async function resumed(vm: QemuVm): Promise<QemuVm> {
   await resumeRestored(vm);
-  await afterRestore(vm);
   return vm;
 }
 
@@ -166,9 +165,4 @@ export function prepare(m: MachineCore): void {
     m.disks = undefined;
     return undefined;
   });
-}
-
-/** A restored guest's clock is behind by the time since the save: set it to the host's. */
-export async function afterRestore(vm: QemuVm): Promise<void> {
-  await vm.backdoor.run(`date -s @${(Date.now() / 1000).toFixed(3)} >/dev/null`, 30);
 }

@@ -2,7 +2,6 @@ import fs from "node:fs";
 import path from "node:path";
 import type { MachineCore } from "./core.js";
 import { adopt } from "./boot.js";
-import { afterRestore } from "./boot-snapshot.js";
 import { launchQemu, resumeRestored, type QemuVm } from "../vm/qemu.js";
 import { socketPaths, type Layout } from "../vm/qemu-args.js";
 import { VmrigError } from "../util/errors.js";
@@ -116,7 +115,6 @@ export async function restoreCheckpoint(cp: Checkpoint, dir: string): Promise<vo
     s.core.disks = { ...vm.layout.drives };
     s.core.hostNic = !!vm.spec.forwardPorts?.length;
     adopt(s.core, vm);
-    await afterRestore(vm);
   }
 }
 

@@ -275,8 +275,13 @@ export class Backdoor extends EventEmitter {
     if (pid !== undefined) this.ctl.write(`kill ${pid}\n`);
   }
 
-  /** Confirm the shell is alive and in step (e.g. after a restore): ping with a nonce. */
-  ping(timeoutMs = 5000): Promise<void> {
+  /**
+   * Confirm the shell is alive and in step (e.g. after a restore): ping with a nonce.
+   * `setClock`: the guest also sets its clock to the host's, without a round trip of its
+   * own (a restored guest's clock is behind by the time since the save); any later command
+   * runs after the clock is set.
+   */
+  ping(timeoutMs = 5000, setClock = false): Promise<void> {
     const nonce = randomBytes(6).toString("hex");
     const job = this.queue.then(
       () =>
@@ -292,7 +297,7 @@ export class Backdoor extends EventEmitter {
             reject(new Error("the backdoor did not answer a ping"));
           }, timeoutMs);
           this.on("pong", onPong);
-          this.cmd.write(`ping ${nonce}\n`);
+          this.cmd.write(`ping ${nonce}${setClock ? ` ${(Date.now() / 1000).toFixed(3)}` : ""}\n`);
         }),
     );
     this.queue = job.catch(() => undefined);

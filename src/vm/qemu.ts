@@ -134,11 +134,11 @@ export async function launchQemu(spec: VmSpec, opts: LaunchOptions): Promise<Qem
 /**
  * Let a restored machine run and resynchronise with its shell: after a restore no banner
  * comes (the guest's shell was waiting for a command when it was saved), so a ping with a
- * nonce tells when it answers.
+ * nonce tells when it answers. The ping also sets the guest's clock to the host's.
  */
 export async function resumeRestored(vm: QemuVm): Promise<void> {
   await vm.resume();
-  await vm.backdoor.ping(10_000);
+  await vm.backdoor.ping(10_000, true);
   vm.bootMs = Date.now() - vm.startedAt;
 }
 
