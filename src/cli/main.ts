@@ -22,6 +22,12 @@ function positiveInt(v: string): number {
   return n;
 }
 
+function count(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError("expected a whole number ≥ 0");
+  return n;
+}
+
 function report(e: unknown): number {
   process.stderr.write(`\n${errorMessage(e)}\n`);
   return e instanceof VmrigError && e.kind === "config" ? EXIT.usage : EXIT.failed;
@@ -33,7 +39,9 @@ const program = new Command()
   .name("vmrig")
   .description("NixOS-style integration tests on real Debian VMs, driven from typed TypeScript")
   .version(vmrigVersion())
-  .showHelpAfterError();
+  .showHelpAfterError()
+  // A usage error (unknown option, a bad value) is bad input: exit 2, as SPEC §6 says; --help stays 0.
+  .exitOverride((e) => process.exit(e.exitCode === 0 ? EXIT.ok : EXIT.usage));
 
 program
   .command("run")
@@ -57,6 +65,7 @@ program
     1,
   )
   .option("--shard <i/n>", "run only the i-th of n parts of the suite (for several CI machines)")
+  .option("--retries <n>", "run a failed test again up to n times; a pass on a retry is reported as flaky", count, 0)
   .action(
     async (
       paths: string[],
@@ -70,6 +79,7 @@ program
         globalTimeout?: number;
         jobs: number;
         shard?: string;
+        retries: number;
       },
     ) => {
       const ac = new AbortController();

@@ -16,5 +16,7 @@ export interface SuiteSummary {
   cached: number;
   failed: number;
   skipped: number;
+  /** passed only on a retry (`--retries`) */
+  flaky: number;
   interrupted: boolean;
 }

@@ -25,6 +25,8 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** the terminal Machine.shell() uses */
   terminal?: () => Terminal;
+  /** a retry's number (1, 2, …): its results go to `<name>-retry<n>/`, so no attempt's artifacts are lost */
+  attempt?: number;
 }
 
 export type Outcome = "passed" | "failed" | "skipped";
@@ -49,7 +51,18 @@ export interface TestResult {
   resultDir: string;
   subtests: SubtestResult[];
   bootMs: Record<string, number>;
+  /** `--retries`: the attempts that failed before this one, oldest first (their folders are kept) */
+  failedAttempts?: FailedAttempt[];
 }
+
+export interface FailedAttempt {
+  resultDir: string;
+  error: string;
+  durationMs: number;
+}
+
+/** Passed, but only after failing: `--retries` ran it again. */
+export const isFlaky = (r: TestResult): boolean => r.outcome === "passed" && !!r.failedAttempts?.length;
 
 /** A test's result before it has run: passed until something fails. */
 export function newResult(loaded: LoadedTest, resultDir: string): TestResult {
@@ -67,7 +80,7 @@ export function newResult(loaded: LoadedTest, resultDir: string): TestResult {
 
 export async function runTest(loaded: LoadedTest, opts: RunOptions): Promise<TestResult> {
   const { def } = loaded;
-  const resultDir = path.resolve(opts.outputDir, def.name);
+  const resultDir = path.resolve(opts.outputDir, opts.attempt ? `${def.name}-retry${opts.attempt}` : def.name);
   fs.rmSync(resultDir, { recursive: true, force: true });
   fs.mkdirSync(resultDir, { recursive: true });
   const logger = new Logger(path.join(resultDir, "log.txt"), opts.print);

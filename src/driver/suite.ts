@@ -7,7 +7,7 @@ import { checkOnce } from "./check.js";
 import { sweepLeftovers } from "./leftovers.js";
 import { loadTest, type LoadedTest } from "./load.js";
 import type { Reporter, SuiteSummary } from "./reporter.js";
-import { newResult, runTest, type RunOptions, type TestResult } from "./run.js";
+import { isFlaky, newResult, runTest, type FailedAttempt, type RunOptions, type TestResult } from "./run.js";
 import { MemoryBudget, QEMU_OVERHEAD_MIB, shard } from "./schedule.js";
 import { VmrigError, configError, errorMessage } from "../util/errors.js";
 
@@ -46,6 +46,8 @@ export async function checkBeforeRun(loaded: LoadedTest, print: (line: string) =
 export interface SuiteOptions extends Omit<RunOptions, "print"> {
   rerun: boolean;
   jobs: number;
+  /** run a failed test again up to this many times (not a configuration error); a later pass is "flaky" */
+  retries?: number;
   shard?: string | undefined;
   reporters: Reporter[];
   /** where the suite's own lines go (default stderr) */
@@ -112,13 +114,29 @@ export async function runSuite(paths: string[], o: SuiteOptions): Promise<SuiteO
       const testPrint = jobs > 1 ? (l: string) => print(`[${name}] ${l}`) : print;
       if (!loaded.def.meta?.broken) await checkBeforeRun(loaded, testPrint);
       result = await runTest(loaded, { ...o, print: testPrint });
+      const failed: FailedAttempt[] = [];
+      while (
+        result.outcome === "failed" &&
+        !result.configError &&
+        failed.length < (o.retries ?? 0) &&
+        !o.signal?.aborted
+      ) {
+        failed.push({ resultDir: result.resultDir, error: errorMessage(result.error), durationMs: result.durationMs });
+        testPrint(
+          `${name}: failed (${errorMessage(result.error).split("\n")[0]}); retry ${failed.length} of ${o.retries} (this attempt's results: ${path.relative(process.cwd(), result.resultDir) || "."}/)`,
+        );
+        result = await runTest(loaded, { ...o, print: testPrint, attempt: failed.length });
+      }
+      if (failed.length) result.failedAttempts = failed;
+      if (isFlaky(result)) testPrint(`${name}: flaky: passed on retry ${failed.length} after failing`);
     } catch (e) {
       worse(failureCode(e, print));
       return;
     } finally {
       release();
     }
-    if (result.outcome === "passed")
+    // A flaky pass is not cached: the next run should see whether it fails again.
+    if (result.outcome === "passed" && !isFlaky(result))
       recordPass(key, {
         name: result.name,
         file: result.file,
@@ -158,6 +176,7 @@ export function endReport(
     cached: results.filter((r) => r.cached).length,
     failed: results.filter((r) => r.outcome === "failed").length,
     skipped: results.filter((r) => r.outcome === "skipped").length,
+    flaky: results.filter(isFlaky).length,
     interrupted,
   };
   for (const r of reporters) {

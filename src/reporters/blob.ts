@@ -29,6 +29,14 @@ export function blobReporter(shard?: string): Reporter {
           ...(error ? { error: errorMessage(error) } : {}),
           // relative: the folder may be moved, e.g. downloaded as a CI artifact
           resultDir: r.resultDir ? path.relative(s.outputDir, r.resultDir) : "",
+          ...(r.failedAttempts
+            ? {
+                failedAttempts: r.failedAttempts.map((a) => ({
+                  ...a,
+                  resultDir: path.relative(s.outputDir, a.resultDir),
+                })),
+              }
+            : {}),
         })),
       };
       fs.mkdirSync(s.outputDir, { recursive: true });
@@ -58,16 +66,22 @@ export function mergeBlobs(dirs: string[], outputDir: string): TestResult[] {
     const blob = JSON.parse(fs.readFileSync(file, "utf8")) as Blob;
     if (blob.format !== BLOB_FORMAT)
       throw configError(`${file} is blob format ${blob.format}; this vmrig reads ${BLOB_FORMAT}`);
-    for (const r of blob.results) {
-      let folder = r.resultDir ? path.basename(r.resultDir) : "";
+    // a result folder of the shard, copied under a name no other shard took: its new absolute path
+    const copy = (rel: string): string => {
+      let folder = rel ? path.basename(rel) : "";
       if (folder && taken.has(folder)) folder = `${folder}@${path.basename(path.resolve(dir))}`;
-      if (folder) {
-        taken.add(folder);
-        fs.cpSync(path.join(dir, r.resultDir), path.join(outputDir, folder), { recursive: true });
-      }
+      if (!folder) return "";
+      taken.add(folder);
+      fs.cpSync(path.join(dir, rel), path.join(outputDir, folder), { recursive: true });
+      return path.join(path.resolve(outputDir), folder);
+    };
+    for (const r of blob.results) {
       merged.push({
         ...r,
-        resultDir: folder ? path.join(path.resolve(outputDir), folder) : "",
+        resultDir: copy(r.resultDir),
+        ...(r.failedAttempts
+          ? { failedAttempts: r.failedAttempts.map((a) => ({ ...a, resultDir: copy(a.resultDir) })) }
+          : {}),
         ...(r.error !== undefined ? { error: new Error(r.error) } : {}),
       } as TestResult);
     }

@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
-import type { TestResult } from "../driver/run.js";
+import { isFlaky, type TestResult } from "../driver/run.js";
 import { errorMessage } from "../util/errors.js";
 
 const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
@@ -26,7 +26,7 @@ function logTail(file: string): string | undefined {
 }
 
 function testSection(r: TestResult, outputDir: string, index: number): string {
-  const outcome = r.cached ? "cached" : r.outcome;
+  const outcome = r.cached ? "cached" : isFlaky(r) ? "flaky" : r.outcome;
   const rel = (f: string) => encodeURI(path.relative(outputDir, path.join(r.resultDir, f)));
   const files = r.resultDir && fs.existsSync(r.resultDir) ? fs.readdirSync(r.resultDir).sort() : [];
   const shots = files.filter((f) => f.endsWith(".png"));
@@ -50,6 +50,13 @@ function testSection(r: TestResult, outputDir: string, index: number): string {
           `<td class="bar"><span style="width:${((100 * s.durationMs) / longest).toFixed(1)}%"></span></td></tr>`,
       ),
       "</tbody></table>",
+    );
+  }
+  for (const [i, a] of (r.failedAttempts ?? []).entries()) {
+    const dir = encodeURI(path.relative(outputDir, a.resultDir));
+    parts.push(
+      `<details class="attempt"><summary>attempt ${i + 1} failed after ${secs(a.durationMs)} · <a href="${dir}/log.txt">log</a> · <a href="${dir}/">files</a></summary>` +
+        `<pre class="error">${esc(a.error.replace(ANSI, ""))}</pre></details>`,
     );
   }
   if (r.error) parts.push(`<pre class="error">${esc(errorMessage(r.error).replace(ANSI, ""))}</pre>`);
@@ -87,7 +94,7 @@ section.test { border: 1px solid var(--line); border-radius: .5rem; margin: 1rem
 section.test[data-outcome="failed"] { border-left: 4px solid var(--bad); }
 h2 { font-size: 1.1rem; } h2 small { color: var(--muted); font-weight: normal; }
 .badge { border-radius: .3rem; color: #fff; font-size: .8rem; padding: .1rem .45rem; text-transform: uppercase; vertical-align: 2px; }
-.badge.passed, .badge.cached { background: var(--ok); } .badge.failed { background: var(--bad); } .badge.skipped { background: var(--skip); }
+.badge.passed, .badge.cached { background: var(--ok); } .badge.failed { background: var(--bad); } .badge.skipped { background: var(--skip); } .badge.flaky { background: #b7791f; }
 .boots span { margin-right: 1rem; color: var(--muted); }
 table.subtests { border-collapse: collapse; width: 100%; }
 table.subtests td, table.subtests th { border-bottom: 1px solid var(--line); padding: .2rem .4rem; text-align: left; }

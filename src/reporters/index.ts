@@ -7,7 +7,7 @@ import { writeJunit } from "./junit.js";
 /** The summary line; the live list of calls is the driver's log itself. */
 const list: Reporter = {
   onEnd: (_results, s) =>
-    `\n${s.passed} passed${s.cached ? ` (${s.cached} cached)` : ""}, ${s.failed} failed${s.skipped ? `, ${s.skipped} skipped` : ""} (results in ${s.outputDir}/)`,
+    `\n${s.passed} passed${s.cached ? ` (${s.cached} cached)` : ""}${s.flaky ? ` (${s.flaky} flaky)` : ""}, ${s.failed} failed${s.skipped ? `, ${s.skipped} skipped` : ""} (results in ${s.outputDir}/)`,
 };
 
 /** `--reporter` names → reporters (given the run's `--shard`, if any). */

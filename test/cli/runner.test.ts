@@ -42,6 +42,34 @@ describe("vmrig run over a suite", () => {
     expect(fs.readFileSync(path.join(dir, "out/junit.xml"), "utf8")).toContain('<testsuite name="bad"');
   });
 
+  it("--retries runs a failed test again: a later pass is flaky (not cached), every attempt's folder is kept", () => {
+    const marker = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-retries-")), "failed-once");
+    const dir = suite({
+      flaky: `{ name: "flaky", nodes: { m: {} }, async testScript() {
+  const fs = await import("node:fs");
+  if (!fs.existsSync(${JSON.stringify(marker)})) { fs.writeFileSync(${JSON.stringify(marker)}, ""); throw new Error("fails the first time"); }
+} }`,
+      broken: `{ name: "broken", nodes: { m: {} }, async testScript() { await Promise.reject(new Error("fails every time")); } }`,
+    });
+    const r = run(["run", "--retries", "2", "--reporter", "list,html", "--output-dir", "out"], dir);
+    expect(r.status, r.output).toBe(1);
+    expect(r.output).toContain("flaky: failed (fails the first time); retry 1 of 2");
+    expect(r.output).toContain("flaky: flaky: passed on retry 1 after failing");
+    expect(r.output).toContain("broken: failed (fails every time); retry 2 of 2");
+    expect(r.output).toContain("1 passed (1 flaky), 1 failed");
+    for (const d of ["flaky", "flaky-retry1", "broken", "broken-retry1", "broken-retry2"])
+      expect(fs.existsSync(path.join(dir, "out", d, "log.txt")), d).toBe(true);
+    const html = fs.readFileSync(path.join(dir, "out/index.html"), "utf8");
+    expect(html).toContain('<span class="badge flaky">flaky</span> flaky');
+    expect(html).toContain("attempt 1 failed");
+    // a flaky pass is not cached: the next run runs it again (and it passes now)
+    const again = run(["run", "--output-dir", "out2", "flaky.vmrig.ts"], dir);
+    expect(again.status, again.output).toBe(0);
+    expect(again.output).not.toContain("cached");
+    const bad = run(["run", "--retries", "-1"], dir);
+    expect(bad.status).toBe(2);
+  });
+
   it("an unknown reporter is bad input: exit 2 before any test runs, naming the known ones", () => {
     const dir = suite({ good: quick("good") });
     const r = run(["run", "--rerun", "--reporter", "list,junitt", "--output-dir", "out"], dir);
