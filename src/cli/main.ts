@@ -10,8 +10,8 @@ import { checkBeforeRun, endReport, listTests, runSuite } from "../driver/suite.
 import { mergeBlobs } from "../reporters/blob.js";
 import { buildImages } from "../driver/topology.js";
 import { reportersByName } from "../reporters/index.js";
-import { startRepl } from "./repl.js";
-import { VmrigError, errorMessage } from "../util/errors.js";
+import { debugOnFailure, startRepl } from "./repl.js";
+import { VmrigError, configError, errorMessage } from "../util/errors.js";
 import { vmrigVersion } from "../util/version.js";
 
 const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
@@ -65,6 +65,7 @@ program
     1,
   )
   .option("--shard <i/n>", "run only the i-th of n parts of the suite (for several CI machines)")
+  .option("--debug", "on a failure keep the machines up and open a REPL there (the error and every machine in scope)")
   .option("--retries <n>", "run a failed test again up to n times; a pass on a retry is reported as flaky", count, 0)
   .action(
     async (
@@ -80,6 +81,7 @@ program
         jobs: number;
         shard?: string;
         retries: number;
+        debug?: boolean;
       },
     ) => {
       const ac = new AbortController();
@@ -95,9 +97,12 @@ program
       process.on("SIGTERM", onSignal);
       process.on("SIGHUP", onSignal); // the terminal went away: clean up all the same
       try {
-        const { reporter, ...rest } = o;
+        const { reporter, debug, ...rest } = o;
+        if (debug && o.jobs > 1)
+          throw configError("--debug needs --jobs 1", { hint: "a REPL takes the terminal: debug one test at a time" });
         const outcome = await runSuite(paths, {
           ...rest,
+          ...(debug ? debugOnFailure() : {}),
           signal: ac.signal,
           reporters: reportersByName(reporter, o.shard),
           print,

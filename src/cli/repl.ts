@@ -4,7 +4,7 @@ import repl from "node:repl";
 import { PassThrough } from "node:stream";
 import type { LoadedTest } from "../driver/load.js";
 import { Logger } from "../driver/logger.js";
-import { newResult, openSession, type Terminal } from "../driver/run.js";
+import { newResult, openSession, type DebugFailure, type Terminal } from "../driver/run.js";
 import type { Accel } from "../driver/topology.js";
 import { errorMessage } from "../util/errors.js";
 
@@ -18,7 +18,7 @@ export interface ReplOptions {
  * Routes this process's keystrokes: to the REPL, or, while a machine's shell()
  * has borrowed the terminal, to that shell (so Ctrl-C reaches the guest).
  */
-class KeyboardRouter {
+export class KeyboardRouter {
   readonly replInput = new PassThrough();
   private lent: PassThrough | undefined;
   private readonly wasRaw: boolean;
@@ -100,6 +100,20 @@ export async function startRepl(loaded: LoadedTest, opts: ReplOptions): Promise<
       "",
     ].join("\n"),
   );
+  await replOver(keyboard, {
+    ...ctx,
+    testScript: () => logger.nested(`running ${def.name}'s test script`, () => def.testScript(ctx)),
+  });
+  process.stdout.write("stopping the machines…\n");
+  try {
+    await shutdown();
+  } catch (e) {
+    process.stderr.write(`${errorMessage(e)}\n`);
+  }
+}
+
+/** A Node REPL over `scope` (top-level await) on the router's keyboard, until Ctrl-D, .exit, SIGTERM or SIGHUP. */
+export async function replOver(keyboard: KeyboardRouter, scope: object): Promise<void> {
   const server = repl.start({
     prompt: "vmrig> ",
     input: keyboard.replInput,
@@ -108,9 +122,7 @@ export async function startRepl(loaded: LoadedTest, opts: ReplOptions): Promise<
     useGlobal: false,
     ignoreUndefined: true,
   });
-  Object.assign(server.context, ctx, {
-    testScript: () => logger.nested(`running ${def.name}'s test script`, () => def.testScript(ctx)),
-  });
+  Object.assign(server.context, scope);
   const onTerm = () => server.close();
   process.once("SIGTERM", onTerm);
   process.once("SIGHUP", onTerm);
@@ -119,10 +131,40 @@ export async function startRepl(loaded: LoadedTest, opts: ReplOptions): Promise<
   });
   process.off("SIGTERM", onTerm);
   process.off("SIGHUP", onTerm);
-  process.stdout.write("stopping the machines…\n");
-  try {
-    await shutdown();
-  } catch (e) {
-    process.stderr.write(`${errorMessage(e)}\n`);
-  }
+}
+
+/**
+ * `vmrig run --debug`: on a failure the test's machines stay up and a REPL opens at that
+ * point, with the error, every machine and global in scope; leaving it lets the run go on
+ * (the machines stop, the result is the failure).
+ */
+export function debugOnFailure(): {
+  terminal: () => Terminal;
+  onFailure: (f: DebugFailure) => Promise<void>;
+} {
+  let keyboard: KeyboardRouter | undefined;
+  const router = () => (keyboard ??= new KeyboardRouter());
+  return {
+    terminal: () => router().lend(),
+    onFailure: async ({ name, error, ctx, machines }) => {
+      process.stdout.write(
+        [
+          ``,
+          `vmrig --debug: ${name} failed; its machines are still up`,
+          `  error               the failure (error.message); the report above says where`,
+          `  machines: ${machines.join(", ")}   e.g. await ${machines[0] ?? "machine"}.succeed("journalctl -b --no-pager | tail")`,
+          `  ${machines[0] ?? "machine"}.shell()  a root shell (exit or Ctrl-D to come back)`,
+          "  Ctrl-D or .exit     stop the machines and go on",
+          "",
+        ].join("\n"),
+      );
+      const k = router();
+      try {
+        await replOver(k, { ...ctx, error });
+      } finally {
+        k.restore();
+        keyboard = undefined;
+      }
+    },
+  };
 }

@@ -25,8 +25,18 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** the terminal Machine.shell() uses */
   terminal?: () => Terminal;
+  /** `--debug`: called on a failure while the machines are still up (they stop when it resolves) */
+  onFailure?: (f: DebugFailure) => Promise<void>;
   /** a retry's number (1, 2, …): its results go to `<name>-retry<n>/`, so no attempt's artifacts are lost */
   attempt?: number;
+}
+
+export interface DebugFailure {
+  name: string;
+  error: Error;
+  /** the script's context: every machine and global */
+  ctx: TestContext;
+  machines: string[];
 }
 
 export type Outcome = "passed" | "failed" | "skipped";
@@ -110,6 +120,16 @@ export async function runTest(loaded: LoadedTest, opts: RunOptions): Promise<Tes
     result.configError = e instanceof VmrigError && e.kind === "config";
     logger.log(`\n${def.name} FAILED:\n${errorMessage(e)}`);
     await collectFailureArtifacts(session?.topology.machines ?? [], resultDir, logger);
+    if (opts.onFailure && session && !result.configError && !opts.signal?.aborted) {
+      await opts
+        .onFailure({
+          name: def.name,
+          error: result.error,
+          ctx: session.ctx,
+          machines: session.topology.machines.map((m) => m.name),
+        })
+        .catch((err: unknown) => logger.log(`--debug: ${errorMessage(err)}`));
+    }
   } finally {
     await session?.close();
     result.durationMs = Date.now() - started;

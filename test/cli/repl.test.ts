@@ -103,6 +103,63 @@ export default defineTest({
   });
 });
 
+describe("vmrig run --debug (through tmux)", () => {
+  const debugSession = `vmrig-debug-${process.pid}`;
+  afterAll(() => {
+    spawnSync("tmux", ["kill-session", "-t", debugSession]);
+  });
+
+  it("on a failure keeps the machines up and opens a REPL there; leaving it ends the run as failed", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-debug-"));
+    fs.writeFileSync(
+      path.join(dir, "fails.vmrig.ts"),
+      `import { defineTest } from "vmrig";
+export default defineTest({
+  name: "fails",
+  nodes: { machine: {} },
+  async testScript({ machine }) {
+    await machine.succeed("echo left-by-the-script > /root/state");
+    await machine.succeed("false");
+  },
+});
+`,
+    );
+    tmux(
+      "new-session",
+      "-d",
+      "-s",
+      debugSession,
+      "-x",
+      "160",
+      "-y",
+      "50",
+      "-c",
+      dir,
+      `node ${cli} run fails.vmrig.ts --debug --output-dir out; echo RUN-EXITED-$?; sleep 600`,
+    );
+    const show = () => tmux("capture-pane", "-p", "-J", "-t", debugSession, "-S", "-400");
+    const wait = async (pattern: RegExp, seconds: number) => {
+      const deadline = Date.now() + seconds * 1000;
+      for (;;) {
+        const s = show();
+        if (pattern.test(s)) return s;
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${pattern}; the terminal shows:\n${s}`);
+        await new Promise((r) => setTimeout(r, 300));
+      }
+    };
+    const say = (line: string) => {
+      tmux("send-keys", "-t", debugSession, "-l", line);
+      tmux("send-keys", "-t", debugSession, "Enter");
+    };
+    await wait(/vmrig --debug: fails failed; its machines are still up(.*\n)*vmrig> $/m, 600);
+    say("(await machine.succeed('cat /root/state')).trim() + ' ' + error.message.includes('false')");
+    await wait(/'left-by-the-script true'/, 120);
+    tmux("send-keys", "-t", debugSession, "C-d");
+    await wait(/RUN-EXITED-1/, 120);
+    expect(show()).toContain("0 passed, 1 failed");
+  });
+});
+
 describe("--keep-vm-state", () => {
   const name = `keep-state-${process.pid}`;
   afterAll(() => fs.rmSync(path.join(cacheRoot(), "vm-state", name), { recursive: true, force: true }));
