@@ -116,7 +116,7 @@ try {
     await upAll(true); // makes the snapshots if missing
     const c5 = await upAll(false);
     const w5 = await upAll(true);
-    row("five machines, every sshd active: cold (one boot at a time)", s(c5), "well under 60 s");
+    row("five machines, every sshd active: cold (two boots at a time)", s(c5), "well under 60 s");
     row("five machines, every sshd active: warm (restored)", s(w5), "a few seconds");
   }
 
