@@ -1,9 +1,8 @@
-import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { qemuPids } from "../vm/helpers.js";
+import { pidsOf, qemuPids } from "../vm/helpers.js";
 import { cli, runCli, writeTests } from "./helpers.js";
 
 /** Write an inline test file (Playwright-style black-box test) and run the CLI on it. */
@@ -139,7 +138,7 @@ export default defineTest({
 });
 `,
     );
-    const before = { qemu: qemuPids(), dirs: runDirs() };
+    const before = { qemu: qemuPids(), dirs: runDirs(), switches: pidsOf("vde_switch") };
     const { spawn } = await import("node:child_process");
     const child = spawn("node", [cli, "run", file, "--rerun", "--output-dir", path.join(dir, "results")], { cwd: dir });
     let out = "";
@@ -149,20 +148,15 @@ export default defineTest({
     while (!out.includes("both up") && Date.now() < deadline && child.exitCode === null)
       await new Promise((r) => setTimeout(r, 200));
     expect(out).toContain("both up");
-    expect(execFileSync("pgrep", ["-c", "vde_switch"], { encoding: "utf8" }).trim()).not.toBe("0");
+    expect(pidsOf("vde_switch").length).toBeGreaterThan(before.switches.length);
     child.kill("SIGINT");
     const code = await new Promise<number | null>((r) => child.on("exit", (c) => r(c)));
     expect(code).toBe(1);
     expect(out).toContain("interrupted (SIGINT)");
     expect(qemuPids()).toEqual(before.qemu);
     expect(runDirs()).toEqual(before.dirs);
-    let switches = "0";
-    try {
-      switches = execFileSync("pgrep", ["-c", "vde_switch"], { encoding: "utf8" }).trim();
-    } catch {
-      /* pgrep exits 1 when nothing matches */
-    }
-    expect(switches).toBe("0");
+    // only this run's switches are gone: other processes' (another vmrig's) are not ours to count
+    expect(pidsOf("vde_switch").filter((p) => !before.switches.includes(p))).toEqual([]);
   });
 });
 
@@ -264,7 +258,7 @@ describe("timeouts and crashes", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-cli-"));
     const file = path.join(dir, "killed.vmrig.ts");
     fs.writeFileSync(file, `import { defineTest } from "vmrig";\nexport default defineTest(${sleeper("killed")});\n`);
-    const before = { qemu: qemuPids(), dirs: runDirs() };
+    const before = { qemu: qemuPids(), dirs: runDirs(), switches: pidsOf("vde_switch") };
     const { spawn } = await import("node:child_process");
     const child = spawn("node", [cli, "run", file, "--rerun", "--output-dir", path.join(dir, "results")], { cwd: dir });
     let out = "";

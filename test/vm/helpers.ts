@@ -38,10 +38,13 @@ export async function bootVm(name: string, module: NodeModule = {}): Promise<{ v
 }
 
 /** PIDs of every QEMU on the host, for "nothing left running" checks (compare before and after). */
-export function qemuPids(): string[] {
+/** PIDs of running processes named `name` (all of them, whoever started them: compare before and after). */
+export function pidsOf(name: string): string[] {
   try {
-    return execFileSync("pgrep", ["-x", "qemu-system-x86"], { encoding: "utf8" }).split("\n").filter(Boolean);
+    return execFileSync("pgrep", ["-x", name], { encoding: "utf8" }).split("\n").filter(Boolean);
   } catch {
     return []; // pgrep exits 1 when nothing matches
   }
 }
+
+export const qemuPids = (): string[] => pidsOf("qemu-system-x86");

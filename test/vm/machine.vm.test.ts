@@ -3,7 +3,7 @@ import fs from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { Logger } from "../../src/driver/logger.js";
 import { createTopology, type Topology } from "../../src/driver/topology.js";
 import type { Machine } from "../../src/machine/machine.js";
@@ -240,7 +240,11 @@ describe("console, keyboard, screen, QEMU", () => {
   it("logs nested steps to the run log", async () => {
     await a.nested("an outer step", () => Promise.resolve(a.log("inside it")));
     expect(lines).toContain("  a: inside it");
-    expect(fs.readFileSync(path.join(resultDir, "log.txt"), "utf8")).toContain("a: an outer step");
+    // the log file is a write stream: its bytes land a moment later
+    await vi.waitFor(
+      () => expect(fs.readFileSync(path.join(resultDir, "log.txt"), "utf8")).toContain("a: an outer step"),
+      { timeout: 5000 },
+    );
   });
 });
 
