@@ -88,7 +88,7 @@ try {
   for (let i = 0; i < boots; i++) {
     const spec = {
       name: "bench",
-      disk: img.disk,
+      disk: img.root,
       kernel: img.kernel,
       initrd: img.initrd,
       memoryMiB: 1024,
@@ -100,7 +100,7 @@ try {
       consoleLog: path.join(dir, "console.log"),
     };
     const root = path.join(dir, `root${i}.qcow2`);
-    await run("qemu-img", ["create", "-q", "-f", "qcow2", "-b", img.disk, "-F", "raw", root]);
+    await run("qemu-img", ["create", "-q", "-f", "qcow2", "-b", img.root, "-F", "raw", root]);
     const t0 = performance.now();
     const vm = await launchQemu(spec, { layout: { sockets: socketPaths(spec), drives: { root } } });
     try {

@@ -195,7 +195,7 @@ program
         (m) => process.stderr.write(m + "\n"),
         loaded.file,
       );
-      for (const [n, img] of Object.entries(images)) process.stdout.write(`${n}: ${img.disk}\n`);
+      for (const [n, img] of Object.entries(images)) process.stdout.write(`${n}: ${img.root}\n`);
     } catch (e) {
       process.exitCode = report(e);
     }

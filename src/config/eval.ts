@@ -1,5 +1,6 @@
 import type { Evaluated, Input, Prioritised } from "./dsl.js";
 import { mergeOptions, optionPaths, PRIORITY, type Definition } from "./merge.js";
+import { checkContainerDefinitions } from "./container.js";
 import { nodeOptions, type NodeOptions } from "./options.js";
 import { configError } from "../util/errors.js";
 
@@ -189,7 +190,16 @@ function builtinModule(name: string, index: number): NodeModule {
  * Evaluate every node. Function modules see the final config (theirs and the
  * other nodes'), as in NixOS; here by iterating to a fixpoint instead of laziness.
  */
-export function evalNodes(nodes: Record<string, NodeModule>, defaults?: NodeModule): Record<string, EvaluatedConfig> {
+/**
+ * Evaluate every machine's modules together (one name space: a module's `nodes` holds them
+ * all). Those named in `containers` are labelled `containers.NAME` and may not set options
+ * that only a VM has.
+ */
+export function evalNodes(
+  nodes: Record<string, NodeModule>,
+  defaults?: NodeModule,
+  containers: ReadonlySet<string> = new Set(),
+): Record<string, EvaluatedConfig> {
   const names = Object.keys(nodes).sort();
   let current: Record<string, EvaluatedConfig> = Object.fromEntries(
     names.map((n) => [n, mergeOptions(nodeOptions, [], `nodes.${n}`, allPaths) as EvaluatedConfig]),
@@ -205,8 +215,10 @@ export function evalNodes(nodes: Record<string, NodeModule>, defaults?: NodeModu
       const defs: Definition[] = [];
       flatten({ source: "vmrig's built-in network module", module: builtinModule(name, i + 1) }, args, defs, failures);
       if (defaults !== undefined) flatten({ source: "defaults", module: defaults }, args, defs, failures);
-      flatten({ source: `nodes.${name}`, module: nodes[name]! }, args, defs, failures);
-      next[name] = mergeOptions(nodeOptions, defs, `nodes.${name}`, allPaths) as EvaluatedConfig;
+      const label = `${containers.has(name) ? "containers" : "nodes"}.${name}`;
+      flatten({ source: label, module: nodes[name]! }, args, defs, failures);
+      if (containers.has(name)) checkContainerDefinitions(name, defs);
+      next[name] = mergeOptions(nodeOptions, defs, label, allPaths) as EvaluatedConfig;
     }
     const json = JSON.stringify(next);
     current = next;
@@ -222,7 +234,7 @@ export function evalNodes(nodes: Record<string, NodeModule>, defaults?: NodeModu
           },
         );
       }
-      for (const n of names) checkNode(n, current[n]!);
+      for (const n of names) checkNode(`${containers.has(n) ? "containers" : "nodes"}.${n}`, current[n]!);
       return current;
     }
     previousJson = json;
@@ -232,10 +244,10 @@ export function evalNodes(nodes: Record<string, NodeModule>, defaults?: NodeModu
   });
 }
 
-/** Checks that span several options, made before anything is built. */
+/** Checks that span several options, made before anything is built (`name`: nodes.X or containers.X). */
 function checkNode(name: string, c: EvaluatedConfig): void {
   c.virtualisation.forwardPorts.forEach((f, i) => {
-    const at = `nodes.${name}.virtualisation.forwardPorts[${i}]`;
+    const at = `${name}.virtualisation.forwardPorts[${i}]`;
     if (!(f.host.port > 0 && f.host.port < 65536) || !(f.guest.port > 0 && f.guest.port < 65536)) {
       throw configError(`${at} needs host.port and guest.port (1–65535), got ${f.host.port} and ${f.guest.port}`);
     }
@@ -249,7 +261,7 @@ function checkNode(name: string, c: EvaluatedConfig): void {
   c.virtualisation.emptyDiskImages.forEach((mib, i) => {
     if (!(mib > 0))
       throw configError(
-        `nodes.${name}.virtualisation.emptyDiskImages[${i}] must be a size in MiB greater than 0, got ${mib}`,
+        `${name}.virtualisation.emptyDiskImages[${i}] must be a size in MiB greater than 0, got ${mib}`,
       );
   });
 }

@@ -1,7 +1,8 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { evalNodes, type EvaluatedConfig } from "../config/eval.js";
+import type { EvaluatedConfig } from "../config/eval.js";
+import { evaluateMachines } from "./topology.js";
 import { cachedPass, recordPass, resultKey } from "./cache.js";
 import { checkOnce } from "./check.js";
 import { sweepLeftovers } from "./leftovers.js";
@@ -89,7 +90,7 @@ export async function runSuite(paths: string[], o: SuiteOptions): Promise<SuiteO
     let configs: Record<string, EvaluatedConfig>;
     try {
       loaded = await loadTest(file);
-      configs = evalNodes(loaded.def.nodes, loaded.def.defaults);
+      configs = evaluateMachines(loaded.def);
       key = resultKey(loaded, configs);
     } catch (e) {
       worse(failureCode(e, print));
@@ -197,14 +198,14 @@ export async function listTests(
     try {
       const loaded = await loadTest(file);
       const { def } = loaded;
-      const cached = cachedPass(resultKey(loaded, evalNodes(def.nodes, def.defaults)));
+      const cached = cachedPass(resultKey(loaded, evaluateMachines(def)));
       const state = def.meta?.broken
         ? "broken (skipped)"
         : cached
           ? `passed ${cached.passedAt} (cached)`
           : "not run since it last changed";
       out(
-        `${def.name.padEnd(24)} ${Object.keys(def.nodes).join(",").padEnd(32)} ${state}  ${path.relative(process.cwd(), loaded.file)}`,
+        `${def.name.padEnd(24)} ${[...Object.keys(def.nodes ?? {}), ...Object.keys(def.containers ?? {})].sort().join(",").padEnd(32)} ${state}  ${path.relative(process.cwd(), loaded.file)}`,
       );
       if (def.meta?.description) out(`${"".padEnd(25)}${def.meta.description}`);
     } catch (e) {

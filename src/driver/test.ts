@@ -1,5 +1,5 @@
 import type { NodeModule, NodesInfo } from "../config/eval.js";
-import type { Machine } from "../machine/machine.js";
+import type { ContainerMachine, Machine } from "../machine/machine.js";
 import { configError } from "../util/errors.js";
 
 /** Script globals (SPEC §4). Function-valued properties: destructuring keeps them bound. */
@@ -62,7 +62,10 @@ export interface DriverInfo {
   accel: "kvm" | "tcg";
 }
 
-export type TestContext<N extends string = string> = { [K in N]: Machine } & Globals<N>;
+/** The script's argument: each node as a Machine, each container as a ContainerMachine (no screen, keys or QMP), and the globals. */
+export type TestContext<N extends string = string, C extends string = string> = { [K in N]: Machine } & {
+  [K in C]: ContainerMachine;
+} & Globals<N | C>;
 
 export const GLOBAL_NAMES = [
   "startAll",
@@ -91,13 +94,16 @@ export interface TestMeta {
   description?: string;
 }
 
-export interface TestDefinition<N extends string = string> {
+export interface TestDefinition<N extends string = string, C extends string = string> {
   name: string;
-  // NoInfer: only the keys of `nodes` name the machines. A module typed for any node
-  // names (defineModule() without a type argument) must not widen N to string.
-  nodes: { [K in N]: NodeModule<NoInfer<N>> };
-  defaults?: NodeModule<NoInfer<N>>;
-  testScript: (ctx: TestContext<NoInfer<N>>) => Promise<void>;
+  // NoInfer: only the keys of `nodes` and `containers` name the machines. A module typed
+  // for any node names (defineModule() without a type argument) must not widen N to string.
+  /** machines that run as QEMU VMs */
+  nodes?: { [K in N]: NodeModule<NoInfer<N | C>> };
+  /** machines that run as systemd-nspawn containers (SPEC §9): the same options where they apply, native speed */
+  containers?: { [K in C]: NodeModule<NoInfer<N | C>> };
+  defaults?: NodeModule<NoInfer<N | C>>;
+  testScript: (ctx: TestContext<NoInfer<N>, NoInfer<C>>) => Promise<void>;
   /** seconds, default 3600; counts from the first VM start */
   globalTimeout?: number;
   enableOCR?: boolean;
@@ -109,10 +115,13 @@ export interface TestDefinition<N extends string = string> {
 const BRAND = Symbol.for("vmrig.test");
 
 /**
- * Declare a test. Node names become the machines' variables in the script, so
- * a typo in a destructured name is a compile error.
+ * Declare a test. Node and container names become the machines' variables in the script,
+ * so a typo in a destructured name is a compile error, and so is a screen or QMP call on
+ * a container.
  */
-export function defineTest<const N extends string>(def: TestDefinition<N>): TestDefinition<N> {
+export function defineTest<const N extends string = never, const C extends string = never>(
+  def: TestDefinition<N, C>,
+): TestDefinition<N, C> {
   validateDefinition(def as unknown as TestDefinition);
   Object.defineProperty(def, BRAND, { value: true });
   return def;
@@ -127,8 +136,16 @@ export function validateDefinition(def: TestDefinition): void {
     throw configError(`test name ${JSON.stringify(def.name)} must match [a-z0-9-]+ (it names the result folder)`);
   }
   if (typeof def.testScript !== "function") throw configError(`test ${def.name}: testScript must be an async function`);
-  const names = Object.keys(def.nodes ?? {});
-  if (names.length === 0) throw configError(`test ${def.name}: declare at least one machine in \`nodes\``);
+  const nodes = Object.keys(def.nodes ?? {});
+  const containers = Object.keys(def.containers ?? {});
+  const names = [...nodes, ...containers];
+  if (names.length === 0)
+    throw configError(`test ${def.name}: declare at least one machine in \`nodes\` or \`containers\``);
+  const both = nodes.find((n) => containers.includes(n));
+  if (both !== undefined)
+    throw configError(`test ${def.name}: \`${both}\` is declared in both \`nodes\` and \`containers\``, {
+      hint: "machines share one name space: rename one of them",
+    });
   for (const n of names) {
     if ((GLOBAL_NAMES as readonly string[]).includes(n)) {
       throw configError(`test ${def.name}: node name \`${n}\` collides with the script global of the same name`, {

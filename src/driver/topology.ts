@@ -6,7 +6,7 @@ import { buildNodeImage, prepareBases, type NodeImage } from "../image/image.js"
 import type { HostEntry } from "../image/render.js";
 import { cacheRoot } from "../image/store.js";
 import { Machine, type Terminal } from "../machine/machine.js";
-import { resolveAccel } from "../vm/accel.js";
+import { resolveAccel, type AccelMemo } from "../vm/accel.js";
 import type { Accel } from "../vm/guest.js";
 
 export type { Accel };
@@ -19,8 +19,19 @@ import type { Logger } from "./logger.js";
 
 export interface TopologyDefinition {
   name: string;
-  nodes: Record<string, NodeModule>;
+  nodes?: Record<string, NodeModule> | undefined;
+  /** machines that run as systemd-nspawn containers (SPEC §9): one name space with `nodes` */
+  containers?: Record<string, NodeModule> | undefined;
   defaults?: NodeModule | undefined;
+}
+
+/** Every machine's evaluated config, nodes and containers together (one name space). */
+export function evaluateMachines(def: TopologyDefinition): Record<string, EvaluatedConfig> {
+  return evalNodes(
+    { ...(def.nodes ?? {}), ...(def.containers ?? {}) },
+    def.defaults,
+    new Set(Object.keys(def.containers ?? {})),
+  );
 }
 
 /** Evaluate the nodes and build their images: config errors surface here, before any VM. */
@@ -31,7 +42,8 @@ export async function buildImages(
   /** the test file: its images become a GC root (kept by `vmrig gc`) */
   testFile?: string,
 ): Promise<{ configs: Record<string, EvaluatedConfig>; images: Record<string, NodeImage> }> {
-  const configs = evalNodes(def.nodes, def.defaults);
+  const containers = new Set(Object.keys(def.containers ?? {}));
+  const configs = evaluateMachines(def);
   const bases = await prepareBases(configs, progress);
   const names = Object.keys(configs).sort();
   const hosts: HostEntry[] = names.map((n, i) => {
@@ -46,6 +58,7 @@ export async function buildImages(
     images[n] = await buildNodeImage(n, c, hosts, bases.get(`${c.debian.suite} ${c.debian.mirror}`)!, {
       progress,
       sourceDir,
+      format: containers.has(n) ? "tree" : "disk",
     });
   }
   if (testFile) recordRoot(testFile, def.name, images);
@@ -70,6 +83,28 @@ export interface TopologyOptions {
   interactive?: boolean;
   /** the test's enableOCR */
   enableOCR?: boolean;
+}
+
+/** The accelerator probe's verdicts, in the cache: `<cache>/accel.json` (one key per host boot, kernel and QEMU). */
+function accelMemo(): AccelMemo {
+  const file = path.join(cacheRoot(), "accel.json");
+  const load = (): Record<string, Accel> => {
+    try {
+      return JSON.parse(fs.readFileSync(file, "utf8")) as Record<string, Accel>;
+    } catch {
+      return {};
+    }
+  };
+  return {
+    read: (key) => load()[key],
+    write: (key, accel) => {
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      // only the newest verdicts: the keys of earlier host boots are never read again
+      const entries = Object.entries({ ...load(), [key]: accel }).slice(-8);
+      fs.writeFileSync(`${file}.${process.pid}`, JSON.stringify(Object.fromEntries(entries)));
+      fs.renameSync(`${file}.${process.pid}`, file);
+    },
+  };
 }
 
 /** Everything a test's machines need, running: switches up, machines ready to boot on first use. */
@@ -97,8 +132,10 @@ export async function createTopology(def: TopologyDefinition, opts: TopologyOpti
   const { configs, images } = await logger.nested(`building images for ${def.name}`, () =>
     buildImages(def, opts.sourceDir, (m) => logger.log(m), opts.testFile),
   );
-  const accel = await resolveAccel(opts.accel, Object.values(images)[0]?.kernel);
-  logger.log(`accelerator: ${accel}${accel === "tcg" ? " (software emulation: no usable KVM)" : ""}`);
+  // Containers need no accelerator: a test with no VM does not probe for one.
+  const vmImage = Object.values(images).find((img) => img.format === "disk");
+  const accel = vmImage ? await resolveAccel(opts.accel, vmImage.kernel, accelMemo()) : "tcg";
+  if (vmImage) logger.log(`accelerator: ${accel}${accel === "tcg" ? " (software emulation: no usable KVM)" : ""}`);
 
   const stateDir = opts.keepVmState
     ? path.join(cacheRoot(), "vm-state", def.name)
@@ -129,6 +166,27 @@ export async function createTopology(def: TopologyDefinition, opts: TopologyOpti
     for (const [i, name] of names.entries()) {
       const c = configs[name]!;
       const img = images[name]!;
+      const nics = () =>
+        c.virtualisation.vlans.map((vlan, slot) => ({
+          slot: slot + 1,
+          vlan,
+          nodeIndex: i + 1,
+          switchPath: switches.find((s) => s.vlan === vlan)!.path,
+        }));
+      const consoleLog = path.join(opts.resultDir, `${name}-console.log`);
+      if (img.format === "tree") {
+        machines.push(
+          new Machine(name, {
+            logger,
+            resultDir: opts.resultDir,
+            ...(opts.beforeCommand ? { beforeCommand: opts.beforeCommand } : {}),
+            ...(opts.terminal ? { terminal: opts.terminal } : {}),
+            ocr: false,
+            spec: () => ({ kind: "nspawn", name, tree: img.root, nics: nics(), stateDir, consoleLog }),
+          }),
+        );
+        continue;
+      }
       machines.push(
         new Machine(name, {
           logger,
@@ -140,21 +198,16 @@ export async function createTopology(def: TopologyDefinition, opts: TopologyOpti
           ...(snapshots && c.virtualisation.bootSnapshot ? { snapshots } : {}),
           spec: () => ({
             name,
-            disk: img.disk,
+            disk: img.root,
             kernel: img.kernel,
             initrd: img.initrd,
             memoryMiB: c.virtualisation.memorySize,
             cores: Math.max(1, Math.min(c.virtualisation.cores, hostCores)),
-            nics: c.virtualisation.vlans.map((vlan, slot) => ({
-              slot: slot + 1,
-              vlan,
-              nodeIndex: i + 1,
-              switchPath: switches.find((s) => s.vlan === vlan)!.path,
-            })),
+            nics: nics(),
             accel,
             extraArgs: c.virtualisation.qemu.options,
             stateDir,
-            consoleLog: path.join(opts.resultDir, `${name}-console.log`),
+            consoleLog,
             keepState: opts.keepVmState,
             forwardPorts: c.virtualisation.forwardPorts,
             emptyDisks: c.virtualisation.emptyDiskImages,

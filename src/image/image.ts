@@ -11,10 +11,14 @@ import { ensureEntry } from "./store.js";
 import { run } from "../util/proc.js";
 import { configError } from "../util/errors.js";
 
+/** `disk`: a raw ext4 file system for a VM; `tree`: a directory, a container's root (SPEC §9). */
+export type ImageFormat = "disk" | "tree";
+
 export interface NodeImage {
   name: string;
-  /** raw ext4 root file system, read-only: each VM gets a qcow2 overlay on it */
-  disk: string;
+  format: ImageFormat;
+  /** read-only, in the store: the raw ext4 root file system each VM gets a qcow2 overlay on, or the tree under each container's overlay */
+  root: string;
   kernel: string;
   initrd: string;
   /** content hash of everything in the image, for result caching */
@@ -48,18 +52,28 @@ export async function buildNodeImage(
   config: EvaluatedConfig,
   hosts: HostEntry[],
   base: BaseLayer,
-  opts: { progress: Progress; sourceDir: string },
+  opts: { progress: Progress; sourceDir: string; format?: ImageFormat },
 ): Promise<NodeImage> {
+  const format = opts.format ?? "disk";
   const { progress } = opts;
   const pkgs = await packageLayer(base, packagesOf(config), progress);
   const tree = treeInfo(pkgs.rootfs, opts.sourceDir);
   const patch = renderNode(name, config, hosts, tree);
   const backdoor = await fsp.readFile(path.join(guestDir, "backdoor"));
   const init = await fsp.readFile(path.join(guestDir, "init"));
+  const assemble = async (work: string) => {
+    await run("cp", ["-al", pkgs.rootfs, work]);
+    patch.files.push(
+      { path: "/usr/lib/vmrig/backdoor", content: backdoor, mode: 0o755, owner: "root", group: "root" },
+      { path: "/usr/lib/vmrig/init", content: init, mode: 0o755, owner: "root", group: "root" },
+    );
+    await applyPatch(work, patch, config);
+  };
+  // A VM's image and a container's tree are the same files: one patch, two store entries.
   const entry = await ensureEntry(
-    `image-${name}`,
+    `${format === "disk" ? "image" : "tree"}-${name}`,
     {
-      layer: "image",
+      layer: format === "disk" ? "image" : "tree",
       packages: pkgs.hash,
       patch: patchDigest(patch),
       backdoor: sha(backdoor),
@@ -68,14 +82,14 @@ export async function buildNodeImage(
       systemPackages: config.environment.systemPackages,
     },
     async (tmp) => {
+      if (format === "tree") {
+        progress(`assembling ${name}'s container tree`);
+        await assemble(path.join(tmp, "root"));
+        return;
+      }
       progress(`assembling ${name}'s disk image`);
       const work = path.join(tmp, "tree");
-      await run("cp", ["-al", pkgs.rootfs, work]);
-      patch.files.push(
-        { path: "/usr/lib/vmrig/backdoor", content: backdoor, mode: 0o755, owner: "root", group: "root" },
-        { path: "/usr/lib/vmrig/init", content: init, mode: 0o755, owner: "root", group: "root" },
-      );
-      await applyPatch(work, patch, config);
+      await assemble(work);
       const usedMiB = Number((await run("du", ["-sm", "--apparent-size", work])).stdout.split(/\s/)[0]);
       const sizeMiB = Math.max(config.virtualisation.diskSize, Math.ceil(usedMiB * 1.3 + 256));
       await run("mkfs.ext4", ["-q", "-F", "-L", "vmrig-root", "-d", work, path.join(tmp, "root.img"), `${sizeMiB}M`], {
@@ -88,7 +102,8 @@ export async function buildNodeImage(
   const entries = [...new Set([base.path, path.dirname(base.kernel), pkgs.path, entry.path])];
   return {
     name,
-    disk: path.join(entry.path, "root.img"),
+    format,
+    root: path.join(entry.path, format === "disk" ? "root.img" : "root"),
     kernel: base.kernel,
     initrd: base.initrd,
     hash: entry.hash,

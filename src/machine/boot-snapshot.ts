@@ -157,7 +157,7 @@ export function prepare(m: MachineCore): void {
   if (m.prepared || m.disks !== undefined || !m.ctx.snapshots || m.guest?.running) return;
   const store = m.ctx.snapshots;
   m.prepared = (async () => {
-    const spec = m.ctx.spec();
+    const spec = m.vmSpec("start()");
     const saved = store.find(snapshotKey(spec, await qemuInfo()), m.name);
     return saved?.meta.ok ? await restoreBoot(m, spec, saved) : undefined;
   })().catch((e: unknown) => {

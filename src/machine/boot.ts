@@ -1,5 +1,6 @@
 import fs from "node:fs";
 import type { MachineCore } from "./core.js";
+import type { Guest } from "../vm/guest.js";
 import { launchQemu, type QemuVm } from "../vm/qemu.js";
 import type { Layout, VmSpec } from "../vm/qemu-args.js";
 import { VmrigError, errorMessage, tail } from "../util/errors.js";
@@ -28,7 +29,7 @@ export class KernelCrash extends Error {
  * its boot transaction (or finished booting): systemd opens its socket before it
  * queues the default target, and in that window every unit looks idle.
  */
-const SYSTEMD_READY =
+export const SYSTEMD_READY =
   "until s=$(systemctl show -p NJobs -p SystemState 2>/dev/null) && " +
   "! { printf '%s\\n' \"$s\" | grep -qx SystemState=initializing && printf '%s\\n' \"$s\" | grep -qx NJobs=0; }; do sleep 0.05; done";
 
@@ -38,9 +39,9 @@ export function logDisplay(m: MachineCore, spec: VmSpec): void {
   if (spec.vncSocket) m.log.log(`display: VNC on unix socket ${spec.vncSocket}`, m.name);
 }
 
-export function adopt(m: MachineCore, vm: QemuVm): void {
-  m.guest = vm;
-  vm.on("exit", () => m.log.detail("QEMU exited", m.name));
+export function adopt(m: MachineCore, g: Guest): void {
+  m.guest = g;
+  g.on("exit", () => m.log.detail(g.kind === "qemu" ? "QEMU exited" : "the container exited", m.name));
 }
 
 /** qcow2 overlays: drive `root` on the image (or on `backing`'s file of the same id), the others blank unless backed. */

@@ -83,7 +83,7 @@ export async function restoreCheckpoint(cp: Checkpoint, dir: string): Promise<vo
   try {
     for (const s of cp.machines) {
       const m = s.core;
-      const spec = m.ctx.spec();
+      const spec = m.vmSpec("restore()");
       const tag = `${m.name}-r${++serial}`;
       const drives: Record<string, string> = {};
       for (const [id, frozen] of Object.entries(s.frozen)) {

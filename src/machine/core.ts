@@ -1,5 +1,6 @@
 import type { Guest } from "../vm/guest.js";
 import { BackdoorClosed, CommandTimeout } from "../vm/backdoor.js";
+import type { ContainerSpec } from "../vm/nspawn.js";
 import type { VmSpec } from "../vm/qemu-args.js";
 import type { QemuVm } from "../vm/qemu.js";
 import type { SnapshotStore } from "../vm/snapshot.js";
@@ -40,8 +41,8 @@ export interface Terminal {
 export interface MachineContext {
   logger: Log;
   resultDir: string;
-  /** the VM spec, made lazily: the image is built before the first start */
-  spec: () => VmSpec;
+  /** how to start the machine (a VM or a container), made lazily: the image is built before the first start */
+  spec: () => VmSpec | ContainerSpec;
   /** run before every command (the script's active polling conditions) */
   beforeCommand?: () => Promise<void>;
   /** the terminal shell() talks to (default: this process's stdin and stdout) */
@@ -117,15 +118,24 @@ export class MachineCore {
   /** Set by power.ts: boots the machine (kept here so that every area can start it). */
   start: () => Promise<void> = () => Promise.reject(new Error("Machine core without a start function"));
 
+  /** The machine's VM spec, for what only a VM has (boot snapshots, checkpoints). */
+  vmSpec(call: string): VmSpec {
+    const spec = this.ctx.spec();
+    if (spec.kind === "nspawn") throw this.notAVm(call, undefined);
+    return spec;
+  }
+
+  private notAVm(call: string, location: string | undefined): VmrigError {
+    return this.fail(`${this.name} is a container, not a VM: ${call} needs QEMU`, call, {
+      location,
+      hint: "declare the machine under `nodes` instead of `containers` to make it a VM",
+    });
+  }
+
   /** The running QEMU VM, for calls that need one (screen, keys, QMP). */
   async qemu(call: string, location: string | undefined): Promise<QemuVm> {
     const g = await this.up();
-    if (g.kind !== "qemu") {
-      throw this.fail(`${this.name} is not a VM: ${call} needs QEMU`, call, {
-        location,
-        hint: "make the machine a node instead of a container",
-      });
-    }
+    if (g.kind !== "qemu") throw this.notAVm(call, location);
     return g as QemuVm;
   }
 

@@ -16,6 +16,25 @@ import { callerLocation } from "../util/errors.js";
 export type { ExecuteOptions, ExecuteResult, MachineContext, Pattern, Terminal } from "./core.js";
 export type { Netem } from "./faults.js";
 
+/** Methods that need a VM: a container (SPEC §9) has all the others. */
+export type VmOnlyMethod =
+  | "screenshot"
+  | "sendKey"
+  | "sendChars"
+  | "getScreenText"
+  | "getScreenTextVariants"
+  | "waitForText"
+  | "sendConsole"
+  | "getTtyText"
+  | "waitUntilTtyMatches"
+  | "dumpTtyContents"
+  | "qmp"
+  | "sendMonitorCommand"
+  | "waitForQmpEvent";
+
+/** A machine declared under `containers`: the Machine API without screen, keys, virtual terminals or QMP. */
+export type ContainerMachine = Omit<Machine, VmOnlyMethod>;
+
 /**
  * One test machine: the Machine API of SPEC §3, each method in the file of its area
  * (commands, waiting, systemd, files, power, network, display, terminals, QEMU, shell).

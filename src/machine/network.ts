@@ -1,6 +1,8 @@
 import { DEFAULT_TIMEOUT, quote, shown, type MachineCore } from "./core.js";
 import { waitFor } from "./waiting.js";
+import { Container } from "../vm/nspawn.js";
 import { HOST_NIC } from "../vm/qemu-args.js";
+import { errorMessage } from "../util/errors.js";
 import { shellQuote } from "../util/proc.js";
 
 export async function setLinks(m: MachineCore, up: boolean): Promise<void> {
@@ -20,6 +22,18 @@ export async function forwardPort(
   guestPort: number,
 ): Promise<void> {
   const call = `forwardPort(${hostPort}, ${guestPort})`;
+  const g = await m.up();
+  if (g instanceof Container) {
+    await m.nested(`forwarding host port ${hostPort} to container port ${guestPort}`, () =>
+      g.forwardPort(hostPort, guestPort).catch((e: unknown) => {
+        throw m.fail(`could not listen on host port ${hostPort}: ${errorMessage(e)}`, call, {
+          location,
+          hint: "is the host port already in use?",
+        });
+      }),
+    );
+    return;
+  }
   const vm = await m.qemu(call, location);
   await m.nested(`forwarding host port ${hostPort} to guest port ${guestPort}`, async () => {
     if (!m.hostNic && !vm.spec.forwardPorts?.length) {

@@ -1,6 +1,7 @@
 import path from "node:path";
 import { adopt, coldBoot, createDisks, KernelCrash, logDisplay, secs } from "./boot.js";
 import { startFromSnapshot } from "./boot-snapshot.js";
+import { startContainer } from "./container.js";
 import { DEFAULT_TIMEOUT, type MachineCore } from "./core.js";
 import { driveIds, socketPaths } from "../vm/qemu-args.js";
 import { tail } from "../util/errors.js";
@@ -10,7 +11,7 @@ import { within } from "../util/proc.js";
 export function start(m: MachineCore, location: string | undefined): Promise<void> {
   if (m.guest?.running) return Promise.resolve();
   m.starting ??= m
-    .nested("starting vm", async () => {
+    .nested(m.ctx.spec().kind === "nspawn" ? "starting container" : "starting vm", async () => {
       try {
         await startOnce(m, location);
       } catch (e) {
@@ -21,7 +22,7 @@ export function start(m: MachineCore, location: string | undefined): Promise<voi
             output: c.console,
             hint,
           });
-        if (m.ctx.spec().accel !== "tcg")
+        if (m.vmSpec("start()").accel !== "tcg")
           throw crashError(e, "the console log in the result folder has the whole trace");
         // Under TCG a kernel that crashes while booting is most often QEMU's fault, not the
         // test's (its multi-threaded CPU emulation races the kernel's live code patching,
@@ -44,6 +45,7 @@ export function start(m: MachineCore, location: string | undefined): Promise<voi
 
 async function startOnce(m: MachineCore, location: string | undefined): Promise<void> {
   const spec = m.ctx.spec();
+  if (spec.kind === "nspawn") return startContainer(m, spec, location);
   const t0 = Date.now();
   m.hostNic = false;
   // A machine's first start in a run may restore its boot snapshot: its disk is still the

@@ -21,7 +21,7 @@ function processTerminal(): Terminal {
 
 /**
  * One backdoor command runs `script`, which gives a login bash a real pty in the guest
- * attached to the `vmrig.shell` port; raw keystrokes go in and the screen comes out
+ * attached to the `vmrig.shell` channel; raw keystrokes go in and the screen comes out
  * until the shell exits, or Ctrl-] kills its process group.
  */
 export async function shell(m: MachineCore, location: string | undefined): Promise<void> {
@@ -32,7 +32,8 @@ export async function shell(m: MachineCore, location: string | undefined): Promi
   const size = term.columns && term.rows ? `stty rows ${term.rows} cols ${term.columns}; ` : "";
   const termName = /^[\w.+-]+$/.test(process.env.TERM ?? "") ? process.env.TERM! : "xterm";
   const inner = `${size}export TERM=${termName}; infocmp >/dev/null 2>&1 || export TERM=xterm; cd /root; exec bash -l`;
-  const cmd = `port=$(find_port vmrig.shell); exec script -qfec ${quote(inner)} /dev/null <>"$port" >&0 2>&0`;
+  // attach_port: the backdoor's helper (guest/backdoor) that puts stdio on a channel
+  const cmd = `attach_port vmrig.shell script -qfec ${quote(inner)} /dev/null`;
   output.write(`[vmrig: root shell on ${m.name}; exit or Ctrl-D to leave, Ctrl-] to detach]\r\n`);
   const toGuest = (chunk: Buffer | string) => {
     const b = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk);

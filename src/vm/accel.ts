@@ -3,6 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { Accel } from "./guest.js";
+import { qemuInfo } from "./qemu-info.js";
 import { within } from "../util/proc.js";
 
 /**
@@ -118,9 +119,38 @@ export function accelArgs(accel: Accel): string[] {
 
 let cached: Promise<Accel> | undefined;
 
-/** `auto`: KVM if the test's kernel really boots under it, else TCG. */
-export function resolveAccel(wanted: "auto" | Accel, kernel?: string): Promise<Accel> {
+/** Where a probe's verdict is remembered between processes (the driver keeps it in its cache). */
+export interface AccelMemo {
+  read(key: string): Accel | undefined;
+  write(key: string, accel: Accel): void;
+}
+
+/**
+ * `auto`: KVM if the test's kernel really boots under it, else TCG. Where KVM is broken
+ * the probe waits its whole timeout (8 s), so its verdict is remembered in `memo` until
+ * the host reboots, for this kernel and this QEMU.
+ */
+export function resolveAccel(wanted: "auto" | Accel, kernel?: string, memo?: AccelMemo): Promise<Accel> {
   if (wanted !== "auto") return Promise.resolve(wanted);
-  cached ??= probeAccel("kvm", kernel).then((r) => (r.ok ? "kvm" : "tcg"));
+  cached ??= (async () => {
+    let key = "";
+    try {
+      const bootId = fs.readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+      const kvm = fs.statSync("/dev/kvm", { throwIfNoEntry: false });
+      key = JSON.stringify({
+        bootId,
+        kernel,
+        kvm: kvm ? [kvm.ino, kvm.mode, kvm.ctimeMs] : null,
+        qemu: (await qemuInfo()).version,
+      });
+    } catch {
+      key = "";
+    }
+    const known = key ? memo?.read(key) : undefined;
+    if (known) return known;
+    const accel = (await probeAccel("kvm", kernel)).ok ? "kvm" : "tcg";
+    if (key) memo?.write(key, accel);
+    return accel;
+  })();
   return cached;
 }

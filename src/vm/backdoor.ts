@@ -1,6 +1,17 @@
 import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
-import type { Socket } from "node:net";
+import type { Readable, Writable } from "node:stream";
+
+/**
+ * The backdoor's three channels: a VM's are three virtio-serial sockets (requests and
+ * replies share one), a container's are FIFOs, one per direction.
+ */
+export interface BackdoorChannels {
+  requests: Writable;
+  replies: Readable;
+  stderr: Readable;
+  control: Writable;
+}
 
 /** Result of one command run through the backdoor. */
 export interface CommandResult {
@@ -130,23 +141,26 @@ export class Backdoor extends EventEmitter {
   private closed: Error | undefined;
   bootId: string | undefined;
 
-  constructor(
-    private readonly cmd: Socket,
-    private readonly errSock: Socket,
-    private readonly ctl: Socket,
-  ) {
+  private readonly cmd: Writable;
+  private readonly ctl: Writable;
+  private readonly streams: (Readable | Writable)[];
+
+  constructor(ch: BackdoorChannels) {
     super();
-    cmd.on("data", (d: Buffer) => {
+    this.cmd = ch.requests;
+    this.ctl = ch.control;
+    this.streams = [...new Set([ch.requests, ch.replies, ch.stderr, ch.control])];
+    ch.replies.on("data", (d: Buffer) => {
       this.out.push(d);
       this.pump();
     });
-    errSock.on("data", (d: Buffer) => {
+    ch.stderr.on("data", (d: Buffer) => {
       this.err.push(d);
       this.pump();
     });
-    for (const s of [cmd, errSock, ctl]) {
+    for (const s of this.streams) {
       s.on("error", () => undefined);
-      s.on("close", () => this.close("the VM's backdoor connection closed (QEMU exited)"));
+      s.on("close", () => this.close("the machine's backdoor connection closed (its process exited)"));
     }
   }
 
@@ -155,7 +169,7 @@ export class Backdoor extends EventEmitter {
     this.closed = new BackdoorClosed(reason);
     this.current?.reject(this.closed);
     this.current = undefined;
-    for (const s of [this.cmd, this.errSock, this.ctl]) s.destroy();
+    for (const s of this.streams) s.destroy();
   }
 
   private pump(): void {
@@ -168,7 +182,11 @@ export class Backdoor extends EventEmitter {
           if (this.out.size > 4096) this.emit("stray", this.out.take(this.out.size - 8));
           return;
         }
-        if (at > 0) this.emit("stray", this.out.take(at));
+        if (at > 0) {
+          // the newline that ends a banner or pong line is not output
+          const stray = this.out.take(at);
+          if (stray.toString().trim()) this.emit("stray", stray);
+        }
         const bytes = this.out.peek(256);
         const end = bytes.indexOf(RS, 1);
         if (end < 0) return;

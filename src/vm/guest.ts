@@ -4,8 +4,8 @@ import type { ConsoleLog } from "./console.js";
 
 export type Accel = "kvm" | "tcg";
 
-/** Which kind of machine runs a node: a QEMU VM (the only backend so far; nspawn containers come next). */
-export type BackendKind = "qemu";
+/** Which kind of machine runs a node: a QEMU VM (`nodes`) or a systemd-nspawn container (`containers`). */
+export type BackendKind = "qemu" | "nspawn";
 
 /**
  * A started machine of any backend. It exists only once its channels are connected,
@@ -14,7 +14,7 @@ export type BackendKind = "qemu";
 export interface Guest {
   readonly kind: BackendKind;
   readonly name: string;
-  /** the host process that runs the machine (QEMU), for leak checks */
+  /** the host process that runs the machine (QEMU, systemd-nspawn), for leak checks */
   readonly pid: number;
   /** the process is still running */
   readonly running: boolean;

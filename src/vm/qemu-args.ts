@@ -1,16 +1,7 @@
 import path from "node:path";
 import { accelArgs } from "./accel.js";
 import type { Accel } from "./guest.js";
-
-export interface NicSpec {
-  /** position in the node's vlan list, 1-based: the guest sees eth<slot> */
-  slot: number;
-  vlan: number;
-  /** the vlan switch's socket directory */
-  switchPath: string;
-  /** node index (1-based, name order), for a stable MAC */
-  nodeIndex: number;
-}
+import { macFor, type NicSpec } from "./nics.js";
 
 export interface PortForward {
   from: "host" | "guest";
@@ -21,6 +12,7 @@ export interface PortForward {
 
 /** Everything that decides how one machine's QEMU is started. */
 export interface VmSpec {
+  kind?: "qemu";
   name: string;
   disk: string;
   kernel: string;
@@ -87,11 +79,6 @@ function forwardRule(f: PortForward): string {
   return f.from === "host"
     ? `hostfwd=${f.proto}:${f.host.address}:${f.host.port}-${HOST_NIC.guestAddress}:${f.guest.port}`
     : `guestfwd=tcp:${f.guest.address}:${f.guest.port}-cmd:socat STDIO TCP:${f.host.address}:${f.host.port}`;
-}
-
-export function macFor(nic: NicSpec): string {
-  const hex = (n: number) => (n & 0xff).toString(16).padStart(2, "0");
-  return `52:54:00:${hex(nic.slot)}:${hex(nic.vlan)}:${hex(nic.nodeIndex)}`;
 }
 
 export const KERNEL_CMDLINE =

@@ -167,7 +167,7 @@ export class QemuVm extends EventEmitter implements Guest {
     super();
     this.name = spec.name;
     this.qmp = new Qmp(sock.qmp);
-    this.backdoor = new Backdoor(sock.cmd, sock.err, sock.ctl);
+    this.backdoor = new Backdoor({ requests: sock.cmd, replies: sock.cmd, stderr: sock.err, control: sock.ctl });
     this.consoleSocket = sock.con;
     this.xfer = sock.xfer;
     this.shell = sock.shell;

@@ -66,3 +66,32 @@ export const sharedModuleTypo = defineTest({
     await (sever as Machine).succeed("true");
   },
 });
+
+// Containers (SPEC §9): typed together with the nodes; what needs a VM is a type error on a container.
+export const mixed = defineTest({
+  name: "mixed",
+  nodes: { client: {} },
+  containers: {
+    server: ({ nodes }) => ({ networking: { extraHosts: `${nodes.client.config.networking.hostName} c` } }),
+  },
+  async testScript({ server, client, nodes }) {
+    await server.succeed("true");
+    await server.waitForUnit("multi-user.target");
+    await client.screenshot("client");
+    // @ts-expect-error: a container has no screen
+    void server.screenshot;
+    // @ts-expect-error: nor QMP
+    void server.qmp;
+    const name: string = nodes.server.config.networking.hostName;
+    void name;
+  },
+});
+export const containersOnly = defineTest({
+  name: "containers-only",
+  containers: { a: {}, b: {} },
+  // @ts-expect-error: there is no machine called `c`
+  async testScript({ a, c }) {
+    await a.succeed("true");
+    void c;
+  },
+});

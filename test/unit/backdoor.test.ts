@@ -1,6 +1,5 @@
 import { execFileSync } from "node:child_process";
 import { PassThrough } from "node:stream";
-import type { Socket } from "node:net";
 import { describe, expect, it } from "vitest";
 import { Backdoor, encodeCommand } from "../../src/vm/backdoor.js";
 
@@ -26,7 +25,7 @@ function fakeGuest() {
   (cmd as unknown as { write: (s: string) => boolean }).write = (s: string) => (sent.push(s), true);
   (ctl as unknown as { write: (s: string) => boolean }).write = (s: string) => (ctlSent.push(s), true);
   void write;
-  const bd = new Backdoor(cmd as unknown as Socket, err as unknown as Socket, ctl as unknown as Socket);
+  const bd = new Backdoor({ requests: cmd, replies: cmd, stderr: err, control: ctl });
   const toHost = (s: PassThrough, data: Buffer | string, chunk = 3) => {
     const b = Buffer.from(data);
     for (let i = 0; i < b.length; i += chunk) s.emit("data", b.subarray(i, i + chunk));

@@ -180,3 +180,36 @@ describe("modules reading other nodes", () => {
     expect(e.message).toContain("nodes.m: the module threw: broken module");
   });
 });
+
+describe("containers (SPEC §9)", () => {
+  it("share the address scheme and name space with the nodes", () => {
+    const c = evalNodes({ vm: {}, ct: {} }, undefined, new Set(["ct"]));
+    expect(c.ct!.networking.interfaces.eth1!.ipv4.addresses[0]!.address).toBe("192.168.1.1");
+    expect(c.vm!.networking.interfaces.eth1!.ipv4.addresses[0]!.address).toBe("192.168.1.2");
+  });
+
+  it("reject an option only a VM has, naming the container's module and why", () => {
+    const e = errorOf(() =>
+      evalNodes(
+        { ct: { imports: [{ virtualisation: { memorySize: lib.mkForce(4096) } }] } },
+        undefined,
+        new Set(["ct"]),
+      ),
+    );
+    expect(e.message).toContain("containers.ct.imports[0] sets virtualisation.memorySize");
+    expect(e.message).toContain("shares the host's memory");
+    expect(e.hint).toContain("`nodes`");
+    expect(
+      errorOf(() => evalNodes({ ct: { boot: { kernelParams: ["quiet"] } } }, undefined, new Set(["ct"]))).message,
+    ).toContain("host's kernel");
+  });
+
+  it("take the test's defaults where they apply: a VM-only default is for the nodes", () => {
+    const c = evalNodes({ vm: {}, ct: {} }, { virtualisation: { memorySize: 2048 } }, new Set(["ct"]));
+    expect(c.vm!.virtualisation.memorySize).toBe(2048);
+  });
+
+  it("a VM's module may set them", () => {
+    expect(evalNodes({ vm: { virtualisation: { memorySize: 2048 } } }).vm!.virtualisation.memorySize).toBe(2048);
+  });
+});

@@ -30,7 +30,15 @@ function entry(name: string, ageHours: number, kib = 8): string {
   return p;
 }
 
-const image = (entries: string[]): NodeImage => ({ name: "n", disk: "", kernel: "", initrd: "", hash: "", entries });
+const image = (entries: string[]): NodeImage => ({
+  name: "n",
+  format: "disk",
+  root: "",
+  kernel: "",
+  initrd: "",
+  hash: "",
+  entries,
+});
 
 describe("vmrig gc", () => {
   it("keeps what the latest build of an existing test uses, and recent or busy entries; removes the rest", async () => {

@@ -20,7 +20,7 @@ export async function bootVm(name: string, module: NodeModule = {}): Promise<{ v
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-test-"));
   const spec: VmSpec = {
     name,
-    disk: img.disk,
+    disk: img.root,
     kernel: img.kernel,
     initrd: img.initrd,
     memoryMiB: 1024,
@@ -32,7 +32,7 @@ export async function bootVm(name: string, module: NodeModule = {}): Promise<{ v
     consoleLog: path.join(dir, "console.log"),
   };
   const root = path.join(dir, "root.qcow2");
-  await run("qemu-img", ["create", "-q", "-f", "qcow2", "-b", img.disk, "-F", "raw", root]);
+  await run("qemu-img", ["create", "-q", "-f", "qcow2", "-b", img.root, "-F", "raw", root]);
   const vm = await launchQemu(spec, { layout: { sockets: socketPaths(spec), drives: { root } } });
   return { vm, dir };
 }
