@@ -31,6 +31,10 @@ const CHECKS: Check[] = [
   { what: "unshare (private mounts while installing packages)", command: "unshare", pkg: "util-linux" },
   { what: "openssl (password hashes)", command: "openssl", pkg: "openssl" },
   { what: "socat (virtualisation.forwardPorts from the guest)", command: "socat", pkg: "socat" },
+  { what: "systemd-nspawn (containers)", command: "systemd-nspawn", pkg: "systemd-container", optional: true },
+  { what: "nsenter (containers' network namespaces)", command: "nsenter", pkg: "util-linux" },
+  { what: "vde_plug2tap (containers on vlans)", command: "vde_plug2tap", pkg: "vde2" },
+  { what: "ip (containers' network namespaces)", command: "ip", pkg: "iproute2" },
   {
     what: "tesseract (OCR, for tests with enableOCR)",
     command: "tesseract",

@@ -15,6 +15,7 @@ import { addToRoot, recordRoot } from "./gc.js";
 import { storeSnapshots } from "./snapshots.js";
 import { claim } from "../util/owned-dir.js";
 import { Semaphore } from "../util/semaphore.js";
+import { configError } from "../util/errors.js";
 import type { Logger } from "./logger.js";
 
 export interface TopologyDefinition {
@@ -34,6 +35,20 @@ export function evaluateMachines(def: TopologyDefinition): Record<string, Evalua
   );
 }
 
+/** Containers need systemd-nspawn and root: said before anything is built. */
+function checkContainerHost(names: string[]): void {
+  const which = `containers ${names.join(", ")}`;
+  if (process.getuid?.() !== 0)
+    throw configError(`${which} need root: systemd-nspawn, mount and network namespaces`, {
+      hint: "run vmrig as root, or declare the machines under `nodes` (VMs need no root)",
+    });
+  const found = (process.env.PATH ?? "").split(":").some((d) => fs.existsSync(path.join(d, "systemd-nspawn")));
+  if (!found)
+    throw configError(`${which} need systemd-nspawn, which is not installed`, {
+      hint: "apt install systemd-container (or run scripts/setup.sh); `vmrig doctor` checks",
+    });
+}
+
 /** Evaluate the nodes and build their images: config errors surface here, before any VM. */
 export async function buildImages(
   def: TopologyDefinition,
@@ -44,6 +59,7 @@ export async function buildImages(
 ): Promise<{ configs: Record<string, EvaluatedConfig>; images: Record<string, NodeImage> }> {
   const containers = new Set(Object.keys(def.containers ?? {}));
   const configs = evaluateMachines(def);
+  if (containers.size) checkContainerHost([...containers].sort());
   const bases = await prepareBases(configs, progress);
   const names = Object.keys(configs).sort();
   const hosts: HostEntry[] = names.map((n, i) => {

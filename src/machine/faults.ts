@@ -77,12 +77,17 @@ export async function netem(
     async () => {
       const r = await m.run(cmd, call, location, 60);
       if (r.status !== 0) {
+        // A container runs on the host's kernel, which may have been built without netem.
+        const container = m.ctx.spec().kind === "nspawn";
         throw m.fail("tc could not set up netem", call, {
           command: cmd,
           status: r.status,
           output: shown(r),
           location,
-          hint: "the guest kernel needs sch_netem (Debian's kernels have it)",
+          hint:
+            container && /qdisc kind is unknown/.test(r.stderr)
+              ? "a container shares the host's kernel, and it has no netem (sch_netem): `modprobe sch_netem` on the host, or declare the machine under `nodes` (a VM has Debian's kernel)"
+              : "the guest kernel needs sch_netem (Debian's kernels have it)",
         });
       }
     },

@@ -121,7 +121,7 @@ describe("clean-up", () => {
     expect(qemuPids().filter((p) => !before.includes(p))).toEqual([]);
   });
 
-  it("on Ctrl-C stops every VM and switch, removes its temp dir, and exits 1", async () => {
+  it("on Ctrl-C stops every VM, container and switch, removes its temp dir, and exits 1", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-cli-"));
     const file = path.join(dir, "interrupted.vmrig.ts");
     fs.writeFileSync(
@@ -130,6 +130,7 @@ describe("clean-up", () => {
 export default defineTest({
   name: "interrupted",
   nodes: { a: {}, b: {} },
+  containers: { c: {} },
   async testScript({ a, startAll }) {
     await startAll();
     a.log("both up");
@@ -138,7 +139,12 @@ export default defineTest({
 });
 `,
     );
-    const before = { qemu: qemuPids(), dirs: runDirs(), switches: pidsOf("vde_switch") };
+    const before = {
+      qemu: qemuPids(),
+      dirs: runDirs(),
+      switches: pidsOf("vde_switch"),
+      nspawn: livePids("systemd-nspawn"),
+    };
     const { spawn } = await import("node:child_process");
     const child = spawn("node", [cli, "run", file, "--rerun", "--output-dir", path.join(dir, "results")], { cwd: dir });
     let out = "";
@@ -149,6 +155,10 @@ export default defineTest({
       await new Promise((r) => setTimeout(r, 200));
     expect(out).toContain("both up");
     expect(pidsOf("vde_switch").length).toBeGreaterThan(before.switches.length);
+    const container = livePids("systemd-nspawn").filter((p) => !before.nspawn.includes(p));
+    expect(container).toHaveLength(1);
+    const inside = descendants(Number(container[0]));
+    expect(inside.length).toBeGreaterThan(1); // systemd and its services
     child.kill("SIGINT");
     const code = await new Promise<number | null>((r) => child.on("exit", (c) => r(c)));
     expect(code).toBe(1);
@@ -157,8 +167,44 @@ export default defineTest({
     expect(runDirs()).toEqual(before.dirs);
     // only this run's switches are gone: other processes' (another vmrig's) are not ours to count
     expect(pidsOf("vde_switch").filter((p) => !before.switches.includes(p))).toEqual([]);
+    expect(livePids("systemd-nspawn").filter((p) => !before.nspawn.includes(p))).toEqual([]);
+    expect(inside.filter(alive)).toEqual([]);
   });
 });
+
+/** PIDs of live (not zombie) processes named `name`. */
+function livePids(name: string): string[] {
+  return pidsOf(name).filter((p) => alive(Number(p)));
+}
+
+function alive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) [ZX]/.test(fs.readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+/** Every process below `pid`. */
+function descendants(pid: number): number[] {
+  const out: number[] = [];
+  let tasks: string[] = [];
+  try {
+    tasks = fs.readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const t of tasks) {
+    let kids: number[] = [];
+    try {
+      kids = fs.readFileSync(`/proc/${pid}/task/${t}/children`, "utf8").split(" ").filter(Boolean).map(Number);
+    } catch {
+      continue;
+    }
+    for (const k of kids) out.push(k, ...descendants(k));
+  }
+  return out;
+}
 
 describe("before anything boots", () => {
   it("rejects a typo'd machine name and a floating promise: exit 2, the TypeScript error, no VM", () => {
@@ -251,6 +297,34 @@ describe("timeouts and crashes", () => {
     expect(r.output).toContain("ran past its global timeout of 30 s");
     expect(seconds).toBeLessThan(120); // build + ~5 s boot + 30 s; a timeout that never fires would hit 600 s
     expect(qemuPids()).toEqual(before.qemu);
+    expect(runDirs()).toEqual(before.dirs);
+  });
+
+  it("after vmrig is SIGKILLed, its container dies with it, whole, and the next run removes its temp dir", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-cli-"));
+    const file = path.join(dir, "killed-ct.vmrig.ts");
+    const def = sleeper("killed-ct").replace("nodes: { m: {} }", "containers: { m: {} }");
+    fs.writeFileSync(file, `import { defineTest } from "vmrig";\nexport default defineTest(${def});\n`);
+    const before = { dirs: runDirs(), nspawn: livePids("systemd-nspawn") };
+    const { spawn } = await import("node:child_process");
+    const child = spawn("node", [cli, "run", file, "--rerun", "--output-dir", path.join(dir, "results")], { cwd: dir });
+    let out = "";
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    const deadline = Date.now() + 120_000;
+    while (!out.includes("sleeping") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    const container = livePids("systemd-nspawn").filter((p) => !before.nspawn.includes(p));
+    expect(container).toHaveLength(1);
+    const inside = descendants(Number(container[0]));
+    expect(inside.length).toBeGreaterThan(1);
+    const leftBehind = runDirs().filter((d) => !before.dirs.includes(d));
+    expect(leftBehind).toHaveLength(1);
+    child.kill("SIGKILL");
+    await new Promise((r) => child.on("exit", r));
+    for (let i = 0; i < 50 && [...container.map(Number), ...inside].some(alive); i++)
+      await new Promise((r) => setTimeout(r, 100));
+    expect([...container.map(Number), ...inside].filter(alive)).toEqual([]);
+    const next = runCli(["run", path.join(dir, "nothing-here")], dir);
+    expect(next.output).toContain(`removed ${path.join(os.tmpdir(), leftBehind[0]!)}`);
     expect(runDirs()).toEqual(before.dirs);
   });
 

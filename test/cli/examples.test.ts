@@ -18,6 +18,8 @@ describe("examples from the seeds and SPEC §5 (real VMs)", () => {
     "goldenbook",
     "postgres-rest",
     "console-login",
+    "client-server-containers",
+    "client-server-mixed",
   ]) {
     it(`examples/${name}.vmrig.ts passes`, () => {
       const r = run(path.join(root, "examples", `${name}.vmrig.ts`));
