@@ -52,10 +52,14 @@ function cli(file, extra = []) {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-bench-out-"));
   dirs.push(out);
   const t0 = performance.now();
-  const r = spawnSync("node", [path.join(root, "dist/cli/main.js"), "run", file, "--rerun", "--output-dir", out, ...extra], {
-    cwd: root,
-    encoding: "utf8",
-  });
+  const r = spawnSync(
+    "node",
+    [path.join(root, "dist/cli/main.js"), "run", file, "--rerun", "--output-dir", out, ...extra],
+    {
+      cwd: root,
+      encoding: "utf8",
+    },
+  );
   if (r.status !== 0) console.log(r.stdout.slice(-2000), r.stderr.slice(-2000));
   return performance.now() - t0;
 }

@@ -4,7 +4,7 @@ import repl from "node:repl";
 import { PassThrough } from "node:stream";
 import type { LoadedTest } from "../driver/load.js";
 import { Logger } from "../driver/logger.js";
-import { newResult, openSession, type DebugFailure, type Terminal } from "../driver/run.js";
+import { newResult, openSession, runScript, type DebugFailure, type Terminal } from "../driver/run.js";
 import type { Accel } from "../driver/topology.js";
 import { errorMessage } from "../util/errors.js";
 
@@ -102,7 +102,8 @@ export async function startRepl(loaded: LoadedTest, opts: ReplOptions): Promise<
   );
   await replOver(keyboard, {
     ...ctx,
-    testScript: () => logger.nested(`running ${def.name}'s test script`, () => def.testScript(ctx)),
+    testScript: () =>
+      logger.nested(`running ${def.name}'s test script`, () => runScript(loaded, ctx, logger, Infinity, undefined)),
   });
   process.stdout.write("stopping the machines…\n");
   try {

@@ -10,6 +10,7 @@ import { within } from "../util/proc.js";
 import { Logger } from "./logger.js";
 import type { LoadedTest } from "./load.js";
 import type { TestContext } from "./test.js";
+import { runPythonScript } from "./python.js";
 import { checkConditions, makeContext, type ActiveCondition } from "./globals.js";
 
 export interface RunOptions {
@@ -109,7 +110,7 @@ export async function runTest(loaded: LoadedTest, opts: RunOptions): Promise<Tes
     const { ctx } = session;
     const timeout = Math.min(opts.globalTimeout ?? def.globalTimeout ?? 3600, def.meta?.timeout ?? Infinity);
     await logger.nested(`running ${def.name}'s test script`, () =>
-      withDeadline(def.testScript(ctx), timeout, opts.signal),
+      runScript(loaded, ctx, logger, timeout, opts.signal),
     );
     if (result.subtests.some((s) => s.outcome === "failed")) {
       throw new VmrigError(`${result.subtests.filter((s) => s.outcome === "failed").length} subtest(s) failed`);
@@ -209,19 +210,44 @@ async function checkOcr(loaded: LoadedTest): Promise<void> {
 
 class Deadline extends VmrigError {}
 
+/** The script, TypeScript or Python, under the test's deadline and the CLI's signal. */
+export async function runScript(
+  loaded: LoadedTest,
+  ctx: TestContext,
+  logger: Logger,
+  timeout: number,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const { def } = loaded;
+  if (typeof def.testScript !== "string") return withDeadline(def.testScript(ctx), timeout, signal);
+  // A Python script is a process of its own: it ends with the race, whoever wins it.
+  const ended = new AbortController();
+  try {
+    return await withDeadline(
+      runPythonScript(def.testScript, loaded.file, ctx, logger, ctx.driver.resultDir, ended.signal),
+      timeout,
+      signal,
+    );
+  } finally {
+    ended.abort();
+  }
+}
+
 async function withDeadline<T>(p: Promise<T>, seconds: number, signal?: AbortSignal): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   let onAbort: (() => void) | undefined;
   const limits = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () =>
-        reject(
-          new Deadline(`the test ran past its global timeout of ${seconds} s and was stopped`, {
-            hint: "raise globalTimeout (or meta.timeout) if the test is just slow",
-          }),
-        ),
-      seconds * 1000,
-    );
+    // (Node fires a timer of more than 2^31 ms at once: no deadline then, as in the REPL)
+    if (seconds * 1000 < 2 ** 31)
+      timer = setTimeout(
+        () =>
+          reject(
+            new Deadline(`the test ran past its global timeout of ${seconds} s and was stopped`, {
+              hint: "raise globalTimeout (or meta.timeout) if the test is just slow",
+            }),
+          ),
+        seconds * 1000,
+      );
     onAbort = () => reject(new VmrigError(`interrupted (${String(signal?.reason ?? "signal")})`));
     if (signal?.aborted) onAbort();
     signal?.addEventListener("abort", onAbort, { once: true });

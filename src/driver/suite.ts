@@ -5,6 +5,7 @@ import type { EvaluatedConfig } from "../config/eval.js";
 import { evaluateMachines } from "./topology.js";
 import { cachedPass, recordPass, resultKey } from "./cache.js";
 import { checkOnce } from "./check.js";
+import { checkPythonScript } from "./python.js";
 import { sweepLeftovers } from "./leftovers.js";
 import { loadTest, type LoadedTest } from "./load.js";
 import type { Reporter, SuiteSummary } from "./reporter.js";
@@ -35,6 +36,8 @@ export async function checkBeforeRun(loaded: LoadedTest, print: (line: string) =
   const { def } = loaded;
   const typeCheck = !def.skipTypeCheck;
   const lint = !def.skipLint;
+  // A Python script is checked every time (compile, and pyflakes unless skipLint: a fraction of a second)
+  if (typeof def.testScript === "string") await checkPythonScript(loaded.file, def);
   if (!typeCheck && !lint) return;
   const t0 = Date.now();
   const what = [typeCheck && "type-checked", lint && "linted"].filter(Boolean).join(" and ");

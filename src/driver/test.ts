@@ -103,7 +103,11 @@ export interface TestDefinition<N extends string = string, C extends string = st
   /** machines that run as systemd-nspawn containers (SPEC §9): the same options where they apply, native speed */
   containers?: { [K in C]: NodeModule<NoInfer<N | C>> };
   defaults?: NodeModule<NoInfer<N | C>>;
-  testScript: (ctx: TestContext<NoInfer<N>, NoInfer<C>>) => Promise<void>;
+  /**
+   * The script: an async function of the machines and globals, or a string — the Python
+   * text of a NixOS test, run unchanged with NixOS's snake_case API (SPEC §11).
+   */
+  testScript: ((ctx: TestContext<NoInfer<N>, NoInfer<C>>) => Promise<void>) | string;
   /** seconds, default 3600; counts from the first VM start */
   globalTimeout?: number;
   enableOCR?: boolean;
@@ -135,7 +139,8 @@ export function validateDefinition(def: TestDefinition): void {
   if (typeof def.name !== "string" || !/^[a-z0-9-]+$/.test(def.name)) {
     throw configError(`test name ${JSON.stringify(def.name)} must match [a-z0-9-]+ (it names the result folder)`);
   }
-  if (typeof def.testScript !== "function") throw configError(`test ${def.name}: testScript must be an async function`);
+  if (typeof def.testScript !== "function" && typeof def.testScript !== "string")
+    throw configError(`test ${def.name}: testScript must be an async function or a Python script (a string)`);
   const nodes = Object.keys(def.nodes ?? {});
   const containers = Object.keys(def.containers ?? {});
   const names = [...nodes, ...containers];

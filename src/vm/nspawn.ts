@@ -10,7 +10,7 @@ import { ConsoleLog } from "./console.js";
 import type { Guest } from "./guest.js";
 import { NetNamespace } from "./netns.js";
 import { macFor, type NicSpec } from "./nics.js";
-import { exited, run, shellQuote, spawnOwned, terminate, within } from "../util/proc.js";
+import { exited, run, shellQuote, sleep, spawnOwned, terminate, within } from "../util/proc.js";
 import { VmrigError, tail } from "../util/errors.js";
 
 /** Everything that decides how one container is started. */
@@ -116,6 +116,28 @@ export async function launchContainer(spec: ContainerSpec, opts: ContainerLaunch
   } catch (e) {
     await ct.kill();
     throw e;
+  }
+}
+
+/** The PIDs of a process's children. */
+function childrenOf(pid: number): number[] {
+  try {
+    return fs
+      .readdirSync(`/proc/${pid}/task`)
+      .flatMap((t) =>
+        fs.readFileSync(`/proc/${pid}/task/${t}/children`, "utf8").split(" ").filter(Boolean).map(Number),
+      );
+  } catch {
+    return [];
+  }
+}
+
+/** Alive and not a zombie (a zombie whose parent is gone stays until the host's init reaps it). */
+function running(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) [ZX]/.test(fs.readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return false;
   }
 }
 
@@ -268,9 +290,13 @@ export class Container extends EventEmitter implements Guest {
     this.stopping = true;
     const child = this.child;
     if (child && child.exitCode === null && child.signalCode === null) {
+      const leaders = childrenOf(child.pid!);
       child.kill("SIGKILL");
       await within(exited(child), 5000);
       await terminate(child, 1000);
+      // PID 1 gets its parent-death signal now; once it is gone, so is every process of its
+      // namespace (the kernel kills and waits for them before PID 1's exit completes)
+      for (let i = 0; i < 500 && leaders.some(running); i++) await sleep(10);
     }
     this.finish();
     await this.netns.close();
