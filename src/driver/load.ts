@@ -15,7 +15,15 @@ export interface LoadedTest {
   ocrCalls: string[];
 }
 
-const OCR_METHODS = ["getScreenText", "getScreenTextVariants", "waitForText"];
+/** OCR calls, in TypeScript and in a Python script's snake_case. */
+const OCR_METHODS = [
+  "getScreenText",
+  "getScreenTextVariants",
+  "waitForText",
+  "get_screen_text",
+  "get_screen_text_variants",
+  "wait_for_text",
+];
 
 const packageEntry = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "index.js");
 

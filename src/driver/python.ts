@@ -85,7 +85,7 @@ export async function checkPythonScript(
     ]).catch((e: unknown) => e as VmrigError);
     if (compiled instanceof VmrigError) {
       const out = compiled.output ?? "";
-      const line = Number(/line (\d+)/.exec(out)?.[1] ?? 1);
+      const line = Number(/testScript\.py", line (\d+)/.exec(out)?.[1] ?? 1);
       const what = out.trim().split("\n").filter(Boolean).pop() ?? "syntax error";
       findings.push(`${at(line)}: ${what}`);
     } else if (!def.skipLint) {

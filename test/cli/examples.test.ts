@@ -20,6 +20,10 @@ describe("examples from the seeds and SPEC §5 (real VMs)", () => {
     "console-login",
     "client-server-containers",
     "client-server-mixed",
+    // nixpkgs tests with their Python scripts verbatim (SPEC §11)
+    "nixos/lighttpd",
+    "nixos/rsyncd",
+    "nixos/memcached",
   ]) {
     it(`examples/${name}.vmrig.ts passes`, () => {
       const r = run(path.join(root, "examples", `${name}.vmrig.ts`));

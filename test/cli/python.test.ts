@@ -1,0 +1,91 @@
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { runCli, writeTests } from "./helpers.js";
+
+// NixOS test scripts in Python (SPEC §11), through the CLI on real containers: the script
+// is the Python text of a NixOS test, run unchanged against vmrig's machines.
+
+function runPython(name: string, script: string, machines = `containers: { server: {}, client: {} }`) {
+  const body = `{\n  name: "${name}",\n  ${machines},\n  testScript: \`\n${script}\n  \`,\n}`;
+  const dir = writeTests({ [name]: body });
+  const file = path.join(dir, `${name}.vmrig.ts`);
+  const r = runCli(["run", file, "--rerun", "--output-dir", path.join(dir, "results")], dir);
+  /** the test file's line that holds `text` (1-based) */
+  const lineOf = (text: string) => body.split("\n").findIndex((l) => l.includes(text)) + 2;
+  return { ...r, lineOf };
+}
+
+describe("Python test scripts (real containers)", () => {
+  it("runs a NixOS script unchanged: subtests, execute, t, polling_condition, machines, JSON", () => {
+    const r = runPython(
+      "py-works",
+      `    import json
+    start_all()
+    server.wait_for_unit("multi-user.target")
+
+    @polling_condition(seconds_interval=0)
+    def server_up():
+        "the server answers"
+        server.succeed("true")
+
+    with subtest("client reaches server"):
+        with server_up:
+            client.succeed("ping -c 1 -W 5 server")
+
+    with subtest("execute gives status and output"):
+        status, out = client.execute("echo hello; exit 4")
+        t.assertEqual(status, 4)
+        t.assertEqual(out.strip(), "hello")
+
+    addrs = json.loads(server.succeed("ip -j addr show eth1"))
+    assert addrs[0]["addr_info"][0]["local"] == "192.168.1.2", addrs
+    t.assertEqual(sorted(m.name for m in machines), ["client", "server"])
+    t.assertEqual([v.nr for v in vlans], [1])
+    retry(lambda last: True)
+    print("script done")`,
+    );
+    expect(r.output).toContain("subtest: client reaches server");
+    expect(r.output).toContain("script done");
+    expect(r.output).toContain("1 passed, 0 failed");
+    expect(r.status).toBe(0);
+  });
+
+  it("stops a syntax error and an undefined name before anything boots: exit 2, naming the line", () => {
+    const syntax = runPython("py-syntax", `    start_all()\n    if True\n        pass`);
+    expect(syntax.status).toBe(2);
+    expect(syntax.output).toMatch(new RegExp(`py-syntax\\.vmrig\\.ts:${syntax.lineOf("if True")}: SyntaxError`));
+    expect(syntax.output).not.toContain("starting container");
+    const name = runPython("py-name", `    start_all()\n    sever.succeed("true")`);
+    expect(name.status).toBe(2);
+    expect(name.output).toMatch(new RegExp(`py-name\\.vmrig\\.ts:${name.lineOf("sever.")}: undefined name 'sever'`));
+    expect(name.output).not.toContain("starting container");
+  });
+
+  it("fails on a Python assert or a failed call, with the line and vmrig's report", () => {
+    const a = runPython("py-assert", `    x = server.succeed("echo 1").strip()\n    assert x == "2", f"x is {x}"`);
+    expect(a.status).toBe(1);
+    expect(a.output).toContain('assertion failed: x is 1 (assert x == "2", f"x is {x}")');
+    expect(a.output).toMatch(new RegExp(`at .*py-assert\\.vmrig\\.ts:${a.lineOf("assert x")}`));
+    const c = runPython("py-call", `    client.succeed("true")\n    server.succeed("echo out; exit 3")`);
+    expect(c.status).toBe(1);
+    expect(c.output).toContain('server.succeed("echo out; exit 3"): command failed with exit status 3');
+    expect(c.output).toMatch(new RegExp(`at .*py-call\\.vmrig\\.ts:${c.lineOf("exit 3")}`));
+  });
+
+  it("fails when a polling condition stops holding inside its block", () => {
+    const r = runPython(
+      "py-polling",
+      `    @polling_condition(seconds_interval=0)
+    def marker_absent():
+        "no /tmp/stop on the server"
+        return server.execute("test -e /tmp/stop")[0] != 0
+
+    with marker_absent:
+        server.succeed("true")
+        server.succeed("touch /tmp/stop")
+        client.succeed("true")`,
+    );
+    expect(r.status).toBe(1);
+    expect(r.output).toContain("Polling condition failed: no /tmp/stop on the server");
+  });
+});
