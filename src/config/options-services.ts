@@ -4,6 +4,8 @@ import { option, t } from "./dsl.js";
 // declarations. Split from options.ts only for length: nodeOptions.services is this.
 
 const iniValue = t.either(t.str, t.int, t.bool);
+/** A setting that may be given several times: NixOS's INI format with listsAsDuplicateKeys. */
+const iniValues = t.either(t.str, t.int, t.bool, t.listOf(t.either(t.str, t.int)));
 
 const phpfpmPool = t.submodule({
   user: option(t.str, "www-data", "User the pool's PHP processes run as (Debian's web user by default)."),
@@ -86,11 +88,11 @@ export const serviceOptions = {
       "Debian's postgresql (the suite's major version), cluster `main`; postgresql.service is active once the cluster (postgresql@VER-main.service) has started and the SQL below has run",
     ),
     settings: option(
-      t.freeform(iniValue, {
+      t.freeform(t.either(t.str, t.int, t.bool, t.listOf(t.str)), {
         port: option(t.int, 5432, "TCP port (and the Unix socket's name)."),
       }),
       {},
-      'postgresql.conf settings, e.g. { max_connections: 20, listen_addresses: "*" }.',
+      "postgresql.conf settings, e.g. { max_connections: 20, listen_addresses: \"*\" }. As in NixOS: strings are quoted, booleans are on/off, a list is one comma-separated string (`shared_preload_libraries = 'a,b'`).",
       "/etc/postgresql/VER/main/conf.d/90-vmrig.conf",
     ),
     enableTCPIP: option(t.bool, false, "Listen on every interface, not only localhost (listen_addresses = '*')."),
@@ -156,9 +158,9 @@ export const serviceOptions = {
       "package mariadb-server, unit mariadb.service (alias mysql.service)",
     ),
     settings: option(
-      t.attrsOf(t.attrsOf(t.either(t.str, t.int, t.bool))),
+      t.attrsOf(t.attrsOf(iniValues)),
       {},
-      'my.cnf sections, e.g. { mysqld: { "bind-address": "0.0.0.0" } }.',
+      'my.cnf sections, e.g. { mysqld: { "bind-address": "0.0.0.0" } }. As in NixOS: a list repeats the key once per element (`binlog-ignore-db = a`, `binlog-ignore-db = b`), `true` writes the bare key, `false` writes `key = false`.',
       "/etc/mysql/mariadb.conf.d/90-vmrig.cnf",
     ),
     initialScript: option(t.nullOr(t.str), null, "SQL run once, as root, when the server first starts."),

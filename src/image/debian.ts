@@ -24,6 +24,10 @@ export const BASE_PACKAGES = [
   "kbd",
   "sudo",
   "login",
+  // useradd, passwd, chpasswd, usermod: NixOS tests use them freely (Debian's `required`, not Essential)
+  "passwd",
+  // killall, fuser, pstree
+  "psmisc",
   "nftables",
   "less",
   "ca-certificates",

@@ -169,6 +169,7 @@ function renderUnits(config: EvaluatedConfig, tree: TreeInfo, patch: Patch): voi
       if (packaged) service.ExecStart = ["", `/etc/vmrig/units/${base}-start`];
       else service.ExecStart = `/etc/vmrig/units/${base}-start`;
     }
+    if (packaged) checkPackagedOverride(name, unitName, svc.serviceConfig, tree);
     Object.assign(service, svc.serviceConfig);
     const unitSection: Record<string, UnitValue | undefined> = {
       Description: svc.description || undefined,
@@ -184,6 +185,40 @@ function renderUnits(config: EvaluatedConfig, tree: TreeInfo, patch: Patch): voi
     for (const target of svc.wantedBy)
       enable(patch, unitName, target, packaged ? `/usr/lib/systemd/system/${unitName}` : undefined);
   }
+}
+
+/**
+ * A drop-in for a unit a package ships adds to it: a second ExecStart makes systemd
+ * reject a service that is not Type=oneshot (`bad-setting`, and it never starts). Said
+ * here, before anything boots, with the fix NixOS users write.
+ */
+function checkPackagedOverride(
+  name: string,
+  unitName: string,
+  serviceConfig: Record<string, UnitValue>,
+  tree: TreeInfo,
+): void {
+  const v = serviceConfig.ExecStart;
+  if (v === undefined) return;
+  const list = Array.isArray(v) ? v.map(String) : [String(v)];
+  if (list[0] === "") return;
+  let shipped = "";
+  for (const dir of ["/usr/lib/systemd/system", "/lib/systemd/system"]) {
+    try {
+      shipped = tree.readFile(`${dir}/${unitName}`);
+      if (shipped) break;
+    } catch {
+      // not in this directory
+    }
+  }
+  // a oneshot may have several; a unit without one of its own gets this one
+  if (/^\s*Type\s*=\s*oneshot\s*$/m.test(shipped)) return;
+  if (shipped && !/^\s*ExecStart\s*=/m.test(shipped)) return;
+  const example = JSON.stringify(["", ...list]).replace(/","/g, '", "');
+  throw configError(
+    `systemd.services.${name}.serviceConfig.ExecStart: ${unitName} comes with a Debian package and has its own ExecStart; a drop-in adds a second one, and systemd rejects the unit (bad-setting)`,
+    { hint: `reset it first, as in NixOS: serviceConfig.ExecStart = ${example}` },
+  );
 }
 
 /** systemd-escape --path, for mount unit names. */

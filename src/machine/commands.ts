@@ -8,7 +8,7 @@ export async function execute(
   opts: ExecuteOptions = {},
 ): Promise<ExecuteResult> {
   return m.nested(`executing: ${cmd}`, async () => {
-    const r = await m.run(cmd, `execute(${quote(cmd)})`, location, opts.timeout ?? DEFAULT_TIMEOUT);
+    const r = await m.run(cmd, `execute(${quote(cmd)})`, location, opts.timeout ?? DEFAULT_TIMEOUT, true);
     return { status: r.status, stdout: opts.checkOutput === false ? "" : r.stdout };
   });
 }
@@ -27,7 +27,7 @@ export async function expectStatus(
   for (const cmd of cmds.filter((c): c is string => typeof c === "string")) {
     const call = `${method}(${quote(cmd)})`;
     await m.nested(`${want === "zero" ? "must succeed" : "must fail"}: ${cmd}`, async () => {
-      const r = await m.run(cmd, call, location, opts.timeout ?? DEFAULT_TIMEOUT);
+      const r = await m.run(cmd, call, location, opts.timeout ?? DEFAULT_TIMEOUT, true);
       if ((r.status === 0) !== (want === "zero")) {
         throw m.fail(
           want === "zero"

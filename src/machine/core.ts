@@ -1,3 +1,4 @@
+import { StringDecoder } from "node:string_decoder";
 import type { Guest } from "../vm/guest.js";
 import { BackdoorClosed, CommandTimeout } from "../vm/backdoor.js";
 import type { ContainerSpec } from "../vm/nspawn.js";
@@ -56,6 +57,35 @@ export interface MachineContext {
 }
 
 export const DEFAULT_TIMEOUT = 900;
+
+/** How many lines of one command the live log shows (all of it is the command's result either way). */
+const LIVE_LINES = 2000;
+
+/** A command's output cut into lines for the live log as it arrives. */
+class LiveLines {
+  private partial = "";
+  private count = 0;
+  private readonly decoder = new StringDecoder("utf8");
+
+  constructor(private readonly emit: (line: string) => void) {}
+
+  push(chunk: Buffer): void {
+    if (this.count > LIVE_LINES) return;
+    const parts = (this.partial + this.decoder.write(chunk)).split("\n");
+    this.partial = parts.pop()!;
+    for (const l of parts) this.line(l);
+  }
+
+  end(): void {
+    if (this.partial) this.line(this.partial);
+    this.partial = "";
+  }
+
+  private line(l: string): void {
+    if (++this.count === LIVE_LINES + 1) this.emit(`… (more output: the log shows the first ${LIVE_LINES} lines)`);
+    else if (this.count <= LIVE_LINES) this.emit(l);
+  }
+}
 
 export function toRegExp(p: Pattern): RegExp {
   return typeof p === "string" ? new RegExp(p, "m") : p;
@@ -139,14 +169,26 @@ export class MachineCore {
     return g as QemuVm;
   }
 
-  /** Run one command in the guest: the polling conditions first, stderr to the log, timeouts and a lost guest as reports. */
-  async run(cmd: string, call: string, location: string | undefined, timeout: number): Promise<CommandOutput> {
+  /**
+   * Run one command in the guest: the polling conditions first, stderr to the log, timeouts
+   * and a lost guest as reports. `live`: the user's own command — its stdout and stderr go to
+   * the log line by line while it runs (the first LIVE_LINES lines), not only at the end.
+   */
+  async run(
+    cmd: string,
+    call: string,
+    location: string | undefined,
+    timeout: number,
+    live = false,
+  ): Promise<CommandOutput> {
     const g = await this.up();
     await this.ctx.beforeCommand?.();
+    const lines = live ? new LiveLines((l) => this.log.detail(l, this.name)) : undefined;
     try {
-      const r = await g.backdoor.run(cmd, timeout);
+      const r = await g.backdoor.run(cmd, timeout, lines && ((_stream, chunk) => lines.push(chunk)));
+      lines?.end();
       const stderr = r.stderr.toString();
-      if (stderr) this.log.detail(stderr.trimEnd(), this.name);
+      if (stderr && !lines) this.log.detail(stderr.trimEnd(), this.name);
       return { status: r.status, stdout: r.stdout.toString(), stderr };
     } catch (e) {
       if (e instanceof CommandTimeout) {

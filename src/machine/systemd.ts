@@ -116,6 +116,26 @@ export async function waitForUnit(
           }),
         };
       }
+      if (props.LoadState && !["loaded", "not-found", "stub"].includes(props.LoadState)) {
+        // bad-setting, error, masked: systemd will never start it; say what systemd says
+        const why = await m.run(
+          `systemctl${userArg} show -p LoadError --value ${quote(unit)} 2>&1; systemctl${userArg} status --no-pager --lines=10 ${quote(unit)} 2>&1 || true`,
+          call,
+          location,
+          60,
+        );
+        return {
+          done: false,
+          fatal: m.fail(`unit ${unit} cannot be started: systemd says its LoadState is ${props.LoadState}`, call, {
+            output: why.stdout,
+            location,
+            hint:
+              props.LoadState === "masked"
+                ? `${unit} is masked (a link to /dev/null): systemd.services.<name>.enable = false does that`
+                : `\`systemd-analyze verify ${unit}\` on the machine names the bad line; a second ExecStart in an override needs ExecStart = ["", "…"]`,
+          }),
+        };
+      }
       if (props.ActiveState === "inactive" && jobs === 0) {
         // As in NixOS: nothing will ever start it, so waiting longer cannot help.
         const missing = props.LoadState === "not-found";

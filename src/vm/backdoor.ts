@@ -122,9 +122,14 @@ interface Running {
   status: number | undefined;
   stdout: Buffer | undefined;
   stderr: Buffer | undefined;
+  /** output as it arrives (for the live log), and how much of each stream has been handed on */
+  onOutput: OutputListener | undefined;
+  shown: { out: number; err: number };
   resolve: (r: CommandResult) => void;
   reject: (e: Error) => void;
 }
+
+export type OutputListener = (stream: "stdout" | "stderr", chunk: Buffer) => void;
 
 const RS = "\x1e";
 
@@ -218,6 +223,7 @@ export class Backdoor extends EventEmitter {
         }
         continue;
       }
+      this.stream(cur);
       if (cur.stdout === undefined) {
         const marker = Buffer.from(`${RS}V:${cur.id}:E:`);
         const at = this.out.find(marker);
@@ -239,14 +245,33 @@ export class Backdoor extends EventEmitter {
     }
   }
 
-  /** Run one command; `timeoutSec` kills its whole process group in the guest. */
-  run(command: string, timeoutSec?: number): Promise<CommandResult> {
-    const job = this.queue.then(() => this.runNow(command, timeoutSec));
+  /** Hand a running command's output on as it arrives, keeping back what may be the start of its end marker. */
+  private stream(cur: Running): void {
+    const listener = cur.onOutput;
+    if (!listener) return;
+    const step = (acc: Accumulator, done: boolean, marker: Buffer, key: "out" | "err") => {
+      if (done) return;
+      const at = acc.find(marker);
+      const upTo = at >= 0 ? at : Math.max(0, acc.size - marker.length - 24);
+      if (upTo <= cur.shown[key]) return;
+      listener(key === "out" ? "stdout" : "stderr", acc.peekFrom(cur.shown[key], upTo - cur.shown[key]));
+      cur.shown[key] = upTo;
+    };
+    step(this.out, cur.stdout !== undefined, Buffer.from(`${RS}V:${cur.id}:E:`), "out");
+    step(this.err, cur.stderr !== undefined, Buffer.from(`${RS}V:${cur.id}:E${RS}`), "err");
+  }
+
+  /**
+   * Run one command; `timeoutSec` kills its whole process group in the guest. `onOutput`
+   * gets its stdout and stderr as they arrive, while it runs.
+   */
+  run(command: string, timeoutSec?: number, onOutput?: OutputListener): Promise<CommandResult> {
+    const job = this.queue.then(() => this.runNow(command, timeoutSec, onOutput));
     this.queue = job.catch(() => undefined);
     return job;
   }
 
-  private runNow(command: string, timeoutSec?: number): Promise<CommandResult> {
+  private runNow(command: string, timeoutSec?: number, onOutput?: OutputListener): Promise<CommandResult> {
     if (this.closed) return Promise.reject(this.closed);
     const id = randomBytes(8).toString("hex");
     return new Promise<CommandResult>((resolve, reject) => {
@@ -259,6 +284,8 @@ export class Backdoor extends EventEmitter {
         status: undefined,
         stdout: undefined,
         stderr: undefined,
+        onOutput,
+        shown: { out: 0, err: 0 },
         resolve: (r) => {
           clearTimeout(timer);
           if (timedOut) reject(new CommandTimeout(timeoutSec!, r));

@@ -1,7 +1,11 @@
 import { EventEmitter } from "node:events";
 import fs from "node:fs";
+import { StringDecoder } from "node:string_decoder";
 
 // CSI/OSC sequences and other control bytes that make a log unreadable.
+
+/** An escape sequence that is complete at the start of the string. */
+const COMPLETE = /^(\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[()][A-Za-z0-9]|\x1b[^[\]()])/;
 
 const ANSI = /\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[()][A-Za-z0-9]|[\x00-\x08\x0b-\x0c\x0e-\x1f]|\r/g;
 
@@ -12,6 +16,9 @@ const ANSI = /\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[()][A-Za-z0-9]|[
 export class ConsoleLog extends EventEmitter {
   private text = "";
   private partial = "";
+  /** a UTF-8 character or an escape sequence cut off at the end of the last chunk */
+  private readonly decoder = new StringDecoder("utf8");
+  private held = "";
   private readonly file: fs.WriteStream;
 
   constructor(logPath: string) {
@@ -21,7 +28,16 @@ export class ConsoleLog extends EventEmitter {
 
   write(chunk: Buffer): void {
     this.file.write(chunk);
-    const clean = chunk.toString("utf8").replace(ANSI, "");
+    let raw = this.held + this.decoder.write(chunk);
+    // An escape sequence split between two reads would leave fragments such as `[0;1;39m`
+    // in the text: hold back an unfinished one until the next chunk completes it.
+    this.held = "";
+    const esc = raw.lastIndexOf("\x1b");
+    if (esc >= 0 && raw.length - esc < 64 && !COMPLETE.test(raw.slice(esc))) {
+      this.held = raw.slice(esc);
+      raw = raw.slice(0, esc);
+    }
+    const clean = raw.replace(ANSI, "");
     this.text += clean;
     const lines = (this.partial + clean).split("\n");
     this.partial = lines.pop()!;
@@ -44,6 +60,10 @@ export class ConsoleLog extends EventEmitter {
   }
 
   close(): Promise<void> {
+    if (this.held) {
+      this.partial += this.held.replace(ANSI, "");
+      this.held = "";
+    }
     if (this.partial) this.emit("line", this.partial);
     this.partial = "";
     return new Promise((r) => this.file.end(() => r()));

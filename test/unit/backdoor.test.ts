@@ -55,6 +55,27 @@ describe("backdoor framing", () => {
     expect(g.bd.bootId).toBe("boot1");
   });
 
+  it("hands a command's output on while it runs, every byte once, never its end marker", async () => {
+    const g = fakeGuest();
+    const seen = { stdout: "", stderr: "" };
+    const p = g.bd.run("long", undefined, (stream, chunk) => (seen[stream] += chunk.toString()));
+    await new Promise((r) => setImmediate(r));
+    const id = idOf(g.sent[0]!);
+    const line = "x".repeat(100) + "\n";
+    g.toHost(g.cmd, `\x1eV:${id}:O:9\x1e${line}${line}`, 7);
+    g.toHost(g.err, `oops ${line}`, 5);
+    // before the command ends: all but the last few bytes (which could be its end marker's start)
+    expect(seen.stdout.length).toBeGreaterThan(150);
+    expect(line.repeat(2).startsWith(seen.stdout)).toBe(true);
+    expect(seen.stderr.length).toBeGreaterThan(50);
+    g.toHost(g.cmd, `tail\x1eV:${id}:E:0\x1e\n`, 3);
+    g.toHost(g.err, `\x1eV:${id}:E\x1e`, 3);
+    const r = await p;
+    expect(seen.stdout).toBe(r.stdout.toString());
+    expect(seen.stdout).toBe(`${line}${line}tail`);
+    expect(seen.stderr).toBe(`oops ${line}`);
+  });
+
   it("runs commands one at a time, in order", async () => {
     const g = fakeGuest();
     const a = g.bd.run("a");

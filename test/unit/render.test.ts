@@ -417,3 +417,53 @@ describe("rendering service modules", () => {
     });
   });
 });
+
+describe("settings formats as NixOS renders them", () => {
+  it("mysql: a list repeats the key, true is the bare key", () => {
+    const p = render({
+      services: {
+        mysql: {
+          enable: true,
+          settings: { mysqld: { "binlog-ignore-db": ["a", "b"], "skip-name-resolve": true, "max-connections": 20 } },
+        },
+      },
+    });
+    const cnf = text(p, "/etc/mysql/mariadb.conf.d/90-vmrig.cnf");
+    expect(cnf).toContain(
+      "[mysqld]\nbinlog-ignore-db = a\nbinlog-ignore-db = b\nskip-name-resolve\nmax-connections = 20",
+    );
+  });
+
+  it("postgresql: strings quoted, booleans on/off, a list one comma-separated string", () => {
+    const p = render({
+      services: {
+        postgresql: { enable: true, settings: { shared_preload_libraries: ["a", "b"], fsync: false, work_mem: "4MB" } },
+      },
+    });
+    const conf = text(p, "/etc/postgresql/17/main/conf.d/90-vmrig.conf");
+    expect(conf).toContain("shared_preload_libraries = 'a,b'");
+    expect(conf).toContain("fsync = off");
+    expect(conf).toContain("work_mem = '4MB'");
+  });
+});
+
+describe("overriding a unit a package ships", () => {
+  it("rejects a second ExecStart before boot, naming NixOS's fix; a reset one is a drop-in", () => {
+    const override = {
+      systemd: { services: { nginx: { serviceConfig: { ExecStart: "/usr/sbin/nginx -g 'daemon off;'" } } } },
+    };
+    let error: unknown;
+    try {
+      render(override);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(VmrigError);
+    expect((error as VmrigError).message).toContain(
+      "nginx.service comes with a Debian package and has its own ExecStart",
+    );
+    expect((error as VmrigError).hint).toContain(`serviceConfig.ExecStart = ["", "/usr/sbin/nginx -g 'daemon off;'"]`);
+    const p = render({ systemd: { services: { nginx: { serviceConfig: { ExecStart: ["", "/bin/true"] } } } } });
+    expect(text(p, "/etc/systemd/system/nginx.service.d/vmrig.conf")).toMatch(/ExecStart=\nExecStart=\/bin\/true/);
+  });
+});

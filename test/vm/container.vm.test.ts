@@ -93,6 +93,15 @@ describe("a container", () => {
     expect((await server.succeed("pgrep -x sleep || echo none")).trim()).toBe("none");
   });
 
+  it("writes a command's output to the log line by line as it runs", async () => {
+    await server.succeed("for i in 1 2 3; do echo streamed-$i; echo to-stderr-$i >&2; sleep 0.3; done");
+    const log = fs.readFileSync(path.join(resultDir, "log.txt"), "utf8");
+    for (const i of [1, 2, 3]) {
+      expect(log).toMatch(new RegExp(`server # streamed-${i}\n`));
+      expect(log).toMatch(new RegExp(`server # to-stderr-${i}\n`));
+    }
+  });
+
   it("copies files in and out, binary-safe", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-ctfiles-"));
     try {
@@ -123,6 +132,22 @@ describe("a container", () => {
     typed.input.write("exit\r");
     await done;
     expect(screen).toContain("left the shell on server");
+  });
+
+  it("has useradd and passwd, as NixOS tests expect", async () => {
+    await server.succeed("useradd -m alice", "echo alice:secret | chpasswd", "passwd -S alice | grep -q ' P '");
+    expect((await server.succeed("su - alice -c whoami")).trim()).toBe("alice");
+  });
+
+  it("says what systemd says of a unit it cannot load, at once", async () => {
+    await server.succeed(
+      "printf '[Service]\\nType=simple\\n' > /etc/systemd/system/broken.service",
+      "systemctl daemon-reload",
+    );
+    // a verdict at once, not a timeout: waiting cannot make systemd load it
+    await expect(server.waitForUnit("broken.service", { timeout: 120 })).rejects.toThrow(
+      /LoadState is bad-setting[\s\S]*systemd-analyze verify/,
+    );
   });
 
   it("says at the call that what needs a VM is not there", async () => {

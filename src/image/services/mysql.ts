@@ -10,7 +10,9 @@ export function renderMysql(config: EvaluatedConfig, patch: Patch): void {
   const my = config.services.mysql;
   if (!my.enable) return;
   const repl = my.replication;
-  const settings: Record<string, Record<string, string | number | boolean>> = structuredClone(my.settings);
+  const settings: Record<string, Record<string, string | number | boolean | (string | number)[]>> = structuredClone(
+    my.settings,
+  );
   if (repl.role !== "none") {
     settings.mysqld = { "server-id": repl.serverId, "bind-address": "0.0.0.0", ...(settings.mysqld ?? {}) };
     if (repl.role === "master") settings.mysqld = { "log-bin": "mysql-bin", ...settings.mysqld };
@@ -18,7 +20,13 @@ export function renderMysql(config: EvaluatedConfig, patch: Patch): void {
   }
   const ini = Object.entries(settings)
     .map(([section, kv]) =>
-      [`[${section}]`, ...Object.entries(kv).map(([k, v]) => (v === true ? k : `${k} = ${v}`))].join("\n"),
+      [
+        `[${section}]`,
+        // as NixOS's INI format with listsAsDuplicateKeys: a list repeats the key
+        ...Object.entries(kv).flatMap(([k, v]) =>
+          Array.isArray(v) ? v.map((e) => `${k} = ${e}`) : [v === true ? k : `${k} = ${v}`],
+        ),
+      ].join("\n"),
     )
     .join("\n\n");
   patch.files.push(

@@ -30,12 +30,13 @@ export function renderPostgresql(config: EvaluatedConfig, tree: TreeInfo, patch:
   if (!pg.enable) return;
   const ver = postgresqlVersion(tree);
   const etc = `/etc/postgresql/${ver}/main`;
-  const settings: Record<string, string | number | boolean> = {
+  const settings: Record<string, string | number | boolean | string[]> = {
     ...(pg.enableTCPIP ? { listen_addresses: "*" } : {}),
     ...pg.settings,
   };
   const conf = Object.entries(settings).map(
-    ([k, v]) => `${k} = ${typeof v === "string" ? literal(v) : v === true ? "on" : v === false ? "off" : v}`,
+    ([k, v]) =>
+      `${k} = ${Array.isArray(v) ? literal(v.join(",")) : typeof v === "string" ? literal(v) : v === true ? "on" : v === false ? "off" : v}`,
   );
   patch.files.push(
     file(
