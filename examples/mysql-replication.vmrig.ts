@@ -45,6 +45,8 @@ export default defineTest({
             serverId: 1,
           },
           initialDatabases: [{ name: "testdb", schema: testdb }],
+          // a list repeats the key, as NixOS's INI format writes it
+          settings: { mysqld: { "binlog-ignore-db": ["scratch1", "scratch2"] } },
         },
       },
     },
@@ -59,6 +61,8 @@ export default defineTest({
     await primary.waitForOpenPort(3306);
     // Wait for testdb to be fully populated (5 rows).
     await primary.waitUntilSucceeds(`${count} | grep -q 5`);
+    // both list entries reached MariaDB
+    await primary.succeed("sudo -u mysql mysql -u mysql -N -e 'show master status' | grep -q 'scratch1,scratch2'");
 
     await Promise.all([secondary1.start(), secondary2.start()]);
     for (const s of [secondary1, secondary2]) {

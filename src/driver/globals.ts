@@ -1,7 +1,7 @@
 import type { EvaluatedConfig, NodesInfo } from "../config/eval.js";
 import { checkpointDir, restoreCheckpoint, takeCheckpoint, type Checkpoint } from "../machine/checkpoint.js";
 import { healPartitions, isolateFrom } from "../machine/faults.js";
-import type { Machine } from "../machine/machine.js";
+import type { ContainerMachine, Machine } from "../machine/machine.js";
 import { VmrigError, callerLocation, errorMessage } from "../util/errors.js";
 import { sleep } from "../util/proc.js";
 import type { Logger } from "./logger.js";
@@ -123,7 +123,7 @@ export function makeContext(
     },
     partition: async (groupA, groupB) => {
       const call = `partition([${groupA.map((m) => m.name).join(", ")}], [${groupB.map((m) => m.name).join(", ")}])`;
-      const addresses = (group: Machine[]) =>
+      const addresses = (group: (Machine | ContainerMachine)[]) =>
         group.flatMap((m) =>
           Object.entries(configs[m.name]!.networking.interfaces)
             // eth0 is the host-forwarding NIC, the same 10.0.2.15 on every machine that has one

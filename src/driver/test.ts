@@ -38,7 +38,7 @@ export interface Globals<N extends string = string> {
    * Make every machine of `groupA` unreachable from every machine of `groupB` and back (their
    * vlan addresses dropped in both directions, other traffic untouched); in effect when it resolves.
    */
-  partition: (groupA: Machine[], groupB: Machine[]) => Promise<void>;
+  partition: (groupA: (Machine | ContainerMachine)[], groupB: (Machine | ContainerMachine)[]) => Promise<void>;
   /** Undo every partition. */
   heal: () => Promise<void>;
   /** every machine of the test, in name order */

@@ -20,6 +20,7 @@ describe("examples from the seeds and SPEC §5 (real VMs)", () => {
     "console-login",
     "client-server-containers",
     "client-server-mixed",
+    "etcd-partition",
     // nixpkgs tests with their Python scripts verbatim (SPEC §11)
     "nixos/lighttpd",
     "nixos/rsyncd",
