@@ -50,11 +50,18 @@ export function makeContext(
     subtest: async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
       const start = Date.now();
       try {
+        const startMs = start - logger.startedAt;
         const r = await logger.nested(`subtest: ${name}`, fn);
-        result.subtests.push({ name, outcome: "passed", durationMs: Date.now() - start });
+        result.subtests.push({ name, outcome: "passed", durationMs: Date.now() - start, startMs });
         return r;
       } catch (e) {
-        result.subtests.push({ name, outcome: "failed", durationMs: Date.now() - start, error: errorMessage(e) });
+        result.subtests.push({
+          name,
+          outcome: "failed",
+          durationMs: Date.now() - start,
+          startMs: start - logger.startedAt,
+          error: errorMessage(e),
+        });
         throw e;
       }
     },
@@ -137,6 +144,10 @@ export function makeContext(
             ...groupA.map((m) => isolateFrom(m.internals, addresses(groupB), call)),
             ...groupB.map((m) => isolateFrom(m.internals, addresses(groupA), call)),
           ]);
+          logger.mark(
+            "fault",
+            `partition ${groupA.map((m) => m.name).join(", ")} | ${groupB.map((m) => m.name).join(", ")}`,
+          );
         },
       );
     },
@@ -145,6 +156,7 @@ export function makeContext(
         await Promise.all(
           machines.filter((m) => m.pid !== undefined).map((m) => healPartitions(m.internals, "heal()")),
         );
+        logger.mark("fault", "heal");
       });
     },
     serialStdoutOn: () => {

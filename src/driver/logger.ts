@@ -1,5 +1,5 @@
 import fs from "node:fs";
-import type { Log } from "../util/log.js";
+import type { Log, Mark, MarkKind } from "../util/log.js";
 
 /**
  * The run's nested log: what the user sees live and what goes into log.txt.
@@ -9,6 +9,8 @@ export class Logger implements Log {
   private depth = 0;
   private readonly file: fs.WriteStream | undefined;
   private readonly t0 = Date.now();
+  /** the timeline's events so far (the HTML report draws them) */
+  readonly marks: Mark[] = [];
 
   constructor(
     logPath: string | undefined,
@@ -27,6 +29,15 @@ export class Logger implements Log {
       this.out(`${prefix}${line}`);
       this.file?.write(`${this.stamp()} ${prefix}${line}\n`);
     }
+  }
+
+  mark(kind: MarkKind, label: string, machine?: string): void {
+    this.marks.push({ atMs: Date.now() - this.t0, kind, label, ...(machine ? { machine } : {}) });
+  }
+
+  /** When the log began (the timeline's zero). */
+  get startedAt(): number {
+    return this.t0;
   }
 
   /** Serial console lines are shown live (NixOS's serial_stdout_on) unless turned off. */

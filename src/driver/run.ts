@@ -10,6 +10,7 @@ import { within } from "../util/proc.js";
 import { Logger } from "./logger.js";
 import type { LoadedTest } from "./load.js";
 import type { TestContext } from "./test.js";
+import type { Mark } from "../util/log.js";
 import { runPythonScript } from "./python.js";
 import { checkConditions, makeContext, type ActiveCondition } from "./globals.js";
 
@@ -46,6 +47,8 @@ export interface SubtestResult {
   name: string;
   outcome: "passed" | "failed";
   durationMs: number;
+  /** when it began, ms after the test did (for the timeline) */
+  startMs?: number;
   error?: string;
 }
 
@@ -62,6 +65,8 @@ export interface TestResult {
   resultDir: string;
   subtests: SubtestResult[];
   bootMs: Record<string, number>;
+  /** faults set and cleared, machines started and stopped, ms after the test began (the HTML timeline) */
+  timeline?: Mark[];
   /** `--retries`: the attempts that failed before this one, oldest first (their folders are kept) */
   failedAttempts?: FailedAttempt[];
 }
@@ -134,6 +139,7 @@ export async function runTest(loaded: LoadedTest, opts: RunOptions): Promise<Tes
   } finally {
     await session?.close();
     result.durationMs = Date.now() - started;
+    if (logger.marks.length) result.timeline = logger.marks;
     if (result.outcome === "passed") logger.log(`${def.name} passed in ${(result.durationMs / 1000).toFixed(1)} s`);
     await logger.close();
     fs.writeFileSync(

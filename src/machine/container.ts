@@ -37,4 +37,5 @@ export async function startContainer(m: MachineCore, spec: ContainerSpec, locati
   }
   m.systemdReadyMs = Date.now() - t0;
   m.log.log(`container started in ${secs(m.systemdReadyMs)} (shell after ${secs(ct.bootMs)})`, m.name);
+  m.log.mark("power", `container up (${secs(m.systemdReadyMs)})`, m.name);
 }

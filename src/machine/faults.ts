@@ -90,6 +90,7 @@ export async function netem(
               : "the guest kernel needs sch_netem (Debian's kernels have it)",
         });
       }
+      m.log.mark("fault", spec === null ? "netem cleared" : `netem ${args}`, m.name);
     },
   );
 }

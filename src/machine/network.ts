@@ -9,6 +9,7 @@ export async function setLinks(m: MachineCore, up: boolean): Promise<void> {
   const g = await m.up();
   await g.setLinks(up);
   m.log.log(up ? "unblocked (links up)" : "blocked (links down)", m.name);
+  m.log.mark("fault", up ? "unblocked" : "blocked", m.name);
 }
 
 /**

@@ -56,6 +56,7 @@ async function startOnce(m: MachineCore, location: string | undefined): Promise<
       adopt(m, vm);
       m.systemdReadyMs = Date.now() - t0;
       m.log.log(`restored ${vm.origin} in ${secs(m.systemdReadyMs)}`, m.name);
+      m.log.mark("power", `restored (${secs(m.systemdReadyMs)})`, m.name);
       logDisplay(m, spec);
       return;
     }
@@ -72,6 +73,7 @@ async function startOnce(m: MachineCore, location: string | undefined): Promise<
   const vm = await coldBoot(m, spec, { sockets: socketPaths(spec), drives: m.disks }, location, false);
   m.systemdReadyMs = Date.now() - t0;
   m.log.log(`booted in ${secs(m.systemdReadyMs)} (shell after ${secs(vm.bootMs)})`, m.name);
+  m.log.mark("power", `booted (${secs(m.systemdReadyMs)})`, m.name);
   logDisplay(m, spec);
 }
 
@@ -96,6 +98,7 @@ export async function isUp(m: MachineCore): Promise<boolean> {
 export async function shutdown(m: MachineCore): Promise<void> {
   const g = m.guest;
   if (!g?.running) return;
+  m.log.mark("power", "shut down", m.name);
   await m.nested("shutting down", async () => {
     g.backdoor.run("systemctl poweroff --no-block").catch(() => undefined);
     await within(g.waitForExit(), 120_000);
@@ -105,7 +108,8 @@ export async function shutdown(m: MachineCore): Promise<void> {
 
 export async function crash(m: MachineCore): Promise<void> {
   if (!m.guest?.running) return;
-  m.log.log("crashing (QEMU killed)", m.name);
+  m.log.log(m.guest.kind === "qemu" ? "crashing (QEMU killed)" : "crashing (container killed)", m.name);
+  m.log.mark("power", "crashed", m.name);
   await m.guest.kill();
 }
 

@@ -25,6 +25,40 @@ function logTail(file: string): string | undefined {
   }
 }
 
+/**
+ * The test on one time axis: subtests as spans, and a tick for every fault set or cleared
+ * and every machine started or stopped (each with its time, machine and what it was), then
+ * the same events as a list — what happened to the network when, beside what the test did.
+ */
+function timelineOf(r: TestResult): string | undefined {
+  const marks = r.timeline ?? [];
+  const spans = r.subtests.filter((s) => s.startMs !== undefined);
+  if (!marks.length && !spans.length) return undefined;
+  const end = Math.max(r.durationMs, ...marks.map((m) => m.atMs), ...spans.map((s) => s.startMs! + s.durationMs), 1);
+  const pct = (ms: number) => `${((100 * ms) / end).toFixed(2)}%`;
+  const items = [
+    ...spans.map(
+      (s) =>
+        `<span class="span ${s.outcome}" style="left:${pct(s.startMs!)};width:${pct(Math.max(s.durationMs, end / 400))}" title="${esc(`${s.name}: ${secs(s.durationMs)}`)}"></span>`,
+    ),
+    ...marks.map(
+      (m) =>
+        `<span class="tick ${m.kind}" style="left:${pct(m.atMs)}" title="${esc(`${secs(m.atMs)} ${m.machine ? `${m.machine}: ` : ""}${m.label}`)}"></span>`,
+    ),
+  ];
+  const rows = marks.map(
+    (m) =>
+      `<tr class="${m.kind}"><td class="num">${secs(m.atMs)}</td><td>${m.kind}</td><td>${esc(m.machine ?? "all")}</td><td>${esc(m.label)}</td></tr>`,
+  );
+  return (
+    `<div class="timeline" aria-label="timeline">${items.join("")}</div>` +
+    (rows.length
+      ? `<details class="events"${marks.some((m) => m.kind === "fault") ? " open" : ""}><summary>timeline: ${marks.filter((m) => m.kind === "fault").length} fault events, ${marks.filter((m) => m.kind === "power").length} power events</summary>` +
+        `<table class="events"><thead><tr><th>at</th><th>kind</th><th>machine</th><th>event</th></tr></thead><tbody>${rows.join("")}</tbody></table></details>`
+      : "")
+  );
+}
+
 function testSection(r: TestResult, outputDir: string, index: number): string {
   const outcome = r.cached ? "cached" : isFlaky(r) ? "flaky" : r.outcome;
   const rel = (f: string) => encodeURI(path.relative(outputDir, path.join(r.resultDir, f)));
@@ -52,6 +86,8 @@ function testSection(r: TestResult, outputDir: string, index: number): string {
       "</tbody></table>",
     );
   }
+  const timeline = timelineOf(r);
+  if (timeline) parts.push(timeline);
   for (const [i, a] of (r.failedAttempts ?? []).entries()) {
     const dir = encodeURI(path.relative(outputDir, a.resultDir));
     parts.push(
@@ -101,6 +137,13 @@ table.subtests td, table.subtests th { border-bottom: 1px solid var(--line); pad
 tr.failed td:first-child { color: var(--bad); } .num { text-align: right; white-space: nowrap; width: 6rem; }
 td.bar { width: 35%; } td.bar span { display: block; height: .6rem; border-radius: .3rem; background: var(--ok); min-width: 2px; }
 tr.failed td.bar span { background: var(--bad); }
+.timeline { position: relative; height: 1.6rem; margin: .6rem 0; background: var(--bg2); border-radius: .3rem; }
+.timeline .span { position: absolute; top: .35rem; height: .9rem; border-radius: .2rem; background: var(--ok); opacity: .55; }
+.timeline .span.failed { background: var(--bad); }
+.timeline .tick { position: absolute; top: 0; bottom: 0; width: 3px; margin-left: -1px; }
+.timeline .tick.fault { background: var(--bad); } .timeline .tick.power { background: var(--muted); }
+table.events { border-collapse: collapse; font-size: .9rem; } table.events td, table.events th { padding: .1rem .6rem; text-align: left; }
+tr.fault td:nth-child(2) { color: var(--bad); }
 pre { background: var(--bg2); border-radius: .4rem; overflow-x: auto; padding: .75rem; font-size: .85rem; }
 pre.error { border-left: 4px solid var(--bad); white-space: pre-wrap; }
 pre.log { max-height: 30rem; overflow-y: auto; }

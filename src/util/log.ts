@@ -11,4 +11,16 @@ export interface Log {
   consoleLine(machine: string, line: string): void;
   /** print `message`, run `fn` indented under it, and say how long it took */
   nested<T>(message: string, fn: () => Promise<T>, machine?: string): Promise<T>;
+  /** an event for the report's timeline (a fault set or cleared, a machine started or stopped) */
+  mark(kind: MarkKind, label: string, machine?: string): void;
+}
+
+export type MarkKind = "fault" | "power";
+
+/** One event on a test's timeline, `atMs` after the test began. */
+export interface Mark {
+  atMs: number;
+  kind: MarkKind;
+  label: string;
+  machine?: string;
 }

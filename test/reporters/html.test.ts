@@ -82,7 +82,13 @@ function fixture(): { out: string; results: TestResult[] } {
         machine: "server",
         status: 7,
       }),
-      subtests: [{ name: "front page", outcome: "failed", durationMs: 3000, error: "boom" }],
+      subtests: [{ name: "front page", outcome: "failed", durationMs: 3000, startMs: 60_000, error: "boom" }],
+      timeline: [
+        { atMs: 8_000, kind: "power", label: "booted (7.8 s)", machine: "server" },
+        { atMs: 30_000, kind: "fault", label: "netem delay 150ms", machine: "server" },
+        { atMs: 45_000, kind: "fault", label: "partition server | client" },
+        { atMs: 50_000, kind: "fault", label: "heal" },
+      ],
     },
     {
       ...base,
@@ -125,6 +131,13 @@ describe("HTML report", () => {
     expect(dom).toContain("must succeed: curl &lt;localhost&gt;"); // escaped, and ANSI colours stripped
     expect(dom).not.toContain("\x1b[");
     expect(dom).toMatch(/<title>vmrig: 2 passed, 1 failed<\/title>/);
+    // the timeline: a tick per fault and power event where it happened, the subtest as a span, and the list
+    expect(dom).toContain('<span class="tick fault" style="left:39.74%" title="30.0 s server: netem delay 150ms">');
+    expect(dom).toContain('<span class="span failed" style="left:79.47%;');
+    expect(dom).toMatch(/timeline: 3 fault events, 1 power events/);
+    expect(dom).toMatch(
+      /<td class="num">45\.0 s<\/td><td>fault<\/td><td>all<\/td><td>partition server \| client<\/td>/,
+    );
     const all = chromium("--dump-dom", `file://${file}`);
     expect(all).not.toMatch(/data-outcome="\w+" hidden/);
 

@@ -18,6 +18,7 @@ import { pidsOf } from "./helpers.js";
 // the network (both kinds, the firewall inside, block, forwardPort, isolation from the host),
 // power, and that nothing is left behind.
 let session: Session;
+let logger: Logger;
 let server: Machine;
 let peer: Machine;
 let vm: Machine;
@@ -50,7 +51,7 @@ beforeAll(async () => {
     sources: {},
     ocrCalls: [],
   } as unknown as LoadedTest;
-  const logger = new Logger(path.join(resultDir, "log.txt"), () => undefined);
+  logger = new Logger(path.join(resultDir, "log.txt"), () => undefined);
   session = await openSession(
     loaded,
     { accel: "auto", keepVmState: false, terminal: () => typed },
@@ -178,6 +179,9 @@ describe("a container's network", () => {
     await server.fail("ping -c 1 -W 1 peer");
     await peer.unblock();
     await server.waitUntilSucceeds("ping -c 1 -W 1 peer", 30);
+    // on the report's timeline, in order
+    const faults = logger.marks.filter((m) => m.kind === "fault" && m.machine === "peer").map((m) => m.label);
+    expect(faults.slice(-2)).toEqual(["blocked", "unblocked"]);
   });
 
   it("forwards a host port to a container port", async () => {
