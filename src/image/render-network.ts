@@ -102,6 +102,8 @@ export function renderFirewall(config: EvaluatedConfig, patch: Patch): void {
       "  chain forward {",
       "    type filter hook forward priority filter; policy drop;",
       "    ct state established,related accept",
+      // a connection some DNAT rule redirected inward (a port forward, miniupnpd's holes), as NixOS allows
+      "    ct status dnat accept",
       ...(internal ? [`    iifname { ${internal} } oifname ${ext} accept`] : []),
       "  }",
       "}",

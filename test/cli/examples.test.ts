@@ -21,6 +21,7 @@ describe("examples from the seeds and SPEC §5 (real VMs)", () => {
     "client-server-containers",
     "client-server-mixed",
     "etcd-partition",
+    "bittorrent",
     // nixpkgs tests with their Python scripts verbatim (SPEC §11)
     "nixos/lighttpd",
     "nixos/rsyncd",
