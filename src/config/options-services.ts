@@ -19,7 +19,7 @@ const phpfpmPool = t.submodule({
   settings: option(
     t.attrsOf(iniValue),
     {},
-    "Pool directives (php-fpm.conf syntax). vmrig fills in pm = dynamic with 5 children and a socket that www-data (nginx) may use, unless set here.",
+    "Pool directives (php-fpm.conf syntax: `key = value`, as NixOS writes them; booleans become yes/no, php-fpm has no repeated keys). vmrig fills in pm = dynamic with 5 children and a socket that www-data (nginx) may use, unless set here.",
   ),
   phpOptions: option(
     t.str,
