@@ -190,13 +190,16 @@ export async function createTopology(def: TopologyDefinition, opts: TopologyOpti
           switchPath: switches.find((s) => s.vlan === vlan)!.path,
         }));
       const consoleLog = path.join(opts.resultDir, `${name}-console.log`);
+      const common = {
+        logger,
+        resultDir: opts.resultDir,
+        ...(opts.beforeCommand ? { beforeCommand: opts.beforeCommand } : {}),
+        ...(opts.terminal ? { terminal: opts.terminal } : {}),
+      };
       if (img.format === "tree") {
         machines.push(
           new Machine(name, {
-            logger,
-            resultDir: opts.resultDir,
-            ...(opts.beforeCommand ? { beforeCommand: opts.beforeCommand } : {}),
-            ...(opts.terminal ? { terminal: opts.terminal } : {}),
+            ...common,
             ocr: false,
             spec: () => ({ kind: "nspawn", name, tree: img.root, nics: nics(), stateDir, consoleLog }),
           }),
@@ -205,10 +208,7 @@ export async function createTopology(def: TopologyDefinition, opts: TopologyOpti
       }
       machines.push(
         new Machine(name, {
-          logger,
-          resultDir: opts.resultDir,
-          ...(opts.beforeCommand ? { beforeCommand: opts.beforeCommand } : {}),
-          ...(opts.terminal ? { terminal: opts.terminal } : {}),
+          ...common,
           ocr: opts.enableOCR ?? false,
           coldBoots,
           ...(snapshots && c.virtualisation.bootSnapshot ? { snapshots } : {}),

@@ -145,6 +145,18 @@ export async function within<T>(p: Promise<T>, ms: number): Promise<T | undefine
   }
 }
 
+/** A promise that rejects when `signal` aborts (with its reason) and never resolves; unhandled rejection is muted. */
+export function rejectOnAbort(signal: AbortSignal | undefined): Promise<never> {
+  const p = new Promise<never>((_, reject) => {
+    if (!signal) return;
+    const onAbort = () => reject(signal.reason instanceof Error ? signal.reason : new Error("aborted"));
+    if (signal.aborted) onAbort();
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  p.catch(() => undefined);
+  return p;
+}
+
 /** Is a process with this PID alive (possibly someone else's)? */
 export function pidAlive(pid: number): boolean {
   try {

@@ -10,7 +10,7 @@ import { ConsoleLog } from "./console.js";
 import type { Guest } from "./guest.js";
 import { NetNamespace } from "./netns.js";
 import { macFor, type NicSpec } from "./nics.js";
-import { exited, run, shellQuote, sleep, spawnOwned, terminate, within } from "../util/proc.js";
+import { exited, rejectOnAbort, run, shellQuote, sleep, spawnOwned, terminate, within } from "../util/proc.js";
 import { VmrigError, tail } from "../util/errors.js";
 
 /** Everything that decides how one container is started. */
@@ -102,14 +102,7 @@ export async function launchContainer(spec: ContainerSpec, opts: ContainerLaunch
       ),
     );
     died.catch(() => undefined);
-    const aborted = new Promise<never>((_, reject) => {
-      const signal = opts.signal;
-      if (!signal) return;
-      const onAbort = () => reject(signal.reason instanceof Error ? signal.reason : new Error("aborted"));
-      if (signal.aborted) onAbort();
-      signal.addEventListener("abort", onAbort, { once: true });
-    });
-    aborted.catch(() => undefined);
+    const aborted = rejectOnAbort(opts.signal);
     await Promise.race([ready, died, aborted]);
     ct.bootMs = Date.now() - ct.startedAt;
     return ct;

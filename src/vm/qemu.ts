@@ -8,7 +8,7 @@ import type { Guest } from "./guest.js";
 import { qemuArgs, SOCKET_NAMES, type Layout, type SocketName, type VmSpec } from "./qemu-args.js";
 import { qemuInfo } from "./qemu-info.js";
 import { Qmp } from "./qmp.js";
-import { exited, shellQuote, sleep, spawnOwned, terminate, within } from "../util/proc.js";
+import { exited, rejectOnAbort, shellQuote, sleep, spawnOwned, terminate, within } from "../util/proc.js";
 import { VmrigError, tail } from "../util/errors.js";
 
 /** Listen on a unix socket and resolve with the one connection QEMU makes to it. */
@@ -95,14 +95,7 @@ export async function launchQemu(spec: VmSpec, opts: LaunchOptions): Promise<Qem
     });
   });
   died.catch(() => undefined);
-  const aborted = new Promise<never>((_, reject) => {
-    const signal = opts.signal;
-    if (!signal) return;
-    const onAbort = () => reject(signal.reason instanceof Error ? signal.reason : new Error("aborted"));
-    if (signal.aborted) onAbort();
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-  aborted.catch(() => undefined);
+  const aborted = rejectOnAbort(opts.signal);
   const race = <T>(p: Promise<T>) => Promise.race([p, died, aborted]);
 
   try {
