@@ -14,6 +14,8 @@ export function shard<T>(items: T[], spec: string | undefined): T[] {
 
 /** What QEMU needs beyond the guest's RAM (measured RSS over guest use: ~300 MiB under TCG). */
 export const QEMU_OVERHEAD_MIB = 320;
+/** What a container's systemd and a service or two take, for the same budget. */
+export const CONTAINER_MIB = 128;
 
 /**
  * Tests wait for memory before booting: the host's available memory is shared

@@ -10,7 +10,7 @@ import { sweepLeftovers } from "./leftovers.js";
 import { loadTest, type LoadedTest } from "./load.js";
 import type { Reporter, SuiteSummary } from "./reporter.js";
 import { isFlaky, newResult, runTest, type FailedAttempt, type RunOptions, type TestResult } from "./run.js";
-import { MemoryBudget, QEMU_OVERHEAD_MIB, shard } from "./schedule.js";
+import { CONTAINER_MIB, MemoryBudget, QEMU_OVERHEAD_MIB, shard } from "./schedule.js";
 import { VmrigError, configError, errorMessage } from "../util/errors.js";
 
 /** `vmrig run`'s test files: the paths given (files as they are, directories searched for *.vmrig.ts). */
@@ -109,7 +109,12 @@ export async function runSuite(paths: string[], o: SuiteOptions): Promise<SuiteO
       for (const r of o.reporters) r.onTestEnd?.(cached);
       return;
     }
-    const needMiB = Object.values(configs).reduce((a, c) => a + c.virtualisation.memorySize + QEMU_OVERHEAD_MIB, 0);
+    // a VM takes its memory and QEMU's; a container only what its processes use
+    const containers = new Set(Object.keys(loaded.def.containers ?? {}));
+    const needMiB = Object.entries(configs).reduce(
+      (a, [name, c]) => a + (containers.has(name) ? CONTAINER_MIB : c.virtualisation.memorySize + QEMU_OVERHEAD_MIB),
+      0,
+    );
     const release = await memory.take(needMiB);
     let result: TestResult;
     try {
