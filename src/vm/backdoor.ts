@@ -252,7 +252,13 @@ export class Backdoor extends EventEmitter {
     const step = (acc: Accumulator, done: boolean, marker: Buffer, key: "out" | "err") => {
       if (done) return;
       const at = acc.find(marker);
-      const upTo = at >= 0 ? at : Math.max(0, acc.size - marker.length - 24);
+      let upTo = at;
+      if (at < 0) {
+        // all of it, but for a tail that may be the start of the end marker (from its \x1e on)
+        const from = Math.max(cur.shown[key], acc.size - marker.length - 16);
+        const rs = acc.peekFrom(from, acc.size - from).lastIndexOf(0x1e);
+        upTo = rs >= 0 ? from + rs : acc.size;
+      }
       if (upTo <= cur.shown[key]) return;
       listener(key === "out" ? "stdout" : "stderr", acc.peekFrom(cur.shown[key], upTo - cur.shown[key]));
       cur.shown[key] = upTo;

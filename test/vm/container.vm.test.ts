@@ -5,7 +5,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { PassThrough } from "node:stream";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { Logger } from "../../src/driver/logger.js";
 import { openSession, newResult, type Session } from "../../src/driver/run.js";
 import type { LoadedTest } from "../../src/driver/load.js";
@@ -96,11 +96,22 @@ describe("a container", () => {
 
   it("writes a command's output to the log line by line as it runs", async () => {
     await server.succeed("for i in 1 2 3; do echo streamed-$i; echo to-stderr-$i >&2; sleep 0.3; done");
-    const log = fs.readFileSync(path.join(resultDir, "log.txt"), "utf8");
-    for (const i of [1, 2, 3]) {
-      expect(log).toMatch(new RegExp(`server # streamed-${i}\n`));
-      expect(log).toMatch(new RegExp(`server # to-stderr-${i}\n`));
-    }
+    // the log file is a stream: its last lines may still be on their way to the disk
+    await vi.waitFor(
+      () => {
+        const log = fs.readFileSync(path.join(resultDir, "log.txt"), "utf8");
+        for (const i of [1, 2, 3]) {
+          expect(log).toMatch(new RegExp(`server # streamed-${i}\n`));
+          expect(log).toMatch(new RegExp(`server # to-stderr-${i}\n`));
+        }
+        // the first line was logged before the command ended (0.9 s later), not with its end
+        const at = (re: RegExp) => Number(re.exec(log)?.[1]);
+        expect(at(/^ *([\d.]+)s .*server # streamed-1$/m)).toBeLessThan(
+          at(/^ *([\d.]+)s .*\(finished: must succeed: for i/m),
+        );
+      },
+      { timeout: 5000 },
+    );
   });
 
   it("copies files in and out, binary-safe", async () => {
