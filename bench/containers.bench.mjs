@@ -5,36 +5,17 @@
 //    off) and as containers (examples/client-server-containers.vmrig.ts)
 // 3. a CPU-bound command in each (TCG emulates a VM's CPU; a container runs natively)
 import { spawnSync } from "node:child_process";
-import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { Logger } from "../dist/driver/logger.js";
-import { createTopology } from "../dist/driver/topology.js";
+import { cleanup, median, root, rowPrinter, s, scratch, topology } from "./lib.mjs";
 
 const args = process.argv.slice(2);
 const starts = Number(args[args.indexOf("--starts") + 1] || 5) || 5;
-const root = path.resolve(import.meta.dirname, "..");
-const row = (what, value, target = "") => console.log(`${what.padEnd(62)} ${String(value).padStart(12)}  ${target}`);
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const s = (ms) => `${(ms / 1000).toFixed(2)} s`;
-const dirs = [];
-
-async function topo(def, snapshots = true) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-bench-"));
-  dirs.push(dir);
-  return createTopology(def, {
-    logger: new Logger(path.join(dir, "log.txt"), () => {}),
-    resultDir: dir,
-    sourceDir: root,
-    accel: "auto",
-    keepVmState: false,
-    snapshots,
-  });
-}
+const row = rowPrinter(62, 12);
 
 /** Start the one machine; time it, and time a command in it. */
 async function once(def, snapshots, cmd = "true") {
-  const t = await topo(def, snapshots);
+  const t = await topology(def, snapshots);
   try {
     const m = t.machines[0];
     const t0 = performance.now();
@@ -49,8 +30,7 @@ async function once(def, snapshots, cmd = "true") {
 }
 
 function cli(file, extra = []) {
-  const out = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-bench-out-"));
-  dirs.push(out);
+  const out = scratch("vmrig-bench-out-");
   const t0 = performance.now();
   const r = spawnSync(
     "node",
@@ -101,5 +81,5 @@ try {
   row("CPU-bound shell loop (200k iterations): VM", s(vmCpu.cmd));
   row("  ratio VM / container", `${(vmCpu.cmd / ctCpu.cmd).toFixed(1)}×`);
 } finally {
-  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+  cleanup();
 }

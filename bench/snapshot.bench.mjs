@@ -8,32 +8,12 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { Logger } from "../dist/driver/logger.js";
-import { createTopology } from "../dist/driver/topology.js";
+import { cleanup, median, root, rowPrinter, s, scratch, topology } from "./lib.mjs";
 
 const args = process.argv.slice(2);
 const restores = Number(args[args.indexOf("--restores") + 1] || 5) || 5;
-const root = path.resolve(import.meta.dirname, "..");
-const row = (what, value, target = "") => console.log(`${what.padEnd(58)} ${String(value).padStart(14)}  ${target}`);
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const s = (ms) => `${(ms / 1000).toFixed(2)} s`;
-const dirs = [];
-
-async function topo(name, nodes, snapshots) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-bench-"));
-  dirs.push(dir);
-  return createTopology(
-    { name, nodes },
-    {
-      logger: new Logger(path.join(dir, "log.txt"), () => {}),
-      resultDir: dir,
-      sourceDir: root,
-      accel: "auto",
-      keepVmState: false,
-      snapshots,
-    },
-  );
-}
+const row = rowPrinter(58, 14);
+const topo = (name, nodes, snapshots) => topology({ name, nodes }, snapshots);
 
 async function timedStart(name, nodes, snapshots) {
   const t = await topo(name, nodes, snapshots);
@@ -66,8 +46,7 @@ try {
   // 2. the client-server example through the CLI
   if (!args.includes("--skip-cli")) {
     const cli = (extra) => {
-      const out = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-bench-out-"));
-      dirs.push(out);
+      const out = scratch("vmrig-bench-out-");
       const t0 = performance.now();
       const r = spawnSync(
         "node",
@@ -138,5 +117,5 @@ try {
     await Promise.all(many.map((t) => t.close()));
   }
 } finally {
-  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+  cleanup();
 }

@@ -1,9 +1,9 @@
-import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { probeAccel } from "../vm/accel.js";
 import { qemuInfo } from "../vm/qemu-info.js";
 import { storeDir } from "../image/store.js";
+import { commandExists } from "../util/proc.js";
 
 function findKernel(): string | undefined {
   const dir = storeDir();
@@ -43,21 +43,12 @@ const CHECKS: Check[] = [
   },
 ];
 
-function has(command: string): boolean {
-  try {
-    execFileSync("sh", ["-c", `command -v ${command}`], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Print what is there and what is missing; true if vmrig can run. */
 export async function doctor(print: (l: string) => void = (l) => process.stdout.write(l + "\n")): Promise<boolean> {
   let ok = true;
   const missing: string[] = [];
   for (const c of CHECKS) {
-    const present = has(c.command);
+    const present = commandExists(c.command);
     print(`${present ? "ok     " : c.optional ? "absent " : "MISSING"} ${c.what} (${c.command})`);
     if (!present) {
       if (!c.optional) ok = false;
@@ -69,7 +60,7 @@ export async function doctor(print: (l: string) => void = (l) => process.stdout.
     ok = false;
   }
   if (missing.length) print(`\nto install: apt-get install -y ${[...new Set(missing)].join(" ")}`);
-  if (has("qemu-system-x86_64")) {
+  if (commandExists("qemu-system-x86_64")) {
     const q = await qemuInfo();
     print(`ok      ${q.version}, machine type ${q.machineType}`);
     const shm = fs.existsSync("/dev/shm") && fs.statSync("/dev/shm").isDirectory();

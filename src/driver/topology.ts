@@ -16,6 +16,7 @@ import { storeSnapshots } from "./snapshots.js";
 import { claim } from "../util/owned-dir.js";
 import { Semaphore } from "../util/semaphore.js";
 import { configError } from "../util/errors.js";
+import { commandExists } from "../util/proc.js";
 import type { Logger } from "./logger.js";
 
 export interface TopologyDefinition {
@@ -42,8 +43,7 @@ function checkContainerHost(names: string[]): void {
     throw configError(`${which} need root: systemd-nspawn, mount and network namespaces`, {
       hint: "run vmrig as root, or declare the machines under `nodes` (VMs need no root)",
     });
-  const found = (process.env.PATH ?? "").split(":").some((d) => fs.existsSync(path.join(d, "systemd-nspawn")));
-  if (!found)
+  if (!commandExists("systemd-nspawn"))
     throw configError(`${which} need systemd-nspawn, which is not installed`, {
       hint: "apt install systemd-container (or run scripts/setup.sh); `vmrig doctor` checks",
     });

@@ -29,11 +29,38 @@ export class KernelCrash extends Error {
  * its boot transaction (or finished booting): systemd opens its socket before it
  * queues the default target, and in that window every unit looks idle.
  */
-export const SYSTEMD_READY =
+const SYSTEMD_READY =
   "until s=$(systemctl show -p NJobs -p SystemState 2>/dev/null) && " +
   "! { printf '%s\\n' \"$s\" | grep -qx SystemState=initializing && printf '%s\\n' \"$s\" | grep -qx NJobs=0; }; do sleep 0.05; done";
 
 export const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+
+/**
+ * A freshly started guest, until systemd takes requests (SYSTEMD_READY): its stray output
+ * goes to the log; a report on this machine if systemd does not answer within `seconds`.
+ * `stop` ends the wait early with its own error (a kernel crash seen on the console).
+ */
+export async function untilSystemdAnswers(
+  m: MachineCore,
+  g: Guest,
+  seconds: number,
+  location: string | undefined,
+  opts: { hint?: string; stop?: Promise<never> } = {},
+): Promise<void> {
+  g.backdoor.on("stray", (b: Buffer) => m.log.detail(`(output outside any command) ${b.toString()}`, m.name));
+  const ready = await Promise.race([
+    g.backdoor
+      .run(SYSTEMD_READY, seconds)
+      .catch((e: unknown) => ({ status: -1, stdout: Buffer.from(errorMessage(e)) })),
+    ...(opts.stop ? [opts.stop] : []),
+  ]);
+  if (ready.status !== 0)
+    throw m.fail(`systemd did not start taking requests within ${seconds} s`, "start()", {
+      location,
+      output: tail(g.console.all, 30),
+      ...(opts.hint ? { hint: opts.hint } : {}),
+    });
+}
 
 export function logDisplay(m: MachineCore, spec: VmSpec): void {
   if (spec.vncSocket) m.log.log(`display: VNC on unix socket ${spec.vncSocket}`, m.name);
@@ -99,18 +126,9 @@ export async function coldBoot(
         : m.fail(`could not boot: ${errorMessage(e)}`, "start()", { location, cause: e });
     }
     if (!isolated) adopt(m, vm);
-    vm.backdoor.on("stray", (b: Buffer) => m.log.detail(`(output outside any command) ${b.toString()}`, m.name));
     // The backdoor starts before systemd (guest/init); as in NixOS, where it is a
     // unit, a started machine must also take `systemctl` requests.
-    const ready = await Promise.race([
-      vm.backdoor.run(SYSTEMD_READY, 300).catch((e: unknown) => ({ status: -1, stdout: Buffer.from(errorMessage(e)) })),
-      crashed,
-    ]);
-    if (ready.status !== 0)
-      throw m.fail("systemd did not start taking requests within 300 s", "start()", {
-        location,
-        output: tail(vm.console.all, 30),
-      });
+    await untilSystemdAnswers(m, vm, 300, location, { stop: crashed });
     if (crashSeen) await crashed; // an Oops that did not stop the boot still leaves a kernel not to trust
     return vm;
   } catch (e) {

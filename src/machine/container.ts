@@ -1,8 +1,8 @@
 import path from "node:path";
-import { adopt, secs, SYSTEMD_READY } from "./boot.js";
+import { adopt, secs, untilSystemdAnswers } from "./boot.js";
 import type { MachineCore } from "./core.js";
 import { launchContainer, type ContainerSpec } from "../vm/nspawn.js";
-import { VmrigError, errorMessage, tail } from "../util/errors.js";
+import { VmrigError, errorMessage } from "../util/errors.js";
 
 // A container's start (SPEC §9): systemd-nspawn on the image's tree under the machine's
 // own writable layer, which lives for the whole run (a VM's disk does the same).
@@ -23,17 +23,13 @@ export async function startContainer(m: MachineCore, spec: ContainerSpec, locati
       : m.fail(`could not start the container: ${errorMessage(e)}`, "start()", { location, cause: e });
   });
   adopt(m, ct);
-  ct.backdoor.on("stray", (b: Buffer) => m.log.detail(`(output outside any command) ${b.toString()}`, m.name));
-  const ready = await ct.backdoor
-    .run(SYSTEMD_READY, READY_S)
-    .catch((e: unknown) => ({ status: -1, stdout: Buffer.from(errorMessage(e)) }));
-  if (ready.status !== 0) {
-    await ct.kill();
-    throw m.fail(`systemd did not start taking requests within ${READY_S} s`, "start()", {
-      location,
-      output: tail(ct.console.all, 30),
+  try {
+    await untilSystemdAnswers(m, ct, READY_S, location, {
       hint: "the console log in the result folder shows what systemd-nspawn and systemd said",
     });
+  } catch (e) {
+    await ct.kill();
+    throw e;
   }
   m.systemdReadyMs = Date.now() - t0;
   m.log.log(`container started in ${secs(m.systemdReadyMs)} (shell after ${secs(ct.bootMs)})`, m.name);

@@ -157,6 +157,43 @@ export function rejectOnAbort(signal: AbortSignal | undefined): Promise<never> {
   return p;
 }
 
+/** The PIDs of a process's children (none if it is gone). */
+export function childPids(pid: number): number[] {
+  try {
+    return fs
+      .readdirSync(`/proc/${pid}/task`)
+      .flatMap((t) =>
+        fs.readFileSync(`/proc/${pid}/task/${t}/children`, "utf8").split(" ").filter(Boolean).map(Number),
+      );
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Alive and not a zombie. A zombie whose parent died stays until the host's init reaps it,
+ * and this host's init does not: for "is it still running", a zombie is gone.
+ */
+export function isRunning(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) [ZX]/.test(fs.readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+/** Is `command` on the PATH? */
+export function commandExists(command: string): boolean {
+  return (process.env.PATH ?? "").split(":").some((d) => {
+    try {
+      fs.accessSync(path.join(d, command), fs.constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+
 /** Is a process with this PID alive (possibly someone else's)? */
 export function pidAlive(pid: number): boolean {
   try {

@@ -40,10 +40,6 @@ export class NetNamespace {
     return `/proc/${this.holder.pid}/ns/net`;
   }
 
-  get pid(): number {
-    return this.holder.pid ?? -1;
-  }
-
   /** Run `ip ARGS` inside the namespace. */
   async ip(...args: string[]): Promise<void> {
     await run("nsenter", [`--net=${this.path}`, "ip", ...args]);
@@ -60,7 +56,7 @@ export class NetNamespace {
     for (let i = 0; i < 400; i++) {
       if (plug.exitCode !== null) break;
       try {
-        await run("nsenter", [`--net=${this.path}`, "ip", "link", "set", name, "address", mac]);
+        await this.ip("link", "set", name, "address", mac);
         return;
       } catch {
         await sleep(5);

@@ -10,7 +10,7 @@ import { ConsoleLog } from "./console.js";
 import type { Guest } from "./guest.js";
 import { NetNamespace } from "./netns.js";
 import { macFor, type NicSpec } from "./nics.js";
-import { exited, rejectOnAbort, run, shellQuote, sleep, spawnOwned, terminate, within } from "../util/proc.js";
+import { childPids, exited, isRunning, rejectOnAbort, run, shellQuote, sleep, spawnOwned } from "../util/proc.js";
 import { VmrigError, tail } from "../util/errors.js";
 
 /** Everything that decides how one container is started. */
@@ -112,28 +112,6 @@ export async function launchContainer(spec: ContainerSpec, opts: ContainerLaunch
   }
 }
 
-/** The PIDs of a process's children. */
-function childrenOf(pid: number): number[] {
-  try {
-    return fs
-      .readdirSync(`/proc/${pid}/task`)
-      .flatMap((t) =>
-        fs.readFileSync(`/proc/${pid}/task/${t}/children`, "utf8").split(" ").filter(Boolean).map(Number),
-      );
-  } catch {
-    return [];
-  }
-}
-
-/** Alive and not a zombie (a zombie whose parent is gone stays until the host's init reaps it). */
-function running(pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) [ZX]/.test(fs.readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return false;
-  }
-}
-
 /** One running container (systemd-nspawn with systemd as PID 1 inside), all channels connected. */
 export class Container extends EventEmitter implements Guest {
   readonly kind = "nspawn";
@@ -146,7 +124,7 @@ export class Container extends EventEmitter implements Guest {
   bootMs = 0;
   private child: ChildProcess | undefined;
   private stopping = false;
-  private gone = false;
+  private finished: Promise<void> | undefined;
   private readonly machineId = randomBytes(16).toString("hex");
   private readonly forwards: net.Server[] = [];
 
@@ -216,7 +194,7 @@ export class Container extends EventEmitter implements Guest {
         this.launch();
         return;
       }
-      this.finish();
+      void this.finish();
     });
   }
 
@@ -249,15 +227,17 @@ export class Container extends EventEmitter implements Guest {
     this.forwards.push(server);
   }
 
-  private finish(): void {
-    if (this.gone) return;
-    this.gone = true;
-    for (const s of this.forwards) s.close();
-    this.backdoor.close("the container exited");
-    for (const s of Object.values(this.fifos)) s.destroy();
-    void this.netns.close();
-    void this.console.close();
-    this.emit("exit");
+  /** Everything the container had, released once (when nspawn exits or is killed); resolves when its network is gone. */
+  private finish(): Promise<void> {
+    if (!this.finished) {
+      for (const s of this.forwards) s.close();
+      this.backdoor.close("the container exited");
+      for (const s of Object.values(this.fifos)) s.destroy();
+      void this.console.close();
+      this.finished = this.netns.close();
+      this.emit("exit");
+    }
+    return this.finished;
   }
 
   get pid(): number {
@@ -265,7 +245,12 @@ export class Container extends EventEmitter implements Guest {
   }
 
   get running(): boolean {
-    return !this.gone && this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+    return (
+      this.finished === undefined &&
+      this.child !== undefined &&
+      this.child.exitCode === null &&
+      this.child.signalCode === null
+    );
   }
 
   /** Carrier off on every vlan interface: addresses stay, nothing passes (as a VM's link down). */
@@ -274,7 +259,7 @@ export class Container extends EventEmitter implements Guest {
   }
 
   async waitForExit(): Promise<void> {
-    if (this.gone) return;
+    if (this.finished !== undefined) return;
     await new Promise<void>((resolve) => this.once("exit", () => resolve()));
   }
 
@@ -283,15 +268,13 @@ export class Container extends EventEmitter implements Guest {
     this.stopping = true;
     const child = this.child;
     if (child && child.exitCode === null && child.signalCode === null) {
-      const leaders = childrenOf(child.pid!);
-      child.kill("SIGKILL");
-      await within(exited(child), 5000);
-      await terminate(child, 1000);
+      const leaders = childPids(child.pid!);
+      child.kill("SIGKILL"); // our own child: it cannot ignore this
+      await exited(child);
       // PID 1 gets its parent-death signal now; once it is gone, so is every process of its
       // namespace (the kernel kills and waits for them before PID 1's exit completes)
-      for (let i = 0; i < 500 && leaders.some(running); i++) await sleep(10);
+      for (let i = 0; i < 500 && leaders.some(isRunning); i++) await sleep(10);
     }
-    this.finish();
-    await this.netns.close();
+    await this.finish();
   }
 }

@@ -2,7 +2,8 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { pidsOf, qemuPids } from "../vm/helpers.js";
+import { descendants, livePids, pidsOf, qemuPids } from "../vm/helpers.js";
+import { isRunning } from "../../src/util/proc.js";
 import { cli, runCli, writeTests } from "./helpers.js";
 
 /** Write an inline test file (Playwright-style black-box test) and run the CLI on it. */
@@ -168,43 +169,9 @@ export default defineTest({
     // only this run's switches are gone: other processes' (another vmrig's) are not ours to count
     expect(pidsOf("vde_switch").filter((p) => !before.switches.includes(p))).toEqual([]);
     expect(livePids("systemd-nspawn").filter((p) => !before.nspawn.includes(p))).toEqual([]);
-    expect(inside.filter(alive)).toEqual([]);
+    expect(inside.filter(isRunning)).toEqual([]);
   });
 });
-
-/** PIDs of live (not zombie) processes named `name`. */
-function livePids(name: string): string[] {
-  return pidsOf(name).filter((p) => alive(Number(p)));
-}
-
-function alive(pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) [ZX]/.test(fs.readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return false;
-  }
-}
-
-/** Every process below `pid`. */
-function descendants(pid: number): number[] {
-  const out: number[] = [];
-  let tasks: string[] = [];
-  try {
-    tasks = fs.readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return out;
-  }
-  for (const t of tasks) {
-    let kids: number[] = [];
-    try {
-      kids = fs.readFileSync(`/proc/${pid}/task/${t}/children`, "utf8").split(" ").filter(Boolean).map(Number);
-    } catch {
-      continue;
-    }
-    for (const k of kids) out.push(k, ...descendants(k));
-  }
-  return out;
-}
 
 describe("before anything boots", () => {
   it("rejects a typo'd machine name and a floating promise: exit 2, the TypeScript error, no VM", () => {
@@ -320,9 +287,9 @@ describe("timeouts and crashes", () => {
     expect(leftBehind).toHaveLength(1);
     child.kill("SIGKILL");
     await new Promise((r) => child.on("exit", r));
-    for (let i = 0; i < 50 && [...container.map(Number), ...inside].some(alive); i++)
+    for (let i = 0; i < 50 && [...container.map(Number), ...inside].some(isRunning); i++)
       await new Promise((r) => setTimeout(r, 100));
-    expect([...container.map(Number), ...inside].filter(alive)).toEqual([]);
+    expect([...container.map(Number), ...inside].filter(isRunning)).toEqual([]);
     const next = runCli(["run", path.join(dir, "nothing-here")], dir);
     expect(next.output).toContain(`removed ${path.join(os.tmpdir(), leftBehind[0]!)}`);
     expect(runDirs()).toEqual(before.dirs);

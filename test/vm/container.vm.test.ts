@@ -11,8 +11,8 @@ import { openSession, newResult, type Session } from "../../src/driver/run.js";
 import type { LoadedTest } from "../../src/driver/load.js";
 import type { Machine } from "../../src/machine/machine.js";
 import { defineTest } from "../../src/driver/test.js";
-import { pidAlive } from "../../src/util/proc.js";
-import { pidsOf } from "./helpers.js";
+import { isRunning } from "../../src/util/proc.js";
+import { descendants, livePids, pidsOf } from "./helpers.js";
 
 // Containers (SPEC §9) on real systemd-nspawn, beside a real VM on one vlan: the Machine API,
 // the network (both kinds, the firewall inside, block, forwardPort, isolation from the host),
@@ -254,28 +254,11 @@ describe("a container's power", () => {
     const tree = pids.flatMap(descendants);
     expect(tree.length).toBeGreaterThan(pids.length); // systemd and its services
     await session.close();
-    for (const p of [...pids, ...tree]) expect(pidAlive(p) && !isZombie(p), `process ${p}`).toBe(false);
-    expect(pidsOf("systemd-nspawn").filter((p) => !nspawnBefore.includes(p) && !isZombie(Number(p)))).toEqual([]);
+    for (const p of [...pids, ...tree]) expect(isRunning(p), `process ${p}`).toBe(false);
+    expect(livePids("systemd-nspawn").filter((p) => !nspawnBefore.includes(p))).toEqual([]);
     expect(fs.readFileSync("/proc/self/mountinfo", "utf8")).not.toMatch(/vmrig-(server|peer)/);
   });
 });
-
-function descendants(pid: number): number[] {
-  const out: number[] = [];
-  for (const t of fs.readdirSync(`/proc/${pid}/task`, { withFileTypes: true })) {
-    const kids = fs.readFileSync(`/proc/${pid}/task/${t.name}/children`, "utf8").split(" ").filter(Boolean).map(Number);
-    for (const k of kids) out.push(k, ...descendants(k));
-  }
-  return out;
-}
-
-function isZombie(pid: number): boolean {
-  try {
-    return /^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return false;
-  }
-}
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => {

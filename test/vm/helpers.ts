@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { evalNodes, type NodeModule } from "../../src/config/eval.js";
 import { buildNodeImage, prepareBases } from "../../src/image/image.js";
-import { run } from "../../src/util/proc.js";
+import { childPids, isRunning, run } from "../../src/util/proc.js";
 import { socketPaths, type VmSpec } from "../../src/vm/qemu-args.js";
 import { launchQemu, type QemuVm } from "../../src/vm/qemu.js";
 
@@ -48,3 +48,11 @@ export function pidsOf(name: string): string[] {
 }
 
 export const qemuPids = (): string[] => pidsOf("qemu-system-x86");
+
+/** Every process below `pid`, children first. */
+export function descendants(pid: number): number[] {
+  return childPids(pid).flatMap((k) => [k, ...descendants(k)]);
+}
+
+/** PIDs of running (not zombie) processes named `name`. */
+export const livePids = (name: string): string[] => pidsOf(name).filter((p) => isRunning(Number(p)));

@@ -1,0 +1,42 @@
+// What the benchmarks share: number formatting, scratch folders, a topology to time.
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { Logger } from "../dist/driver/logger.js";
+import { createTopology } from "../dist/driver/topology.js";
+
+export const root = path.resolve(import.meta.dirname, "..");
+export const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+export const s = (ms) => `${(ms / 1000).toFixed(2)} s`;
+
+/** A table row printer: what, value, target, in columns of the given widths. */
+export const rowPrinter =
+  (whatWidth, valueWidth) =>
+  (what, value, target = "") =>
+    console.log(`${what.padEnd(whatWidth)} ${String(value).padStart(valueWidth)}  ${target}`);
+
+const dirs = [];
+
+/** A temporary folder, removed by cleanup(). */
+export function scratch(prefix = "vmrig-bench-") {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  dirs.push(dir);
+  return dir;
+}
+
+export function cleanup() {
+  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+}
+
+/** A test definition's machines, ready to start, with its log in a scratch folder. */
+export function topology(def, snapshots = true) {
+  const dir = scratch();
+  return createTopology(def, {
+    logger: new Logger(path.join(dir, "log.txt"), () => {}),
+    resultDir: dir,
+    sourceDir: root,
+    accel: "auto",
+    keepVmState: false,
+    snapshots,
+  });
+}
