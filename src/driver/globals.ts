@@ -49,8 +49,8 @@ export function makeContext(
     },
     subtest: async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
       const start = Date.now();
+      const startMs = start - logger.startedAt;
       try {
-        const startMs = start - logger.startedAt;
         const r = await logger.nested(`subtest: ${name}`, fn);
         result.subtests.push({ name, outcome: "passed", durationMs: Date.now() - start, startMs });
         return r;
@@ -59,7 +59,7 @@ export function makeContext(
           name,
           outcome: "failed",
           durationMs: Date.now() - start,
-          startMs: start - logger.startedAt,
+          startMs,
           error: errorMessage(e),
         });
         throw e;

@@ -9,7 +9,7 @@ import { VmrigError, configError, errorMessage } from "../util/errors.js";
 import { run, spawnOwned } from "../util/proc.js";
 import type { Logger } from "./logger.js";
 import { PyArgs, PYTHON_METHODS } from "./python-api.js";
-import type { TestContext } from "./test.js";
+import { machineNames, type TestContext } from "./test.js";
 
 // NixOS test scripts in Python (SPEC §11): Debian's python3 runs python/vmrig_nixos.py,
 // which sends every machine call here; the machines are the same TypeScript ones.
@@ -52,10 +52,6 @@ export function dedent(script: string): string {
   return lines.map((l) => l.slice(Math.min(cut, /^[ \t]*/.exec(l)![0].length))).join("\n");
 }
 
-function machineNames(def: { nodes?: object | undefined; containers?: object | undefined }): string[] {
-  return [...Object.keys(def.nodes ?? {}), ...Object.keys(def.containers ?? {})].sort();
-}
-
 /**
  * Before anything boots: the script must compile, and (unless `skipLint`) pyflakes must
  * find nothing — an undefined name is a typo'd machine or global. Findings name the line
@@ -89,8 +85,9 @@ export async function checkPythonScript(
       const what = out.trim().split("\n").filter(Boolean).pop() ?? "syntax error";
       findings.push(`${at(line)}: ${what}`);
     } else if (!def.skipLint) {
-      const names = [...PYTHON_GLOBALS, ...machineNames(def).map((n) => n.replace(/-/g, "_"))];
-      if (machineNames(def).length === 1) names.push("machine");
+      const machines = machineNames(def);
+      const names = [...PYTHON_GLOBALS, ...machines.map((n) => n.replace(/-/g, "_"))];
+      if (machines.length === 1) names.push("machine");
       const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
         const child = spawn(PYTHON, ["-m", "pyflakes", py], {
           env: { ...process.env, PYFLAKES_BUILTINS: names.join(",") },
@@ -103,12 +100,9 @@ export async function checkPythonScript(
         child.on("close", (code) => resolve({ code, out }));
       });
       if (/No module named pyflakes/.test(r.out))
-        throw configError(
-          `${def.testScript ? "the Python test script" : ""} cannot be linted: pyflakes is not installed`,
-          {
-            hint: "apt install python3-pyflakes (scripts/setup.sh does), or set skipLint: true",
-          },
-        );
+        throw configError("the Python test script cannot be linted: pyflakes is not installed", {
+          hint: "apt install python3-pyflakes (scripts/setup.sh does), or set skipLint: true",
+        });
       for (const l of r.out.split("\n")) {
         const m = /^.*?testScript\.py:(\d+):(?:\d+:)? (.*)$/.exec(l);
         if (m) findings.push(`${at(Number(m[1]))}: ${m[2]}`);

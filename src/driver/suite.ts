@@ -6,6 +6,7 @@ import { evaluateMachines } from "./topology.js";
 import { cachedPass, recordPass, resultKey } from "./cache.js";
 import { checkOnce } from "./check.js";
 import { checkPythonScript } from "./python.js";
+import { machineNames } from "./test.js";
 import { sweepLeftovers } from "./leftovers.js";
 import { loadTest, type LoadedTest } from "./load.js";
 import type { Reporter, SuiteSummary } from "./reporter.js";
@@ -213,7 +214,7 @@ export async function listTests(
           ? `passed ${cached.passedAt} (cached)`
           : "not run since it last changed";
       out(
-        `${def.name.padEnd(24)} ${[...Object.keys(def.nodes ?? {}), ...Object.keys(def.containers ?? {})].sort().join(",").padEnd(32)} ${state}  ${path.relative(process.cwd(), loaded.file)}`,
+        `${def.name.padEnd(24)} ${machineNames(def).join(",").padEnd(32)} ${state}  ${path.relative(process.cwd(), loaded.file)}`,
       );
       if (def.meta?.description) out(`${"".padEnd(25)}${def.meta.description}`);
     } catch (e) {

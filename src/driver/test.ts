@@ -135,6 +135,11 @@ export function isTestDefinition(x: unknown): x is TestDefinition {
   return typeof x === "object" && x !== null && (x as Record<symbol, unknown>)[BRAND] === true;
 }
 
+/** Every machine of a test, nodes and containers, in name order. */
+export function machineNames(def: { nodes?: object | undefined; containers?: object | undefined }): string[] {
+  return [...Object.keys(def.nodes ?? {}), ...Object.keys(def.containers ?? {})].sort();
+}
+
 export function validateDefinition(def: TestDefinition): void {
   if (typeof def.name !== "string" || !/^[a-z0-9-]+$/.test(def.name)) {
     throw configError(`test name ${JSON.stringify(def.name)} must match [a-z0-9-]+ (it names the result folder)`);
