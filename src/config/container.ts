@@ -16,6 +16,8 @@ const VM_ONLY: Record<string, string> = {
   "virtualisation.qemu": "a container is not run by QEMU",
   "virtualisation.forwardPorts": "a container has no user-mode NIC: call forwardPort() in the script instead",
   "boot.kernelParams": "a container runs on the host's kernel",
+  "boot.kernelPackages": "a container runs on the host's kernel",
+  "services.xserver": "a container has no display, keyboard or pointer for an X server (SPEC §8)",
 };
 
 type Tree = Record<string, unknown>;

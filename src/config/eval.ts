@@ -167,6 +167,8 @@ function builtinModule(name: string, index: number): NodeModule {
     });
     const ssh = config.services.openssh;
     return {
+      // Graphical machines need a DRM driver and input devices: Debian's full kernel (SPEC §2).
+      boot: { kernelPackages: lib.mkDefault(config.services.xserver.enable ? "full" : "cloud") },
       services: {
         phpfpm: {
           pools: Object.fromEntries(

@@ -142,6 +142,41 @@ export const serviceOptions = {
       "/etc/ssh/sshd_config.d/90-vmrig.conf; each boot makes its own ed25519 host key (not shared between nodes)",
     ),
   },
+  xserver: {
+    enable: option(
+      t.bool,
+      false,
+      "An X11 session on display :0 (vt7), for screenshots, keys, OCR and windows (SPEC §8).",
+      "Debian's Xorg (xserver-xorg-core with the libinput input driver) run as root by display-manager.service, which is ready once the session (and its window manager) holds the screen; the session runs as the auto-login user, root otherwise. Backdoor commands have DISPLAY=:0. The node boots Debian's full kernel unless `boot.kernelPackages` says otherwise (its DRM driver for QEMU's VGA, `bochs`, drives the screen; on the cloud kernel Xorg's `vesa` driver does)",
+    ),
+    displayManager: {
+      autoLogin: {
+        enable: option(t.bool, false, "Log `user` in on the X display at boot."),
+        user: option(t.nullOr(t.str), null, "The account the X session runs as (it must exist: `users.users`)."),
+      },
+      sessionCommands: option(
+        t.str,
+        "",
+        "Shell commands run in the session before the window manager starts (as the session's user, DISPLAY set).",
+        "/etc/vmrig/xsession, a sh script run with the user's login environment (`runuser -l`)",
+      ),
+    },
+    windowManager: {
+      icewm: {
+        enable: option(
+          t.bool,
+          false,
+          "Run IceWM in the session (it gives newly mapped windows the focus).",
+          "Debian's icewm; the display manager is ready once IceWM has claimed the screen (_NET_SUPPORTING_WM_CHECK)",
+        ),
+      },
+    },
+    xkb: {
+      layout: option(t.str, "us", "Keyboard layout(s) of the X server (comma-separated)."),
+      variant: option(t.str, "", "Layout variant(s)."),
+      options: option(t.str, "", "XKB options, e.g. `ctrl:nocaps`."),
+    },
+  },
   getty: {
     autoLoginUser: option(
       t.nullOr(t.str),

@@ -178,6 +178,12 @@ export const nodeOptions = {
         "/etc/sysctl.d/90-vmrig.conf, applied by systemd-sysctl and before the network comes up",
       ),
     },
+    kernelPackages: option(
+      t.enum(["cloud", "full"]),
+      "cloud",
+      "The guest kernel, in Debian terms (NixOS: `boot.kernelPackages`). `cloud`: Debian's cloud kernel, the default for machines without a desktop; `full`: Debian's generic kernel, the default for graphical machines (`services.xserver.enable`).",
+      "`cloud` is linux-image-cloud-amd64: it boots fastest but has no sound (`/dev/snd`), no DRM driver for the display adapter, no USB HID and few file systems and drivers beyond virtio. `full` is linux-image-amd64, installed in the node's package layer: sound, DRM (`bochs` for QEMU's VGA), input (evdev, virtio-input), every file system Debian builds; it costs a larger image and a slower first boot (see the README)",
+    ),
     kernelParams: option(
       t.listOf(t.str),
       [],

@@ -266,7 +266,7 @@ async function withDeadline<T>(p: Promise<T>, seconds: number, signal?: AbortSig
   }
 }
 
-/** On failure: a screenshot and the journal's tail of every machine still up. */
+/** On failure: a screenshot, the journal's tail and X's log (graphical machines) of every machine still up. */
 async function collectFailureArtifacts(machines: Machine[], resultDir: string, logger: Logger): Promise<void> {
   for (const m of machines) {
     if (!m.pid) continue;
@@ -275,6 +275,8 @@ async function collectFailureArtifacts(machines: Machine[], resultDir: string, l
       await m.screenshot(path.join(resultDir, `failure-${m.name}.png`));
       const j = await m.execute("journalctl --no-pager -n 100 2>&1 || true", { timeout: 20 });
       fs.writeFileSync(path.join(resultDir, `failure-${m.name}-journal.txt`), j.stdout);
+      const x = await m.execute("cat /var/log/Xorg.0.log", { timeout: 20 });
+      if (x.status === 0) fs.writeFileSync(path.join(resultDir, `failure-${m.name}-Xorg.0.log`), x.stdout);
     } catch (e) {
       logger.detail(`could not collect failure artifacts: ${errorMessage(e)}`, m.name);
     }

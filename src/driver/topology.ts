@@ -228,6 +228,7 @@ export async function createTopology(def: TopologyDefinition, opts: TopologyOpti
             forwardPorts: c.virtualisation.forwardPorts,
             emptyDisks: c.virtualisation.emptyDiskImages,
             resolution: c.virtualisation.resolution,
+            desktopInput: c.services.xserver.enable,
             kernelParams: c.boot.kernelParams,
             ...(opts.interactive && c.virtualisation.graphics
               ? { vncSocket: path.join(stateDir, `${name.slice(0, 20)}.vnc`) }

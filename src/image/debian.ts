@@ -65,8 +65,52 @@ export interface BaseLayer extends StoreEntry {
   initrd: string;
 }
 
-/** Modules the cloud kernel has only as modules but the initrd needs. */
-const INITRD_MODULES = ["virtio_blk", "virtio_net"];
+/** `boot.kernelPackages`: Debian's cloud kernel (in the base layer) or its full one (in a package layer). */
+export type KernelFlavour = "cloud" | "full";
+
+/**
+ * Modules each kernel has only as modules but the initrd needs to mount the root disk
+ * (dependencies come from modules.dep; a name that is built in is skipped). The full
+ * kernel builds ext4 as a module, and ext4's checksums ask the crypto API for crc32c,
+ * which modules.dep does not list.
+ */
+const INITRD_MODULES: Record<KernelFlavour, string[]> = {
+  cloud: ["virtio_blk", "virtio_net"],
+  full: ["virtio_pci", "virtio_blk", "virtio_net", "crc32c_generic", "crc32c", "ext4"],
+};
+
+/** The kernel and initrd QEMU boots. */
+export interface BootFiles {
+  kernel: string;
+  initrd: string;
+}
+
+/** The kernel directory in lib/modules of a flavour: `6.12.48+deb13-cloud-amd64` or `…-amd64`. */
+function isFlavour(version: string, flavour: KernelFlavour): boolean {
+  return flavour === "cloud" ? version.endsWith("-cloud-amd64") : /^[^-]*-amd64$/.test(version);
+}
+
+/**
+ * The kernel of `flavour` in a layer, with vmrig's initrd for it: their own store entry,
+ * so changing the initrd never re-runs mmdebstrap or apt.
+ */
+export async function bootFiles(
+  layer: { rootfs: string; hash: string },
+  flavour: KernelFlavour,
+): Promise<BootFiles & StoreEntry> {
+  const boot = await ensureEntry(
+    "boot",
+    {
+      layer: "boot",
+      base: layer.hash,
+      flavour,
+      init: fs.readFileSync(path.join(guestDir, "initrd-init"), "utf8"),
+      modules: INITRD_MODULES[flavour],
+    },
+    (tmp) => makeBootFiles(layer.rootfs, tmp, flavour),
+  );
+  return { ...boot, kernel: path.join(boot.path, "vmlinuz"), initrd: path.join(boot.path, "initrd") };
+}
 
 export async function baseLayer(suite: string, mirror: string, progress: Progress): Promise<BaseLayer> {
   const inputs = {
@@ -112,23 +156,17 @@ export async function baseLayer(suite: string, mirror: string, progress: Progres
     () => progress("waiting for another vmrig run that is building the same base layer"),
   );
   const rootfs = path.join(entry.path, "root");
-  // The kernel and initrd are their own entry, so changing the initrd never re-runs mmdebstrap.
-  const boot = await ensureEntry(
-    "boot",
-    {
-      layer: "boot",
-      base: entry.hash,
-      init: fs.readFileSync(path.join(guestDir, "initrd-init"), "utf8"),
-      modules: INITRD_MODULES,
-    },
-    (tmp) => makeBootFiles(rootfs, tmp),
-  );
-  return { ...entry, rootfs, kernel: path.join(boot.path, "vmlinuz"), initrd: path.join(boot.path, "initrd") };
+  const boot = await bootFiles({ rootfs, hash: entry.hash }, "cloud");
+  return { ...entry, rootfs, kernel: boot.kernel, initrd: boot.initrd };
 }
 
-async function makeBootFiles(root: string, out: string): Promise<void> {
-  const versions = await fsp.readdir(path.join(root, "lib/modules"));
-  if (versions.length !== 1) throw new Error(`expected one kernel in the base image, found ${versions.join(", ")}`);
+async function makeBootFiles(root: string, out: string, flavour: KernelFlavour): Promise<void> {
+  const all = await fsp.readdir(path.join(root, "lib/modules"));
+  const versions = all.filter((v) => isFlavour(v, flavour));
+  if (versions.length !== 1)
+    throw new Error(
+      `expected one ${flavour} kernel in the layer, found ${versions.join(", ") || "none"} (of ${all.join(", ")})`,
+    );
   const kver = versions[0]!;
   await fsp.copyFile(path.join(root, "boot", `vmlinuz-${kver}`), path.join(out, "vmlinuz"));
 
@@ -140,7 +178,7 @@ async function makeBootFiles(root: string, out: string): Promise<void> {
     for (const d of deps.get(rel) ?? []) visit(d);
     order.push(rel);
   };
-  for (const name of INITRD_MODULES) {
+  for (const name of INITRD_MODULES[flavour]) {
     const rel = [...deps.keys()].find((k) => path.basename(k).replace(/\.ko(\.xz|\.zst|\.gz)?$/, "") === name);
     if (rel) visit(rel); // absent means built in
   }

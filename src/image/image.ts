@@ -5,7 +5,15 @@ import fsp from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { EvaluatedConfig } from "../config/eval.js";
-import { baseLayer, checkPackages, knownPackages, packageLayer, type BaseLayer, type Progress } from "./debian.js";
+import {
+  baseLayer,
+  bootFiles,
+  checkPackages,
+  knownPackages,
+  packageLayer,
+  type BaseLayer,
+  type Progress,
+} from "./debian.js";
 import { renderNode, packagesOf, type HostEntry, type Patch, type TreeInfo } from "./render.js";
 import { ensureEntry } from "./store.js";
 import { run } from "../util/proc.js";
@@ -57,6 +65,8 @@ export async function buildNodeImage(
   const format = opts.format ?? "disk";
   const { progress } = opts;
   const pkgs = await packageLayer(base, packagesOf(config), progress);
+  // the cloud kernel is the base layer's; the full one was installed with the node's packages
+  const boot = config.boot.kernelPackages === "cloud" ? base : await bootFiles(pkgs, "full");
   const tree = treeInfo(pkgs.rootfs, opts.sourceDir);
   const patch = renderNode(name, config, hosts, tree);
   const backdoor = await fsp.readFile(path.join(guestDir, "backdoor"));
@@ -99,13 +109,15 @@ export async function buildNodeImage(
     },
     () => progress(`waiting for another vmrig run that is assembling ${name}'s image`),
   );
-  const entries = [...new Set([base.path, path.dirname(base.kernel), pkgs.path, entry.path])];
+  const entries = [
+    ...new Set([base.path, path.dirname(base.kernel), path.dirname(boot.kernel), pkgs.path, entry.path]),
+  ];
   return {
     name,
     format,
     root: path.join(entry.path, format === "disk" ? "root.img" : "root"),
-    kernel: base.kernel,
-    initrd: base.initrd,
+    kernel: boot.kernel,
+    initrd: boot.initrd,
     hash: entry.hash,
     entries,
   };

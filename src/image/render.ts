@@ -7,6 +7,7 @@ import { renderNginx } from "./services/nginx.js";
 import { renderAuthorizedKeys, renderOpenssh } from "./services/openssh.js";
 import { renderPhpfpm } from "./services/phpfpm.js";
 import { renderPostgresql } from "./services/postgresql.js";
+import { renderXserver, xserverPackages } from "./services/xserver.js";
 import { renderFirewall, renderNetwork } from "./render-network.js";
 import { renderUsers } from "./render-users.js";
 
@@ -85,6 +86,9 @@ export function packagesOf(config: EvaluatedConfig): string[] {
   if (config.services.postgresql.enable) pkgs.add("postgresql");
   if (Object.keys(config.services.phpfpm.pools).length) pkgs.add("php-fpm");
   if (config.services.openssh.enable) pkgs.add("openssh-server");
+  for (const p of xserverPackages(config)) pkgs.add(p);
+  // The cloud kernel is in the base layer; the full one goes into the node's package layer.
+  if (config.boot.kernelPackages === "full") pkgs.add("linux-image-amd64");
   return [...pkgs].sort();
 }
 
@@ -101,6 +105,7 @@ export function renderNode(name: string, config: EvaluatedConfig, hosts: HostEnt
   renderPhpfpm(config, tree, patch);
   renderAuthorizedKeys(config, patch);
   renderOpenssh(config, patch);
+  renderXserver(config, patch);
   renderUnits(config, tree, patch);
   renderSystem(config, patch);
   return patch;
@@ -131,7 +136,9 @@ function renderEnvironment(config: EvaluatedConfig, tree: TreeInfo, patch: Patch
   const vars: Record<string, string> = { BASH_ENV: "/etc/vmrig/bash_env", ...config.environment.variables };
   const envLines = Object.entries(vars).map(([k, v]) => `${k}="${v.replace(/(["\\$`])/g, "\\$1")}"`);
   patch.files.push(file("/etc/environment", envLines.join("\n") + "\n"));
-  patch.files.push(file("/etc/vmrig/backdoor.env", envLines.map((l) => `export ${l}`).join("\n") + "\n"));
+  // As in NixOS, commands run by the backdoor may use the X server.
+  const backdoorLines = config.services.xserver.enable ? [...envLines, "DISPLAY=:0"] : envLines;
+  patch.files.push(file("/etc/vmrig/backdoor.env", backdoorLines.map((l) => `export ${l}`).join("\n") + "\n"));
   for (const [rel, spec] of Object.entries(config.environment.etc)) {
     const p = `/etc/${rel.replace(/^\/+/, "")}`;
     if ((spec.text === null) === (spec.source === null)) {
@@ -238,7 +245,22 @@ export function escapePath(p: string): string {
     .join("-");
 }
 
+/**
+ * Drivers of the full kernel for hardware QEMU emulates but no test uses: under TCG the
+ * floppy and IDE probes cost boot time, and vga16fb would claim the VGA before bochs.
+ */
+const FULL_KERNEL_BLACKLIST = ["floppy", "pcspkr", "vga16fb", "ata_piix", "ata_generic"];
+
 function renderSystem(config: EvaluatedConfig, patch: Patch): void {
+  if (config.boot.kernelPackages === "full")
+    patch.files.push(
+      file(
+        "/etc/modprobe.d/vmrig.conf",
+        "# vmrig: drivers for emulated hardware no test uses (boot time)\n" +
+          FULL_KERNEL_BLACKLIST.map((m) => `blacklist ${m}`).join("\n") +
+          "\n",
+      ),
+    );
   const sysctl = Object.entries(config.boot.kernel.sysctl);
   if (sysctl.length) {
     const v = (x: string | number | boolean) => (typeof x === "boolean" ? (x ? "1" : "0") : String(x));

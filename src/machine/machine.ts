@@ -10,6 +10,7 @@ import * as qemu from "./qemu-control.js";
 import { shell } from "./shell.js";
 import * as systemd from "./systemd.js";
 import * as terminals from "./terminals.js";
+import * as x11 from "./x11.js";
 import type { QmpEvent } from "../vm/qmp.js";
 import { callerLocation } from "../util/errors.js";
 
@@ -30,7 +31,10 @@ export type VmOnlyMethod =
   | "dumpTtyContents"
   | "qmp"
   | "sendMonitorCommand"
-  | "waitForQmpEvent";
+  | "waitForQmpEvent"
+  | "waitForX"
+  | "getWindowNames"
+  | "waitForWindow";
 
 /** A machine declared under `containers`: the Machine API without screen, keys, virtual terminals or QMP. */
 export type ContainerMachine = Omit<Machine, VmOnlyMethod>;
@@ -186,6 +190,15 @@ export class Machine {
     display.readScreenText(this.core, "getScreenTextVariants()", callerLocation(), 3);
   /** Until OCR finds `pattern` on the screen (in any of the variants), reading it about once a second. */
   waitForText = this.api(display.waitForText);
+
+  // ---- X11 (x11.ts) ----------------------------------------------------------------
+
+  /** Until the X server on :0 accepts clients and the session (its window manager) is up (needs `services.xserver.enable`). */
+  waitForX = this.api(x11.waitForX);
+  /** The names of every window on :0 (`xwininfo -root -tree`), as NixOS's `get_window_names`. */
+  getWindowNames = this.api(x11.getWindowNames);
+  /** Until a window whose name matches `pattern` exists on :0. */
+  waitForWindow = this.api(x11.waitForWindow);
 
   // ---- consoles and terminals (terminals.ts) ---------------------------------------
 

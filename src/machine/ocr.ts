@@ -123,10 +123,18 @@ export function binarize(img: Gray): Gray {
 }
 
 /**
- * The images OCR reads, best first: the screen prepared for tesseract (dark on light,
- * contrast stretched, upscaled ×3), the same in pure black and white, and the screen
- * as QEMU drew it. Different glyphs survive different preparations, so
- * `getScreenTextVariants()` offers all three, as the NixOS driver does.
+ * Screens at least this wide are a desktop or a framebuffer console: their text is drawn
+ * at its own size (≥ 8×16 px glyphs) and tesseract reads it as drawn, in ~0.3 s for
+ * 1024×768. Narrower ones are VGA text mode (720×400, 9 px glyphs), read best ×3.
+ */
+const DESKTOP_WIDTH = 1000;
+
+/**
+ * The images OCR reads, best first. A text-mode screen: prepared for tesseract (dark on
+ * light, contrast stretched, upscaled ×3), the same in pure black and white, and the screen
+ * as QEMU drew it. A desktop: prepared at its own size (upscaling it would cost seconds
+ * a read), its black and white, and ×2 for small print. Different glyphs survive different
+ * preparations, so `getScreenTextVariants()` offers all three, as the NixOS driver does.
  */
 export function ocrImages(screen: Gray): Gray[] {
   return [...preparedImages(screen)];
@@ -134,10 +142,12 @@ export function ocrImages(screen: Gray): Gray[] {
 
 /** The same, made one at a time: a read that stops at the first image never prepares the others. */
 function* preparedImages(screen: Gray): Generator<Gray> {
-  const prepared = upscale(stretch(darkOnLight(screen)), 3);
+  const base = stretch(darkOnLight(screen));
+  const desktop = screen.width >= DESKTOP_WIDTH;
+  const prepared = desktop ? base : upscale(base, 3);
   yield prepared;
   yield binarize(prepared);
-  yield screen;
+  yield desktop ? upscale(base, 2) : screen;
 }
 
 const INSTALL_TESSERACT = "apt install tesseract-ocr tesseract-ocr-eng (scripts/setup.sh installs them)";

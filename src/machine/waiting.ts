@@ -18,7 +18,7 @@ export interface WaitSpec {
  * and on timeout one report naming the call, what it waited for and what the last
  * attempt saw.
  */
-export function waitFor(m: MachineCore, w: WaitSpec, attempt: () => Promise<Attempt>): Promise<void> {
+export function waitFor(m: MachineCore, w: WaitSpec, attempt: (lastTry: boolean) => Promise<Attempt>): Promise<void> {
   return m.nested(w.heading, () =>
     poll(w.timeout, attempt, (last) =>
       m.fail(`timed out after ${w.timeout} s waiting for ${w.what}`, w.call, { output: last, location: w.location }),

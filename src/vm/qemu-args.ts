@@ -33,6 +33,12 @@ export interface VmSpec {
   /** sizes in MiB of blank extra disks (virtualisation.emptyDiskImages) */
   emptyDisks?: number[];
   resolution?: { x: number; y: number };
+  /**
+   * A desktop (services.xserver): virtio keyboard and tablet, as NixOS's VMs have. QEMU
+   * sends keys to the virtio keyboard once its guest driver is up (PS/2 before that), and
+   * the PS/2 keyboard drops keys under load, which under TCG is always.
+   */
+  desktopInput?: boolean;
   /** serve the display over VNC on this unix socket (interactive mode with virtualisation.graphics) */
   vncSocket?: string;
   /** appended to the kernel command line (boot.kernelParams) */
@@ -148,6 +154,7 @@ export function qemuArgs(spec: VmSpec, layout: Layout, machineType: string): str
     `socket,id=qmp,path=${sockets.qmp}`,
     "-mon",
     "chardev=qmp,mode=control",
+    ...(spec.desktopInput ? ["-device", "virtio-keyboard-pci", "-device", "virtio-tablet-pci"] : []),
     "-device",
     "virtio-rng-pci",
     // A new generation id on every QEMU start: a restored clone's kernel reseeds its

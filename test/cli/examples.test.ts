@@ -26,6 +26,9 @@ describe("examples from the seeds and SPEC §5 (real VMs)", () => {
     "nixos/lighttpd",
     "nixos/rsyncd",
     "nixos/memcached",
+    // graphical machines (SPEC §8)
+    "x11-terminal",
+    "nixos/sgtpuzzles",
   ]) {
     it(`examples/${name}.vmrig.ts passes`, () => {
       const r = run(path.join(root, "examples", `${name}.vmrig.ts`));

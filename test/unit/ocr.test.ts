@@ -67,6 +67,14 @@ describe("OCR image preparation", () => {
     expect(new Set(bw!.data)).toEqual(new Set([0, 255]));
     expect(raw).toBe(screen);
   });
+
+  it("reads a desktop as drawn (upscaling 1024×768 would cost seconds a read), then ×2 for small print", () => {
+    const screen = gray(1024, 2, new Array<number>(2048).fill(200).fill(0, 0, 10));
+    const [prepared, bw, big] = ocrImages(screen);
+    expect([prepared!.width, prepared!.height]).toEqual([1024, 2]);
+    expect(new Set(bw!.data)).toEqual(new Set([0, 255]));
+    expect([big!.width, big!.height]).toEqual([2048, 4]);
+  });
 });
 
 describe("OCR in the Machine API", () => {

@@ -1,0 +1,122 @@
+import { DEFAULT_TIMEOUT, toRegExp, type MachineCore, type Pattern } from "./core.js";
+import { waitFor } from "./waiting.js";
+
+/**
+ * X11 (SPEC §8), with NixOS's semantics: `waitForX` until the display manager is ready
+ * (NixOS: "Reached target Current graphical" and the socket), `getWindowNames` from
+ * `xwininfo -root -tree`, `waitForWindow` polling it. Each failure says what the guest
+ * shows: a display manager that failed, Xorg's errors, an X server with no keyboard.
+ */
+
+const NOT_GRAPHICAL = "no-xserver";
+
+/**
+ * One round trip: `ready`, NOT_GRAPHICAL, or what is still missing. A failed display
+ * manager prints `failed` first, then its diagnosis.
+ */
+const X_STATE = String.raw`
+if [ ! -x /usr/lib/vmrig/display-manager ]; then echo ${NOT_GRAPHICAL}; exit 0; fi
+state=$(systemctl is-active display-manager.service || true)
+if [ "$state" = active ] && [ -S /tmp/.X11-unix/X0 ] && xprop -display :0 -root -len 0 _XKB_RULES_NAMES >/dev/null 2>&1; then
+  echo ready; exit 0
+fi
+echo "display-manager.service is $state"`;
+
+/** What the guest's X looks like, for a report: the unit's last lines, Xorg's errors, its input devices. */
+export const X_DIAGNOSIS = String.raw`
+journalctl -b -u display-manager.service -n 15 --no-pager -o cat 2>/dev/null | sed 's/^/  /'
+log=/var/log/Xorg.0.log
+if [ -e $log ]; then
+  grep -E '\(EE\)' $log | grep -v 'warning, (EE)' | tail -n 8 | sed 's/^/  Xorg.0.log: /'
+  if ! grep -q "Using input driver 'libinput'" $log; then
+    echo "X has no keyboard: Xorg.0.log shows no input device driven by libinput (is xserver-xorg-input-libinput installed, and udev running?)"
+    grep -E 'No input driver' $log | tail -n 3 | sed 's/^/  Xorg.0.log: /'
+  fi
+else
+  echo "Xorg has not written /var/log/Xorg.0.log: it did not start"
+fi`;
+
+function notGraphical(m: MachineCore, call: string, location: string | undefined): Error {
+  return m.fail(`${m.name} has no X server`, call, {
+    location,
+    hint: "set services.xserver.enable = true in its node config (and windowManager.icewm.enable for a window manager)",
+  });
+}
+
+export async function waitForX(m: MachineCore, location: string | undefined, timeout = DEFAULT_TIMEOUT): Promise<void> {
+  const call = "waitForX()";
+  await m.qemu(call, location); // a container has no X: say so, rather than "no X server"
+  return waitFor(
+    m,
+    { call, heading: "waiting for the X11 server", what: "the X server on :0 to accept clients", timeout, location },
+    async (lastTry) => {
+      const state = (await m.run(X_STATE, call, location, 60)).stdout.trim();
+      if (state === NOT_GRAPHICAL) return { done: false, fatal: notGraphical(m, call, location) };
+      if (state === "ready") return { done: true };
+      const failed = state.endsWith(" failed");
+      if (!failed && !lastTry) return { done: false, last: state };
+      const diagnosis = (await m.run(X_DIAGNOSIS, call, location, 60)).stdout.trimEnd();
+      const last = `${state}\n${diagnosis}`;
+      return failed
+        ? {
+            done: false,
+            fatal: m.fail(`the display manager failed (${state}): X will not come up`, call, {
+              location,
+              output: last,
+              hint: "Xorg's whole log is /var/log/Xorg.0.log in the guest (and in the result folder)",
+            }),
+          }
+        : { done: false, last };
+    },
+  );
+}
+
+const WINDOW_NAMES = String.raw`[ -x /usr/lib/vmrig/display-manager ] || { echo ${NOT_GRAPHICAL} >&2; exit 3; }
+xwininfo -root -tree | sed 's/.*0x[0-9a-f]* "\([^"]*\)".*/\1/; t; d'`;
+
+/** The window names, or why xwininfo could not list them (X not up yet, say). */
+async function windowNames(
+  m: MachineCore,
+  call: string,
+  location: string | undefined,
+): Promise<{ names: string[] } | { error: string }> {
+  await m.qemu(call, location);
+  const r = await m.run(WINDOW_NAMES, call, location, 60);
+  if (r.status === 3 && r.stderr.includes(NOT_GRAPHICAL)) throw notGraphical(m, call, location);
+  if (r.status !== 0) return { error: r.stderr.trim() || `xwininfo exited with status ${r.status}` };
+  return { names: r.stdout.split("\n").filter((l) => l !== "") };
+}
+
+/** NixOS's get_window_names: the names of every window on :0. */
+export async function getWindowNames(m: MachineCore, location: string | undefined): Promise<string[]> {
+  const call = "getWindowNames()";
+  const r = await windowNames(m, call, location);
+  if ("names" in r) return r.names;
+  throw m.fail("xwininfo could not list the windows on :0", call, {
+    location,
+    output: r.error,
+    hint: "is X up? `await machine.waitForX()` first",
+  });
+}
+
+export function waitForWindow(
+  m: MachineCore,
+  location: string | undefined,
+  pattern: Pattern,
+  timeout = DEFAULT_TIMEOUT,
+): Promise<void> {
+  const re = toRegExp(pattern);
+  const call = `waitForWindow(${re})`;
+  return waitFor(
+    m,
+    { call, heading: `waiting for a window matching ${re}`, what: `a window matching ${re}`, timeout, location },
+    async () => {
+      const r = await windowNames(m, call, location);
+      if ("error" in r) return { done: false, last: `xwininfo could not list the windows: ${r.error}` };
+      return {
+        done: r.names.some((n) => re.test(n)),
+        last: `the windows on :0 are: ${r.names.map((n) => JSON.stringify(n)).join(", ") || "(none)"}`,
+      };
+    },
+  );
+}

@@ -1,0 +1,114 @@
+import { describe, expect, it } from "vitest";
+import { evalNodes, type NodeModule } from "../../src/config/eval.js";
+import { renderNode, packagesOf, type Patch, type TreeInfo } from "../../src/image/render.js";
+import { VmrigError } from "../../src/util/errors.js";
+
+const tree: TreeInfo = {
+  passwd: "root:x:0:0:root:/root:/bin/bash\n",
+  group: "root:x:0:\nshadow:x:42:\nusers:x:100:\n",
+  shadow: "root:*:19000:0:99999:7:::\n",
+  hasUnit: () => false,
+  listDir: () => [],
+  readFile: () => "",
+  readSource: (p) => Buffer.from(p),
+  hashPassword: (pw, salt) => `$6$${salt}$${pw}`,
+};
+
+const desktop: NodeModule = {
+  users: { users: { alice: { isNormalUser: true } } },
+  services: {
+    xserver: {
+      enable: true,
+      displayManager: { autoLogin: { enable: true, user: "alice" } },
+      windowManager: { icewm: { enable: true } },
+      xkb: { layout: "de", options: "ctrl:nocaps" },
+    },
+  },
+  virtualisation: { resolution: { x: 800, y: 600 } },
+};
+
+function render(module: NodeModule): Patch {
+  const c = evalNodes({ m: module });
+  return renderNode("m", c.m!, [{ name: "m", ipv4: "192.168.1.1" }], tree);
+}
+const text = (p: Patch, path: string) => {
+  const f = p.files.find((x) => x.path === path);
+  if (!f) throw new Error(`${path} not rendered`);
+  return f.content.toString();
+};
+function errorOf(fn: () => unknown): VmrigError {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof VmrigError) return e;
+    throw e;
+  }
+  throw new Error("no error");
+}
+
+describe("services.xserver (SPEC §8)", () => {
+  it("gives graphical machines Debian's full kernel, others the cloud kernel, and lets a node choose", () => {
+    const c = evalNodes({ gui: desktop, text: {}, chosen: { ...desktop, boot: { kernelPackages: "cloud" } } });
+    expect(c.gui!.boot.kernelPackages).toBe("full");
+    expect(c.text!.boot.kernelPackages).toBe("cloud");
+    expect(c.chosen!.boot.kernelPackages).toBe("cloud");
+    expect(packagesOf(c.gui!)).toEqual(
+      expect.arrayContaining(["linux-image-amd64", "xserver-xorg-core", "xserver-xorg-input-libinput", "icewm"]),
+    );
+    expect(packagesOf(c.gui!)).not.toContain("xserver-xorg-video-vesa");
+    // on the cloud kernel there is no DRM driver: Xorg's VESA driver draws the screen
+    expect(packagesOf(c.chosen!)).toContain("xserver-xorg-video-vesa");
+    expect(packagesOf(c.chosen!)).not.toContain("linux-image-amd64");
+    expect(packagesOf(c.text!)).toEqual([]);
+  });
+
+  it("renders X as root on :0 vt7, the session as the auto-login user, ready once IceWM holds the screen", () => {
+    const p = render(desktop);
+    const dm = text(p, "/usr/lib/vmrig/display-manager");
+    expect(dm).toContain("/usr/lib/xorg/Xorg :0 vt7 -nolisten tcp");
+    expect(dm).toContain("runuser -l alice");
+    expect(dm).toMatch(/_NET_SUPPORTING_WM_CHECK[\s\S]*systemd-notify --ready/);
+    expect(text(p, "/etc/vmrig/xsession")).toContain("exec icewm");
+    const unit = text(p, "/etc/systemd/system/display-manager.service");
+    expect(unit).toContain("Type=notify");
+    expect(p.symlinks).toContainEqual({
+      path: "/etc/systemd/system/graphical.target.wants/display-manager.service",
+      target: "/etc/systemd/system/display-manager.service",
+    });
+    const conf = text(p, "/etc/X11/xorg.conf.d/10-vmrig.conf");
+    expect(conf).toContain('Driver "modesetting"');
+    expect(conf).toContain('Modes "800x600"');
+    expect(conf).toContain('Option "XkbLayout" "de"');
+    expect(conf).toContain('Option "XkbOptions" "ctrl:nocaps"');
+    expect(text(p, "/etc/vmrig/backdoor.env")).toContain("export DISPLAY=:0");
+  });
+
+  it("runs the session as root without auto-login, and a machine without X has no DISPLAY", () => {
+    const p = render({ services: { xserver: { enable: true } } });
+    expect(text(p, "/usr/lib/vmrig/display-manager")).toContain("runuser -l root");
+    expect(text(p, "/etc/vmrig/xsession")).toContain("exec sleep infinity");
+    expect(text(render({}), "/etc/vmrig/backdoor.env")).not.toContain("DISPLAY");
+  });
+
+  it("catches a desktop that could never come up before anything is built", () => {
+    expect(
+      errorOf(() => render({ services: { xserver: { windowManager: { icewm: { enable: true } } } } })).message,
+    ).toContain("services.xserver.enable is not");
+    const noUser = errorOf(() =>
+      render({ services: { xserver: { enable: true, displayManager: { autoLogin: { enable: true, user: "bob" } } } } }),
+    );
+    expect(noUser.message).toContain('autoLogin.user = "bob": no such user');
+    expect(noUser.hint).toContain("users.users.bob");
+    expect(
+      errorOf(() =>
+        render({ services: { xserver: { enable: true, displayManager: { autoLogin: { enable: true } } } } }),
+      ).message,
+    ).toContain("without a user");
+  });
+
+  it("is a configuration error in a container's module, naming the fix", () => {
+    const e = errorOf(() => evalNodes({ ct: { services: { xserver: { enable: true } } } }, undefined, new Set(["ct"])));
+    expect(e.message).toContain("sets services.xserver");
+    expect(e.hint).toContain("declare ct under `nodes`");
+  });
+});

@@ -1,0 +1,98 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Logger } from "../../src/driver/logger.js";
+import { createTopology, type Topology } from "../../src/driver/topology.js";
+import type { Machine } from "../../src/machine/machine.js";
+import { VmrigError } from "../../src/util/errors.js";
+
+// One graphical machine, configured as examples/x11-terminal.vmrig.ts is, so both share
+// its image and boot snapshot.
+let topo: Topology;
+let m: Machine;
+let resultDir: string;
+
+beforeAll(async () => {
+  resultDir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-x11-"));
+  const logger = new Logger(path.join(resultDir, "log.txt"), () => undefined);
+  topo = await createTopology(
+    {
+      name: "x11",
+      nodes: {
+        machine: {
+          users: { users: { alice: { isNormalUser: true } } },
+          services: {
+            xserver: {
+              enable: true,
+              displayManager: { autoLogin: { enable: true, user: "alice" } },
+              windowManager: { icewm: { enable: true } },
+            },
+          },
+          environment: { systemPackages: ["xterm"] },
+        },
+      },
+    },
+    { logger, resultDir, sourceDir: process.cwd(), accel: "auto", keepVmState: false, enableOCR: true },
+  );
+  m = topo.machines[0] as Machine;
+  await m.start();
+});
+
+afterAll(async () => {
+  await topo?.close();
+  fs.rmSync(resultDir, { recursive: true, force: true });
+});
+
+async function errorOf(p: Promise<unknown>): Promise<VmrigError> {
+  const e = await p.then(
+    () => undefined,
+    (x: unknown) => x,
+  );
+  expect(e).toBeInstanceOf(VmrigError);
+  return e as VmrigError;
+}
+
+describe("an X11 desktop (SPEC §8, real VM)", () => {
+  it("is restored logged in: X answers, IceWM runs as the auto-login user, on Debian's full kernel", async () => {
+    expect(m.origin).toMatch(/from boot snapshot/);
+    await m.waitForX(30);
+    await m.succeed("pgrep -u alice -x icewm");
+    expect(await m.succeed("uname -r")).toMatch(/^\d[^-]*-amd64$/m);
+    // the DRM driver drives QEMU's VGA at virtualisation.resolution
+    expect(await m.succeed("xdpyinfo | grep dimensions")).toContain("1024x768 pixels");
+    expect(await m.succeed("xinput list")).toContain("Virtio Keyboard");
+  });
+
+  it("types into the focused X client: sendChars reaches xterm, asserted in the guest", async () => {
+    await m.succeed("xterm -title KeyProbe -e sh -c 'cat > /tmp/keys' >/dev/null 2>&1 &");
+    await m.waitForWindow(/KeyProbe/, 60);
+    await m.succeed("xdotool search --sync --name KeyProbe windowactivate --sync");
+    // `cat` reads the terminal from its first instant, so nothing is typed before a reader
+    await m.waitUntilSucceeds("pgrep -x cat", 30);
+    await m.sendChars("Hello, X! 42 $HOME\n");
+    await m.waitUntilSucceeds("grep -q 42 /tmp/keys", 30).catch(() => undefined);
+    expect(await m.succeed("cat /tmp/keys; xdotool getwindowfocus getwindowname")).toBe("Hello, X! 42 $HOME\nKeyProbe\n");
+    expect(await m.getWindowNames()).toContain("KeyProbe");
+  });
+
+  it("waitForWindow times out with the windows it saw", async () => {
+    const e = await errorOf(m.waitForWindow(/NoSuchWindow/, 2));
+    expect(e.message).toContain("timed out after 2 s waiting for a window matching /NoSuchWindow/");
+    expect(e.message).toContain('"KeyProbe"');
+  });
+
+  it("a display manager that fails is reported at once, with Xorg's errors", async () => {
+    await m.succeed("mv /usr/lib/xorg/Xorg /usr/lib/xorg/Xorg.away", "systemctl stop display-manager.service");
+    await m.execute("systemctl start display-manager.service");
+    const t0 = Date.now();
+    const e = await errorOf(m.waitForX(120));
+    expect(Date.now() - t0).toBeLessThan(60_000);
+    expect(e.message).toContain("the display manager failed");
+    expect(e.message).toContain("display-manager.service is failed");
+    expect(e.message).toContain("/usr/lib/xorg/Xorg: No such file or directory");
+    await m.succeed("mv /usr/lib/xorg/Xorg.away /usr/lib/xorg/Xorg", "systemctl restart display-manager.service");
+    await m.waitForX(120);
+    await m.succeed("pgrep -u alice -x icewm");
+  });
+});
