@@ -72,7 +72,9 @@ describe("an X11 desktop (SPEC §8, real VM)", () => {
     await m.waitUntilSucceeds("pgrep -x cat", 30);
     await m.sendChars("Hello, X! 42 $HOME\n");
     await m.waitUntilSucceeds("grep -q 42 /tmp/keys", 30).catch(() => undefined);
-    expect(await m.succeed("cat /tmp/keys; xdotool getwindowfocus getwindowname")).toBe("Hello, X! 42 $HOME\nKeyProbe\n");
+    expect(await m.succeed("cat /tmp/keys; xdotool getwindowfocus getwindowname")).toBe(
+      "Hello, X! 42 $HOME\nKeyProbe\n",
+    );
     expect(await m.getWindowNames()).toContain("KeyProbe");
   });
 
