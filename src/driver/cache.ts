@@ -2,7 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { EvaluatedConfig } from "../config/eval.js";
 import { cacheRoot, canonicalJson, hashInputs } from "../image/store.js";
-import { vmrigVersion } from "../util/version.js";
+import { vmrigCodeHash } from "../util/version.js";
 import type { LoadedTest } from "./load.js";
 
 export interface CachedPass {
@@ -13,7 +13,7 @@ export interface CachedPass {
 }
 
 /**
- * A passed run is cached under the hash of all it depends on: vmrig's version,
+ * A passed run is cached under the hash of all it depends on: vmrig's own code (not its version string),
  * the test file and every local module it imports, and every node's evaluated
  * config (which, with the version, determines the images: store entries are
  * keyed the same way).
@@ -21,7 +21,7 @@ export interface CachedPass {
 export function resultKey(loaded: LoadedTest, configs: Record<string, EvaluatedConfig>): string {
   return hashInputs({
     kind: "result",
-    vmrig: vmrigVersion(),
+    vmrig: vmrigCodeHash(),
     sources: loaded.sources,
     configs: JSON.parse(canonicalJson(configs)) as unknown,
   });

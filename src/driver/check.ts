@@ -9,7 +9,7 @@ import type ts from "typescript";
 import type { ESLint, Linter } from "eslint";
 import { cacheRoot } from "../image/store.js";
 import { configError } from "../util/errors.js";
-import { vmrigVersion } from "../util/version.js";
+import { vmrigCodeHash } from "../util/version.js";
 
 const typesEntry = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "index.d.ts");
 // Test scripts may use Node's modules (node:assert, node:fs): vmrig ships @types/node for them.
@@ -149,7 +149,7 @@ function vmrigDeclarations(): string {
  */
 export async function checkOnce(file: string, sources: Record<string, string>, opts: CheckOptions): Promise<boolean> {
   const key = createHash("sha256")
-    .update(JSON.stringify({ sources, opts, vmrig: vmrigVersion(), decl: vmrigDeclarations() }))
+    .update(JSON.stringify({ sources, opts, vmrig: vmrigCodeHash(), decl: vmrigDeclarations() }))
     .digest("hex")
     .slice(0, 32);
   const marker = path.join(cacheRoot(), "checks", key);

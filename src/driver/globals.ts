@@ -2,8 +2,8 @@ import type { EvaluatedConfig, NodesInfo } from "../config/eval.js";
 import { checkpointDir, restoreCheckpoint, takeCheckpoint, type Checkpoint } from "../machine/checkpoint.js";
 import { healPartitions, isolateFrom } from "../machine/faults.js";
 import type { ContainerMachine, Machine } from "../machine/machine.js";
+import { poll } from "../util/poll.js";
 import { VmrigError, callerLocation, errorMessage } from "../util/errors.js";
-import { sleep } from "../util/proc.js";
 import type { Logger } from "./logger.js";
 import type { TestResult } from "./run.js";
 import type { Globals, TestContext } from "./test.js";
@@ -67,14 +67,11 @@ export function makeContext(
     },
     retry: async (fn, timeout = 900) => {
       const location = callerLocation();
-      const deadline = Date.now() + timeout * 1000;
-      for (;;) {
-        const last = Date.now() >= deadline;
-        if (await fn(last)) return;
-        if (last)
-          throw new VmrigError(`retry: condition still false after ${timeout} s`, { call: "retry()", location });
-        await sleep(1000);
-      }
+      await poll(
+        timeout,
+        async (lastTry) => ({ done: await fn(lastTry) }),
+        () => new VmrigError(`retry: condition still false after ${timeout} s`, { call: "retry()", location }),
+      );
     },
     log: (message) => logger.log(message),
     joinAll: async () => {

@@ -120,6 +120,8 @@ export class MachineCore {
   hostNic = false;
   /** QEMU start → backdoor and systemd both answering, ms */
   systemdReadyMs: number | undefined;
+  /** the run has stopped the machine for good (power.kill): nothing may start it again */
+  closed = false;
 
   constructor(
     readonly name: string,

@@ -10,6 +10,14 @@ import { within } from "../util/proc.js";
 /** Boot (or restore) the machine; concurrent callers share one start. */
 export function start(m: MachineCore, location: string | undefined): Promise<void> {
   if (m.guest?.running) return Promise.resolve();
+  // A wait still polling after its run was interrupted must end, not boot the machine again.
+  if (m.closed)
+    return Promise.reject(
+      m.fail("the run is over: its machines are stopped for good", "start()", {
+        location,
+        hint: "the run was interrupted, timed out or finished while this call still ran",
+      }),
+    );
   m.starting ??= m
     .nested(m.ctx.spec().kind === "nspawn" ? "starting container" : "starting vm", async () => {
       try {
@@ -79,6 +87,7 @@ async function startOnce(m: MachineCore, location: string | undefined): Promise<
 
 /** Stop the machine's QEMU, and a prepared restore nobody used. */
 export async function kill(m: MachineCore): Promise<void> {
+  m.closed = true;
   const prepared = m.prepared;
   m.prepared = undefined;
   await (await prepared)?.kill();

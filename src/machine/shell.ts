@@ -1,4 +1,5 @@
-import { quote, shown, type MachineCore, type Terminal } from "./core.js";
+import { shown, type MachineCore, type Terminal } from "./core.js";
+import { shellQuote } from "../util/proc.js";
 
 /** Ctrl-]: leaves shell() without ending the guest's shell by hand (telnet's escape). */
 const DETACH = 0x1d;
@@ -33,7 +34,7 @@ export async function shell(m: MachineCore, location: string | undefined): Promi
   const termName = /^[\w.+-]+$/.test(process.env.TERM ?? "") ? process.env.TERM! : "xterm";
   const inner = `${size}export TERM=${termName}; infocmp >/dev/null 2>&1 || export TERM=xterm; cd /root; exec bash -l`;
   // attach_port: the backdoor's helper (guest/backdoor) that puts stdio on a channel
-  const cmd = `attach_port vmrig.shell script -qfec ${quote(inner)} /dev/null`;
+  const cmd = `attach_port vmrig.shell script -qfec ${shellQuote(inner)} /dev/null`;
   output.write(`[vmrig: root shell on ${m.name}; exit or Ctrl-D to leave, Ctrl-] to detach]\r\n`);
   const toGuest = (chunk: Buffer | string) => {
     const b = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk);

@@ -1,11 +1,12 @@
 import { DEFAULT_TIMEOUT, quote, type ExecuteResult, type MachineCore } from "./core.js";
 import { execute } from "./commands.js";
 import { waitFor } from "./waiting.js";
+import { shellQuote } from "../util/proc.js";
 
 /** `systemctl ARGS`, for `user` in that user's session manager. */
 export function systemctlCommand(args: string, user?: string): string {
   return user
-    ? `su -l ${user} --shell /bin/sh -c 'XDG_RUNTIME_DIR=/run/user/$(id -u) systemctl --user ${args.replace(/'/g, `'\\''`)}'`
+    ? `su -l ${shellQuote(user)} --shell /bin/sh -c 'XDG_RUNTIME_DIR=/run/user/$(id -u) systemctl --user ${args.replace(/'/g, `'\\''`)}'`
     : `systemctl ${args}`;
 }
 
@@ -33,7 +34,12 @@ export async function getUnitInfo(
   unit: string,
   user?: string,
 ): Promise<Record<string, string>> {
-  const r = await m.run(systemctlCommand(`show ${quote(unit)}`, user), `getUnitInfo(${quote(unit)})`, location, 60);
+  const r = await m.run(
+    systemctlCommand(`show ${shellQuote(unit)}`, user),
+    `getUnitInfo(${quote(unit)})`,
+    location,
+    60,
+  );
   return parseProperties(r.stdout);
 }
 
@@ -77,7 +83,7 @@ export async function waitForUnit(
   opts: { user?: string; timeout?: number } = {},
 ): Promise<void> {
   const call = `waitForUnit(${quote(unit)})`;
-  const userArg = opts.user ? ` --user -M ${opts.user}@` : "";
+  const userArg = opts.user ? ` --user -M ${shellQuote(`${opts.user}@`)}` : "";
   await waitFor(
     m,
     {
@@ -91,7 +97,7 @@ export async function waitForUnit(
       const r = await m.run(
         // The job count first: read after the unit, the unit could finish its job in
         // between and look "inactive with nothing pending" on its way to active.
-        `systemctl${userArg} show -p NJobs -p SystemState 2>&1; systemctl${userArg} show --property=ActiveState,SubState,LoadState,Result ${quote(unit)} 2>&1`,
+        `systemctl${userArg} show -p NJobs -p SystemState 2>&1; systemctl${userArg} show --property=ActiveState,SubState,LoadState,Result ${shellQuote(unit)} 2>&1`,
         call,
         location,
         60,
@@ -102,7 +108,7 @@ export async function waitForUnit(
       if (props.ActiveState === "active") return { done: true };
       if (props.ActiveState === "failed") {
         const why = await m.run(
-          `systemctl status --no-pager --lines=20 ${quote(unit)} 2>&1 || true`,
+          `systemctl${userArg} status --no-pager --lines=20 ${shellQuote(unit)} 2>&1 || true`,
           call,
           location,
           60,
@@ -119,7 +125,7 @@ export async function waitForUnit(
       if (props.LoadState && !["loaded", "not-found", "stub"].includes(props.LoadState)) {
         // bad-setting, error, masked: systemd will never start it; say what systemd says
         const why = await m.run(
-          `systemctl${userArg} show -p LoadError --value ${quote(unit)} 2>&1; systemctl${userArg} status --no-pager --lines=10 ${quote(unit)} 2>&1 || true`,
+          `systemctl${userArg} show -p LoadError --value ${shellQuote(unit)} 2>&1; systemctl${userArg} status --no-pager --lines=10 ${shellQuote(unit)} 2>&1 || true`,
           call,
           location,
           60,

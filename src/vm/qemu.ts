@@ -8,8 +8,12 @@ import type { Guest } from "./guest.js";
 import { qemuArgs, SOCKET_NAMES, type Layout, type SocketName, type VmSpec } from "./qemu-args.js";
 import { qemuInfo } from "./qemu-info.js";
 import { Qmp } from "./qmp.js";
-import { exited, rejectOnAbort, shellQuote, sleep, spawnOwned, terminate, within } from "../util/proc.js";
+import { exited, rejectOnAbort, shellQuote, spawnOwned, terminate, within } from "../util/proc.js";
 import { VmrigError, tail } from "../util/errors.js";
+import { poll } from "../util/poll.js";
+
+/** A save or load of a machine's state: ~0.2 s for a boot snapshot, seconds for a checkpoint's whole RAM. */
+const MIGRATION_TIMEOUT_S = 300;
 
 /** Listen on a unix socket and resolve with the one connection QEMU makes to it. */
 function acceptOne(sockPath: string): { server: net.Server; connection: Promise<net.Socket> } {
@@ -207,7 +211,7 @@ export class QemuVm extends EventEmitter implements Guest {
     });
     await this.qmp.execute("migrate-set-parameters", { "max-bandwidth": 64 * 1024 * 1024 * 1024 });
     await this.qmp.execute("migrate", { uri: `exec:cat > ${shellQuote(file)}` });
-    await this.waitForMigration("saving");
+    await this.waitForMigration("saving", file);
   }
 
   /** Load a state written by saveState (the process was started with `-incoming defer`). */
@@ -216,24 +220,41 @@ export class QemuVm extends EventEmitter implements Guest {
       capabilities: [{ capability: "x-ignore-shared", state: true }],
     });
     await this.qmp.execute("migrate-incoming", { uri: `exec:cat ${shellQuote(file)}` });
-    for (;;) {
-      const s = await this.qmp.execute<{ status: string }>("query-status");
-      if (s.status !== "inmigrate") return;
-      await sleep(5);
-    }
+    await poll(
+      MIGRATION_TIMEOUT_S,
+      async () => {
+        const s = await this.qmp.execute<{ status: string }>("query-status");
+        return { done: s.status !== "inmigrate", last: `QEMU's status is still ${s.status}` };
+      },
+      (last) => this.migrationTimeout("loading", file, last),
+      5,
+    );
   }
 
-  private async waitForMigration(what: string): Promise<void> {
-    for (;;) {
-      const m = await this.qmp.execute<{ status?: string; "error-desc"?: string }>("query-migrate");
-      if (m.status === "completed") return;
-      if (m.status === "failed" || m.status === "cancelled") {
-        throw new VmrigError(`QEMU failed ${what} the machine's state: ${m["error-desc"] ?? m.status}`, {
-          machine: this.name,
-        });
-      }
-      await sleep(5);
-    }
+  private migrationTimeout(what: string, file: string, last: string): VmrigError {
+    return new VmrigError(`QEMU did not finish ${what} the machine's state within ${MIGRATION_TIMEOUT_S} s`, {
+      machine: this.name,
+      output: `${last}\nstate file: ${file}`,
+      hint: "QEMU stopped making progress (a host under heavy load, or a full disk); the run's machines were stopped",
+    });
+  }
+
+  private async waitForMigration(what: string, file: string): Promise<void> {
+    await poll(
+      MIGRATION_TIMEOUT_S,
+      async () => {
+        const m = await this.qmp.execute<{ status?: string; "error-desc"?: string }>("query-migrate");
+        if (m.status === "failed" || m.status === "cancelled") {
+          const fatal = new VmrigError(`QEMU failed ${what} the machine's state: ${m["error-desc"] ?? m.status}`, {
+            machine: this.name,
+          });
+          return { done: false, fatal };
+        }
+        return { done: m.status === "completed", last: `migration status: ${m.status ?? "none"}` };
+      },
+      (last) => this.migrationTimeout(what, file, last),
+      5,
+    );
   }
 
   /**

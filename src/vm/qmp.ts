@@ -18,6 +18,9 @@ export class QmpError extends Error {
   }
 }
 
+/** How long any QMP command may take: each returns at once, even `migrate` (it runs in the background). */
+export const QMP_TIMEOUT_MS = 60_000;
+
 interface Pending {
   command: string;
   resolve: (v: unknown) => void;
@@ -88,10 +91,25 @@ export class Qmp extends EventEmitter {
     }
   }
 
-  execute<T = unknown>(command: string, args?: Record<string, unknown>): Promise<T> {
+  /**
+   * One command; rejects if QEMU has not answered within `timeoutMs` (a QEMU that stops
+   * answering must end in a report, not a hang). A late answer still takes its place in the
+   * FIFO, so later replies stay matched to their commands.
+   */
+  execute<T = unknown>(command: string, args?: Record<string, unknown>, timeoutMs = QMP_TIMEOUT_MS): Promise<T> {
     if (this.closedError) return Promise.reject(this.closedError);
     return new Promise<T>((resolve, reject) => {
-      this.pending.push({ command, resolve: resolve as (v: unknown) => void, reject });
+      const timer = setTimeout(
+        () => reject(new Error(`QEMU did not answer the QMP command ${command} within ${timeoutMs / 1000} s`)),
+        timeoutMs,
+      );
+      const settle =
+        <V>(f: (v: V) => void) =>
+        (v: V) => {
+          clearTimeout(timer);
+          f(v);
+        };
+      this.pending.push({ command, resolve: settle(resolve as (v: unknown) => void), reject: settle(reject) });
       this.socket.write(JSON.stringify(args ? { execute: command, arguments: args } : { execute: command }) + "\n");
     });
   }

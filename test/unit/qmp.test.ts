@@ -24,11 +24,21 @@ async function fakeQemu(answers: Record<string, unknown>) {
           const msg = JSON.parse(buf.slice(0, nl)) as { execute: string };
           buf = buf.slice(nl + 1);
           const a = msg.execute === "qmp_capabilities" ? {} : answers[msg.execute];
-          s.write(
+          const reply =
             JSON.stringify(
               a instanceof Error ? { error: { class: "GenericError", desc: a.message } } : { return: a ?? {} },
-            ) + "\n",
-          );
+            ) + "\n";
+          // a command named slow-N is answered after N ms (QEMU answers in order: so does this)
+          const delay = /^slow-(\d+)$/.exec(msg.execute);
+          if (!delay) {
+            s.write(reply);
+            continue;
+          }
+          s.pause();
+          setTimeout(() => {
+            s.write(reply);
+            s.resume();
+          }, Number(delay[1]));
         }
       });
       resolve();
@@ -41,6 +51,14 @@ async function fakeQemu(answers: Record<string, unknown>) {
 }
 
 describe("QMP client", () => {
+  it("gives up on a command QEMU does not answer in time, and keeps later replies matched", async () => {
+    const { qmp } = await fakeQemu({ "query-status": { status: "running" } });
+    await qmp.handshake();
+    const late = await qmp.execute("slow-300", undefined, 50).catch((e: unknown) => e);
+    expect(String(late)).toContain("QEMU did not answer the QMP command slow-300 within 0.05 s");
+    expect(await qmp.execute("query-status")).toEqual({ status: "running" });
+  });
+
   it("handshakes, matches replies to commands and surfaces errors", async () => {
     const { qmp } = await fakeQemu({ "query-status": { status: "running" }, bad: new Error("no such thing") });
     await qmp.handshake();

@@ -86,6 +86,13 @@ describe("systemd", () => {
     expect(Date.now() - t0).toBeLessThan(60_000);
   });
 
+  it("passes unit names to the guest's shell quoted: `$`, backticks and quotes stay characters", async () => {
+    const name = `x$(touch /tmp/pwned)\`touch /tmp/pwned\`'"y.service`;
+    await rejectsWith(a.waitForUnit(name, { timeout: 30 }), name);
+    await rejectsWith(a.getUnitProperty(name, "NoSuchProperty"), "has no property NoSuchProperty");
+    await a.fail("test -e /tmp/pwned");
+  });
+
   it("starts and stops jobs and reads unit properties", async () => {
     await a.succeed("systemd-run --unit=listener --property=Type=exec nc -lk 1234");
     await a.waitForUnit("listener.service");

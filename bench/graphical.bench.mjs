@@ -1,0 +1,86 @@
+// Graphical machines (SPEC §8): numbers and ratios in one run, no assertions.
+//   node bench/graphical.bench.mjs [--restores N] [--reads N]
+// 1. an IceWM desktop (the x11-terminal example's node): first boot → waitForX (snapshots
+//    off) vs restore → waitForX
+// 2. OCR of a real 1024×768 desktop with an xterm full of text: seconds a read, per variant
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { readScreen } from "../dist/machine/ocr.js";
+import { cleanup, median, rowPrinter, s, scratch, topology } from "./lib.mjs";
+
+const args = process.argv.slice(2);
+const opt = (name, fallback) => Number(args[args.indexOf(name) + 1] || fallback) || fallback;
+const restores = opt("--restores", 3);
+const reads = opt("--reads", 5);
+const row = rowPrinter(58, 14);
+
+const desktop = {
+  machine: {
+    users: { users: { alice: { isNormalUser: true } } },
+    services: {
+      xserver: {
+        enable: true,
+        displayManager: { autoLogin: { enable: true, user: "alice" } },
+        windowManager: { icewm: { enable: true } },
+      },
+    },
+    environment: { systemPackages: ["xterm"] },
+  },
+};
+
+/** start() → waitForX() of a fresh topology; `then` runs on the machine before it closes. */
+async function toX(snapshots, then) {
+  const t = await topology({ name: "bench-x11", nodes: desktop }, snapshots);
+  try {
+    const m = t.machines[0];
+    const t0 = performance.now();
+    await m.start();
+    await m.waitForX();
+    const ms = performance.now() - t0;
+    const origin = m.origin;
+    if (then) await then(m);
+    return { ms, origin };
+  } finally {
+    await t.close();
+  }
+}
+
+try {
+  console.log(`host: ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB`);
+  await toX(true); // makes the boot snapshot if missing
+  const cold = await toX(false);
+  const warm = [];
+  for (let i = 0; i < restores; i++) warm.push(await toX(true));
+  const w = median(warm.map((x) => x.ms));
+  row("desktop, first boot → waitForX (no snapshot)", s(cold.ms));
+  row(`desktop, restore → waitForX (median of ${restores})`, s(w), "≤ 1 s");
+  console.log(`  all restores: ${warm.map((x) => s(x.ms)).join(", ")}; origin: ${warm[0].origin}`);
+  row("  ratio first boot / restore", `${(cold.ms / w).toFixed(1)}×`);
+
+  const dir = scratch();
+  const dump = path.join(dir, "desktop.ppm");
+  await toX(true, async (m) => {
+    await m.succeed(
+      "xterm -title OcrBench -geometry 100x30 -fa DejaVuSansMono -fs 12 -e sh -c 'ls -l /etc | head -40; sleep 600' >/dev/null 2>&1 &",
+    );
+    await m.waitForWindow(/OcrBench/);
+    await m.sleep(3);
+    await m.qmp("screendump", { filename: dump });
+  });
+  for (const [i, label] of ["prepared (as drawn)", "black and white", "×2"].entries()) {
+    const times = [];
+    let chars = 0;
+    for (let r = 0; r < reads; r++) {
+      const t0 = performance.now();
+      const texts = await readScreen(dump, () => false, i + 1);
+      times.push(performance.now() - t0);
+      chars = texts[i].length;
+    }
+    row(`OCR 1024×768 desktop, variants 1..${i + 1} (${label})`, s(median(times)), i === 0 ? "≤ 0.5 s" : "");
+    console.log(`  ${chars} characters read by variant ${i + 1}`);
+  }
+  console.log(`  (the screen: ${fs.statSync(dump).size} bytes of PPM)`);
+} finally {
+  cleanup();
+}
