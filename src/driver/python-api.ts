@@ -106,6 +106,18 @@ export const PYTHON_METHODS: Record<string, Method> = {
   get_screen_text: (m) => m.getScreenText(),
   get_screen_text_variants: (m) => m.getScreenTextVariants(),
   wait_for_text: (m, a) => m.waitForText(a.get(0, "regex"), timeout(a, 1)),
+  move_mouse: (m, a) => m.moveMouse(Number(a.get(0, "x")), Number(a.get(1, "y"))),
+  click: (m, a) => {
+    const x = a.get<number | null>(0, "x", null);
+    const y = a.get<number | null>(1, "y", null);
+    const opts = { button: a.get<"left" | "right" | "middle">(2, "button", "left"), double: a.get(3, "double", false) };
+    return x === null || y === null ? m.click(undefined, undefined, opts) : m.click(Number(x), Number(y), opts);
+  },
+  drag: (m, a) => {
+    const [fx, fy] = a.get<number[]>(0, "start");
+    const [tx, ty] = a.get<number[]>(1, "end");
+    return m.drag({ x: Number(fx), y: Number(fy) }, { x: Number(tx), y: Number(ty) });
+  },
   wait_for_x: (m, a) => m.waitForX(timeout(a, 0)),
   get_window_names: (m) => m.getWindowNames(),
   wait_for_window: (m, a) => m.waitForWindow(a.get(0, "regexp"), timeout(a, 1)),

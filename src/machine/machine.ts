@@ -5,6 +5,7 @@ import * as faults from "./faults.js";
 import * as files from "./files.js";
 import * as network from "./network.js";
 import { prepare } from "./boot-snapshot.js";
+import * as pointer from "./pointer.js";
 import * as power from "./power.js";
 import * as qemu from "./qemu-control.js";
 import { shell } from "./shell.js";
@@ -16,6 +17,7 @@ import { callerLocation } from "../util/errors.js";
 
 export type { ExecuteOptions, ExecuteResult, MachineContext, Pattern, Terminal } from "./core.js";
 export type { Netem } from "./faults.js";
+export type { ClickOptions, MouseButton } from "./pointer.js";
 
 /** Methods that need a VM: a container (SPEC §9) has all the others. */
 export type VmOnlyMethod =
@@ -32,6 +34,9 @@ export type VmOnlyMethod =
   | "qmp"
   | "sendMonitorCommand"
   | "waitForQmpEvent"
+  | "moveMouse"
+  | "click"
+  | "drag"
   | "waitForX"
   | "getWindowNames"
   | "waitForWindow";
@@ -190,6 +195,15 @@ export class Machine {
     display.readScreenText(this.core, "getScreenTextVariants()", callerLocation(), 3);
   /** Until OCR finds `pattern` on the screen (in any of the variants), reading it about once a second. */
   waitForText = this.api(display.waitForText);
+
+  // ---- pointer (pointer.ts) ---------------------------------------------------------
+
+  /** Move the pointer to (x, y), screen pixels from the top left (an absolute tablet); resolves once QEMU has delivered it. */
+  moveMouse = this.api(pointer.moveMouse);
+  /** Click `button` (default left; `double` for a double click) where the pointer is, or at (x, y). */
+  click = this.api(pointer.click);
+  /** Press the left button at `from`, move to `to` through a few points, release. */
+  drag = this.api(pointer.drag);
 
   // ---- X11 (x11.ts) ----------------------------------------------------------------
 

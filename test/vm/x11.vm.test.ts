@@ -84,6 +84,26 @@ describe("an X11 desktop (SPEC §8, real VM)", () => {
     expect(e.message).toContain('"KeyProbe"');
   });
 
+  it("moves, clicks and drags the pointer in screen pixels (the tablet), as an X client sees it", async () => {
+    await m.moveMouse(100, 200);
+    await m.waitUntilSucceeds("xdotool getmouselocation | grep -q 'x:100 y:200 '", 30);
+    await m.moveMouse(1023, 767);
+    await m.waitUntilSucceeds("xdotool getmouselocation | grep -q 'x:1023 y:767 '", 30);
+    await errorOf(m.moveMouse(1024, 10));
+    // xev's window reports what reached it, with window-relative coordinates
+    await m.succeed("xev -name PointerProbe -geometry 300x200+200+150 -event button > /tmp/xev.log 2>&1 &");
+    await m.waitForWindow(/PointerProbe/, 60);
+    const geo = await m.succeed("xdotool search --sync --name PointerProbe getwindowgeometry --shell");
+    const at = (k: string) => Number(new RegExp(`^${k}=(\\d+)$`, "m").exec(geo)![1]);
+    const [x, y] = [at("X"), at("Y")];
+    await m.click(x + 40, y + 30);
+    await m.waitUntilSucceeds("grep -A3 ButtonRelease /tmp/xev.log | grep -q '(40,30)'", 30);
+    await m.click(x + 50, y + 60, { button: "right" });
+    await m.waitUntilSucceeds("grep -A3 ButtonPress /tmp/xev.log | grep -q 'button 3'", 30);
+    await m.drag({ x: x + 10, y: y + 10 }, { x: x + 200, y: y + 150 });
+    await m.waitUntilSucceeds("grep -A3 ButtonRelease /tmp/xev.log | grep -q '(200,150)'", 30);
+  });
+
   it("a display manager that fails is reported at once, with Xorg's errors", async () => {
     await m.succeed("mv /usr/lib/xorg/Xorg /usr/lib/xorg/Xorg.away", "systemctl stop display-manager.service");
     await m.execute("systemctl start display-manager.service");
