@@ -54,8 +54,8 @@ describe("QMP client", () => {
   it("gives up on a command QEMU does not answer in time, and keeps later replies matched", async () => {
     const { qmp } = await fakeQemu({ "query-status": { status: "running" } });
     await qmp.handshake();
-    const late = await qmp.execute("slow-300", undefined, 50).catch((e: unknown) => e);
-    expect(String(late)).toContain("QEMU did not answer the QMP command slow-300 within 0.05 s");
+    const late = await qmp.execute("slow-3000", undefined, 100).catch((e: unknown) => e);
+    expect(String(late)).toContain("QEMU did not answer the QMP command slow-3000 within 0.1 s");
     expect(await qmp.execute("query-status")).toEqual({ status: "running" });
   });
 
