@@ -65,8 +65,11 @@ try {
       "xterm -title OcrBench -geometry 100x30 -fa DejaVuSansMono -fs 12 -e sh -c 'ls -l /etc | head -40; sleep 600' >/dev/null 2>&1 &",
     );
     await m.waitForWindow(/OcrBench/);
-    await m.sleep(3);
+    // until the listing is drawn (xterm maps its window before its child has written)
+    await m.waitUntilSucceeds("xdotool search --name OcrBench >/dev/null && pgrep -f 'sleep 600'", 60);
+    await m.sleep(5);
     await m.qmp("screendump", { filename: dump });
+    await m.qmp("screendump", { filename: `${dump}.png`, format: "png" });
   });
   for (const [i, label] of ["prepared (as drawn)", "black and white", "×2"].entries()) {
     const times = [];
@@ -81,6 +84,7 @@ try {
     console.log(`  ${chars} characters read by variant ${i + 1}`);
   }
   console.log(`  (the screen: ${fs.statSync(dump).size} bytes of PPM)`);
+  fs.copyFileSync(`${dump}.png`, path.join(os.tmpdir(), "vmrig-bench-ocr-desktop.png"));
 } finally {
   cleanup();
 }
