@@ -2,7 +2,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { DEFAULT_TIMEOUT, toRegExp, type MachineCore, type Pattern } from "./core.js";
 import { keyFor } from "./keys.js";
-import { readScreen } from "./ocr.js";
+import { findWords, readScreen, readScreenWords, type ScreenWord } from "./ocr.js";
+import { click } from "./pointer.js";
 import { waitFor } from "./waiting.js";
 import { VmrigError, errorMessage } from "../util/errors.js";
 
@@ -85,4 +86,50 @@ export function waitForText(
       return { done: texts.some((t) => re.test(t)), last: `OCR of the screen read:\n${texts[0]!.trimEnd()}` };
     },
   );
+}
+
+/** The words OCR reads on the screen, with their boxes in screen pixels (needs `enableOCR`). */
+export async function getScreenWords(m: MachineCore, location: string | undefined): Promise<ScreenWord[]> {
+  const call = "getScreenWords()";
+  if (!m.ctx.ocr) await readScreenText(m, call, location, 0); // the same refusal, with its hint
+  const vm = await m.qemu(call, location);
+  const dump = path.join(vm.spec.stateDir, `${vm.spec.name.slice(0, 20)}.ocr${dumps++}.ppm`);
+  try {
+    await vm.qmp.execute("screendump", { filename: dump });
+    return await readScreenWords(dump);
+  } finally {
+    fs.rmSync(dump, { force: true });
+  }
+}
+
+/** Click the centre of the first word, or run of words on one line, that OCR reads as matching `pattern`. */
+export async function clickText(
+  m: MachineCore,
+  location: string | undefined,
+  pattern: Pattern,
+  opts: { timeout?: number } = {},
+): Promise<void> {
+  const re = toRegExp(pattern);
+  const call = `clickText(${re})`;
+  let found: ScreenWord | undefined;
+  await waitFor(
+    m,
+    {
+      call,
+      heading: `waiting for ${re} on the screen to click it (OCR)`,
+      what: `${re} on the screen`,
+      timeout: opts.timeout ?? DEFAULT_TIMEOUT,
+      location,
+    },
+    async () => {
+      const words = await getScreenWords(m, location);
+      found = findWords(words, re);
+      if (found) return { done: true };
+      await screenshot(m, location, "clickText-last-screen");
+      return { done: false, last: `OCR read these words:\n${words.map((w) => w.text).join(" ")}` };
+    },
+  );
+  const w = found!;
+  m.log.log(`"${w.text}" is at (${w.x}, ${w.y}) ${w.width}×${w.height}`, m.name);
+  await click(m, location, w.x + Math.floor(w.width / 2), w.y + Math.floor(w.height / 2));
 }

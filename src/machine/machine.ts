@@ -34,6 +34,8 @@ export type VmOnlyMethod =
   | "qmp"
   | "sendMonitorCommand"
   | "waitForQmpEvent"
+  | "getScreenWords"
+  | "clickText"
   | "moveMouse"
   | "click"
   | "drag"
@@ -204,6 +206,10 @@ export class Machine {
   click = this.api(pointer.click);
   /** Press the left button at `from`, move to `to` through a few points, release. */
   drag = this.api(pointer.drag);
+  /** The words OCR reads on the screen, each with its box in screen pixels (needs `enableOCR: true`). */
+  getScreenWords = this.api(display.getScreenWords);
+  /** Until OCR reads `pattern` on the screen (a word or a run of words on one line), then click its centre. */
+  clickText = this.api(display.clickText);
 
   // ---- X11 (x11.ts) ----------------------------------------------------------------
 

@@ -185,3 +185,68 @@ export async function ocrAvailable(): Promise<string | undefined> {
     return `tesseract is not installed: ${INSTALL_TESSERACT}`;
   }
 }
+
+/** A word OCR read, with its box in screen pixels. */
+export interface ScreenWord {
+  text: string;
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+  /** tesseract's confidence, 0–100 */
+  confidence: number;
+  /** words with the same line number are on one line of text */
+  line: string;
+}
+
+/** The first variant's words with their boxes, mapped back from the prepared image to the screen. */
+export async function readScreenWords(ppmFile: string): Promise<ScreenWord[]> {
+  const screen = parsePnm(fs.readFileSync(ppmFile));
+  const img = preparedImages(screen).next().value as Gray;
+  const scale = img.width / screen.width;
+  const { stdout } = await run("tesseract", ["stdin", "stdout", "-l", "eng", "--psm", "3", "tsv"], {
+    input: toPgm(img),
+    env: { ...process.env, OMP_THREAD_LIMIT: "1" },
+    hint: `OCR needs tesseract with English data: ${INSTALL_TESSERACT}`,
+  });
+  const words: ScreenWord[] = [];
+  for (const row of stdout.split("\n").slice(1)) {
+    const f = row.split("\t");
+    if (f.length < 12 || f[0] !== "5" || !f[11]!.trim()) continue;
+    const [left, top, width, height, conf] = f.slice(6, 11).map(Number) as [number, number, number, number, number];
+    words.push({
+      text: f[11]!.trim(),
+      x: Math.round(left / scale),
+      y: Math.round(top / scale),
+      width: Math.round(width / scale),
+      height: Math.round(height / scale),
+      confidence: conf,
+      line: f.slice(1, 5).join("."),
+    });
+  }
+  return words;
+}
+
+/** The first run of words on one line whose text (joined by spaces) matches `re`: the shortest run first. */
+export function findWords(words: ScreenWord[], re: RegExp): ScreenWord | undefined {
+  for (let i = 0; i < words.length; i++) {
+    for (let j = i; j < words.length && words[j]!.line === words[i]!.line; j++) {
+      const run = words.slice(i, j + 1);
+      if (!re.test(run.map((w) => w.text).join(" "))) continue;
+      const x = Math.min(...run.map((w) => w.x));
+      const y = Math.min(...run.map((w) => w.y));
+      const right = Math.max(...run.map((w) => w.x + w.width));
+      const bottom = Math.max(...run.map((w) => w.y + w.height));
+      return {
+        text: run.map((w) => w.text).join(" "),
+        x,
+        y,
+        width: right - x,
+        height: bottom - y,
+        confidence: Math.min(...run.map((w) => w.confidence)),
+        line: words[i]!.line,
+      };
+    }
+  }
+  return undefined;
+}

@@ -68,6 +68,8 @@ describe("an X11 desktop (SPEC §8, real VM)", () => {
     await m.succeed("xterm -title KeyProbe -e sh -c 'cat > /tmp/keys' >/dev/null 2>&1 &");
     await m.waitForWindow(/KeyProbe/, 60);
     await m.succeed("xdotool search --sync --name KeyProbe windowactivate --sync");
+    // the window manager marks the window active a moment before X moves the keyboard focus
+    await m.waitUntilSucceeds('[ "$(xdotool getwindowfocus getwindowname)" = KeyProbe ]', 30);
     // `cat` reads the terminal from its first instant, so nothing is typed before a reader
     await m.waitUntilSucceeds("pgrep -x cat", 30);
     await m.sendChars("Hello, X! 42 $HOME\n");
@@ -102,6 +104,16 @@ describe("an X11 desktop (SPEC §8, real VM)", () => {
     await m.waitUntilSucceeds("grep -A3 ButtonPress /tmp/xev.log | grep -q 'button 3'", 30);
     await m.drag({ x: x + 10, y: y + 10 }, { x: x + 200, y: y + 150 });
     await m.waitUntilSucceeds("grep -A3 ButtonRelease /tmp/xev.log | grep -q '(200,150)'", 30);
+  });
+
+  it("clicks a button by its label (clickText), and the program acts on it", async () => {
+    await m.succeed("xmessage -name ChoiceProbe -buttons Accept,Decline -print 'Do you accept?' > /tmp/choice 2>&1 &");
+    await m.waitForWindow(/ChoiceProbe|xmessage/, 60);
+    await m.clickText(/Decline/, { timeout: 60 });
+    await m.waitUntilSucceeds("grep -qx Decline /tmp/choice", 30);
+    // every word's box is on the screen, in screen pixels
+    const words = await m.getScreenWords();
+    for (const w of words) expect(w.x + w.width).toBeLessThanOrEqual(1024);
   });
 
   it("a display manager that fails is reported at once, with Xorg's errors", async () => {
