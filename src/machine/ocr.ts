@@ -227,10 +227,13 @@ export async function readScreenWords(ppmFile: string): Promise<ScreenWord[]> {
   return words;
 }
 
-/** The first run of words on one line whose text (joined by spaces) matches `re`: the shortest run first. */
+/** The first run of words (≤ 16) on one line whose text, joined by spaces, matches `re`: the shortest run first. */
 export function findWords(words: ScreenWord[], re: RegExp): ScreenWord | undefined {
-  for (let i = 0; i < words.length; i++) {
-    for (let j = i; j < words.length && words[j]!.line === words[i]!.line; j++) {
+  // single words first, then runs of two, …: "Decline" must not be found as "Accept Decline"
+  for (let len = 1; len <= Math.min(words.length, 16); len++) {
+    for (let i = 0; i + len <= words.length; i++) {
+      const j = i + len - 1;
+      if (words[j]!.line !== words[i]!.line) continue;
       const run = words.slice(i, j + 1);
       if (!re.test(run.map((w) => w.text).join(" "))) continue;
       const x = Math.min(...run.map((w) => w.x));

@@ -8,6 +8,7 @@ import {
   binarize,
   darkOnLight,
   ocrImages,
+  findWords,
   parsePnm,
   stretch,
   toPgm,
@@ -94,5 +95,30 @@ describe("OCR in the Machine API", () => {
     await expect(m.waitForText("x", 1)).rejects.toThrow(/box\.waitForText\(\/x\/m\): OCR is off/);
     await logger.close();
     fs.rmSync(dir, { recursive: true, force: true });
+  });
+});
+
+describe("finding text among OCR's words", () => {
+  const w = (text: string, x: number, line: string) => ({
+    text,
+    x,
+    y: 10,
+    width: 30,
+    height: 12,
+    confidence: 90,
+    line,
+  });
+  const words = [
+    w("Do", 0, "1.1.1.1"),
+    w("you", 40, "1.1.1.1"),
+    w("Accept", 0, "1.1.2.1"),
+    w("Decline", 80, "1.1.2.1"),
+  ];
+
+  it("finds a word, or the shortest run of words on one line, with the box around it", () => {
+    expect(findWords(words, /Decline/)).toMatchObject({ text: "Decline", x: 80, width: 30 });
+    expect(findWords(words, /Do you/)).toMatchObject({ text: "Do you", x: 0, width: 70 });
+    // never across lines
+    expect(findWords(words, /you Accept/)).toBeUndefined();
   });
 });
