@@ -15,29 +15,9 @@ export function vmrigVersion(): string {
   return version;
 }
 
-/** Every file below `dir`, sorted, as paths relative to the package root. */
-function filesBelow(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    let entries: fs.Dirent[];
-    try {
-      entries = fs.readdirSync(d, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) {
-      const p = path.join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.isFile() && !e.name.endsWith(".map") && !e.name.endsWith(".tsbuildinfo")) out.push(p);
-    }
-  };
-  walk(dir);
-  return out;
-}
-
 /**
- * A hash of vmrig's own code: the compiled driver (or its sources, when run from them), the
- * scripts that run in the guest and the Python runtime. What a cached pass is keyed by, so
+ * A hash of vmrig's own code: the compiled driver with its declarations (or its sources, when
+ * run from them), the scripts that run in the guest and the Python runtime. What a cached pass is keyed by, so
  * a changed vmrig never reports `cached` for a run it never made — whatever its version says.
  */
 export function vmrigCodeHash(): string {
@@ -45,9 +25,12 @@ export function vmrigCodeHash(): string {
   const h = createHash("sha256").update(vmrigVersion());
   const code = path.basename(path.dirname(path.dirname(fileURLToPath(import.meta.url)))); // "dist" or "src"
   for (const dir of [code, "guest", "python"]) {
-    for (const f of filesBelow(path.join(packageRoot, dir))) {
-      h.update(path.relative(packageRoot, f)).update("\0").update(fs.readFileSync(f)).update("\0");
-    }
+    const files = fs.readdirSync(path.join(packageRoot, dir), { recursive: true, withFileTypes: true });
+    const paths = files
+      .filter((e) => e.isFile() && !e.name.endsWith(".map") && !e.name.endsWith(".tsbuildinfo"))
+      .map((e) => path.join(e.parentPath, e.name))
+      .sort();
+    for (const f of paths) h.update(path.relative(packageRoot, f)).update("\0").update(fs.readFileSync(f)).update("\0");
   }
   codeHash = h.digest("hex");
   return codeHash;
