@@ -29,14 +29,17 @@ export async function sendChars(m: MachineCore, location: string | undefined, te
 
 let dumps = 0;
 
-/** OCR of the screen: `count` variants, stopping early at one `accept` likes. */
-export async function readScreenText(
+/**
+ * OCR's one way to the screen: the refusal without `enableOCR`, QEMU's screendump as a PPM
+ * in the run's state directory (removed after), and tesseract's failures as this machine's
+ * report.
+ */
+async function withScreenDump<T>(
   m: MachineCore,
   call: string,
   location: string | undefined,
-  count: number,
-  accept?: (t: string) => boolean,
-): Promise<string[]> {
+  read: (ppmFile: string) => Promise<T>,
+): Promise<T> {
   if (!m.ctx.ocr) {
     throw m.fail("OCR is off for this test", call, {
       location,
@@ -47,9 +50,7 @@ export async function readScreenText(
   const dump = path.join(vm.spec.stateDir, `${vm.spec.name.slice(0, 20)}.ocr${dumps++}.ppm`);
   try {
     await vm.qmp.execute("screendump", { filename: dump });
-    const texts = await readScreen(dump, accept, count);
-    m.log.detail(`OCR read ${texts[0]!.length} characters`, m.name);
-    return texts;
+    return await read(dump);
   } catch (e) {
     if (e instanceof VmrigError && e.machine === undefined) {
       // tesseract failed on the host: keep its command, output and hint, say where
@@ -68,6 +69,21 @@ export async function readScreenText(
   } finally {
     fs.rmSync(dump, { force: true });
   }
+}
+
+/** OCR of the screen: `count` variants, stopping early at one `accept` likes. */
+export function readScreenText(
+  m: MachineCore,
+  call: string,
+  location: string | undefined,
+  count: number,
+  accept?: (t: string) => boolean,
+): Promise<string[]> {
+  return withScreenDump(m, call, location, async (dump) => {
+    const texts = await readScreen(dump, accept, count);
+    m.log.detail(`OCR read ${texts[0]!.length} characters`, m.name);
+    return texts;
+  });
 }
 
 export function waitForText(
@@ -89,21 +105,12 @@ export function waitForText(
 }
 
 /** The words OCR reads on the screen, with their boxes in screen pixels (needs `enableOCR`). */
-export async function getScreenWords(m: MachineCore, location: string | undefined): Promise<ScreenWord[]> {
-  const call = "getScreenWords()";
-  if (!m.ctx.ocr) await readScreenText(m, call, location, 0); // the same refusal, with its hint
-  const vm = await m.qemu(call, location);
-  const dump = path.join(vm.spec.stateDir, `${vm.spec.name.slice(0, 20)}.ocr${dumps++}.ppm`);
-  try {
-    await vm.qmp.execute("screendump", { filename: dump });
-    return await readScreenWords(dump);
-  } finally {
-    fs.rmSync(dump, { force: true });
-  }
+export function getScreenWords(m: MachineCore, location: string | undefined): Promise<ScreenWord[]> {
+  return withScreenDump(m, "getScreenWords()", location, readScreenWords);
 }
 
 /** Click the centre of the first word, or run of words on one line, that OCR reads as matching `pattern`. */
-export async function clickText(
+export function clickText(
   m: MachineCore,
   location: string | undefined,
   pattern: Pattern,
@@ -111,8 +118,7 @@ export async function clickText(
 ): Promise<void> {
   const re = toRegExp(pattern);
   const call = `clickText(${re})`;
-  let found: ScreenWord | undefined;
-  await waitFor(
+  return waitFor(
     m,
     {
       call,
@@ -122,14 +128,15 @@ export async function clickText(
       location,
     },
     async () => {
-      const words = await getScreenWords(m, location);
-      found = findWords(words, re);
-      if (found) return { done: true };
-      await screenshot(m, location, "clickText-last-screen");
-      return { done: false, last: `OCR read these words:\n${words.map((w) => w.text).join(" ")}` };
+      const words = await withScreenDump(m, call, location, readScreenWords);
+      const w = findWords(words, re);
+      if (!w) {
+        await screenshot(m, location, "clickText-last-screen");
+        return { done: false, last: `OCR read these words:\n${words.map((x) => x.text).join(" ")}` };
+      }
+      m.log.log(`"${w.text}" is at (${w.x}, ${w.y}) ${w.width}×${w.height}`, m.name);
+      await click(m, location, w.x + Math.floor(w.width / 2), w.y + Math.floor(w.height / 2));
+      return { done: true };
     },
   );
-  const w = found!;
-  m.log.log(`"${w.text}" is at (${w.x}, ${w.y}) ${w.width}×${w.height}`, m.name);
-  await click(m, location, w.x + Math.floor(w.width / 2), w.y + Math.floor(w.height / 2));
 }

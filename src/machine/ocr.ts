@@ -152,14 +152,22 @@ function* preparedImages(screen: Gray): Generator<Gray> {
 
 const INSTALL_TESSERACT = "apt install tesseract-ocr tesseract-ocr-eng (scripts/setup.sh installs them)";
 
-/** Read one image with tesseract, handed over on stdin. One thread: the host's cores belong to the VMs. */
-export async function tesseract(img: Gray): Promise<string> {
-  const { stdout } = await run("tesseract", ["stdin", "stdout", "-l", "eng", "--psm", "3"], {
+/**
+ * Tesseract on one image, handed over on stdin; `config` picks the output (`tsv`: words
+ * with their boxes). One thread: the host's cores belong to the VMs.
+ */
+async function runTesseract(img: Gray, config: string[] = []): Promise<string> {
+  const { stdout } = await run("tesseract", ["stdin", "stdout", "-l", "eng", "--psm", "3", ...config], {
     input: toPgm(img),
     env: { ...process.env, OMP_THREAD_LIMIT: "1" },
     hint: `OCR needs tesseract with English data: ${INSTALL_TESSERACT}`,
   });
-  return stdout.replace(/\f/g, "").trimEnd();
+  return stdout;
+}
+
+/** The text tesseract reads in one image. */
+export async function tesseract(img: Gray): Promise<string> {
+  return (await runTesseract(img)).replace(/\f/g, "").trimEnd();
 }
 
 /** Read the OCR images of a screen dump in turn; stops early once `accept` says yes. */
@@ -204,11 +212,7 @@ export async function readScreenWords(ppmFile: string): Promise<ScreenWord[]> {
   const screen = parsePnm(fs.readFileSync(ppmFile));
   const img = preparedImages(screen).next().value as Gray;
   const scale = img.width / screen.width;
-  const { stdout } = await run("tesseract", ["stdin", "stdout", "-l", "eng", "--psm", "3", "tsv"], {
-    input: toPgm(img),
-    env: { ...process.env, OMP_THREAD_LIMIT: "1" },
-    hint: `OCR needs tesseract with English data: ${INSTALL_TESSERACT}`,
-  });
+  const stdout = await runTesseract(img, ["tsv"]);
   const words: ScreenWord[] = [];
   for (const row of stdout.split("\n").slice(1)) {
     const f = row.split("\t");
