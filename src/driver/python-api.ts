@@ -1,4 +1,4 @@
-import type { Machine } from "../machine/machine.js";
+import type { Machine, MouseButton } from "../machine/machine.js";
 
 // The NixOS driver's Machine API in snake_case (SPEC §11), each method mapped onto the one
 // TypeScript implementation: positional arguments and keywords as NixOS names them.
@@ -110,7 +110,7 @@ export const PYTHON_METHODS: Record<string, Method> = {
   click: (m, a) => {
     const x = a.get<number | null>(0, "x", null);
     const y = a.get<number | null>(1, "y", null);
-    const opts = { button: a.get<"left" | "right" | "middle">(2, "button", "left"), double: a.get(3, "double", false) };
+    const opts = { button: a.get<MouseButton>(2, "button", "left"), double: a.get(3, "double", false) };
     return x === null || y === null ? m.click(undefined, undefined, opts) : m.click(Number(x), Number(y), opts);
   },
   drag: (m, a) => {

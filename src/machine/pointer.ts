@@ -1,5 +1,6 @@
 import type { MachineCore } from "./core.js";
 import type { QemuVm } from "../vm/qemu.js";
+import { resolutionOf } from "../vm/qemu-args.js";
 
 /**
  * The pointer (SPEC §8): an absolute tablet, in screen pixels. QEMU takes absolute
@@ -24,7 +25,7 @@ function toAbs(v: number, size: number): number {
 }
 
 function checkPoint(m: MachineCore, vm: QemuVm, call: string, location: string | undefined, x: number, y: number) {
-  const { x: w, y: h } = vm.spec.resolution ?? { x: 1024, y: 768 };
+  const { x: w, y: h } = resolutionOf(vm.spec);
   if (!Number.isFinite(x) || !Number.isFinite(y) || x < 0 || y < 0 || x >= w || y >= h)
     throw m.fail(`(${x}, ${y}) is not on the ${w}×${h} screen`, call, {
       location,

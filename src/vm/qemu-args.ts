@@ -45,6 +45,14 @@ export interface VmSpec {
   kernelParams?: string[];
 }
 
+/** The display size when a spec names none (the default of `virtualisation.resolution`). */
+export const DEFAULT_RESOLUTION = { x: 1024, y: 768 } as const;
+
+/** The display size of a VM. */
+export function resolutionOf(spec: VmSpec): { x: number; y: number } {
+  return spec.resolution ?? DEFAULT_RESOLUTION;
+}
+
 /** The user-mode NIC: the guest renames it eth0 (slot 0 of the MAC scheme) and gives it QEMU's default address. */
 export const HOST_NIC = {
   id: "hostfwd",
@@ -123,7 +131,7 @@ export function qemuArgs(spec: VmSpec, layout: Layout, machineType: string): str
     "-vga",
     "none",
     "-device",
-    `VGA,id=video0,edid=on,xres=${spec.resolution?.x ?? 1024},yres=${spec.resolution?.y ?? 768}`,
+    `VGA,id=video0,edid=on,xres=${resolutionOf(spec).x},yres=${resolutionOf(spec).y}`,
     "-kernel",
     spec.kernel,
     "-initrd",
