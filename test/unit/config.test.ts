@@ -1,16 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { evalNodes, lib, defineModule, type NodeModule } from "../../src/config/eval.js";
-import { VmrigError } from "../../src/util/errors.js";
-
-function errorOf(fn: () => unknown): VmrigError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(VmrigError);
-    return e as VmrigError;
-  }
-  throw new Error("expected an error");
-}
+import { errorOf } from "./fixtures.js";
 
 describe("module evaluation", () => {
   it("fills defaults and gives each node its hostname and vlan addresses", () => {

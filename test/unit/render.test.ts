@@ -1,30 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { evalNodes, type NodeModule } from "../../src/config/eval.js";
-import { renderNode, packagesOf, MASKED_GENERATORS, type Patch, type TreeInfo } from "../../src/image/render.js";
+import { evalNodes } from "../../src/config/eval.js";
+import { renderNode, packagesOf, MASKED_GENERATORS } from "../../src/image/render.js";
 import { VmrigError } from "../../src/util/errors.js";
-
-const tree: TreeInfo = {
-  passwd: "root:x:0:0:root:/root:/bin/bash\nwww-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\n",
-  group: "root:x:0:\nshadow:x:42:\nusers:x:100:\nwww-data:x:33:\n",
-  shadow: "root:*:19000:0:99999:7:::\nwww-data:*:19000:0:99999:7:::\n",
-  hasUnit: (u) => ["nginx.service", "mariadb.service", "nftables.service"].includes(u),
-  listDir: (p) => ({ "/etc/postgresql": ["17"], "/etc/php": ["8.4"], "/etc/php/8.4/fpm": ["pool.d"] })[p] ?? [],
-  readFile: (p) => (p.endsWith("pg_hba.conf") ? "local all postgres peer\n" : ""),
-  readSource: (p) => Buffer.from(`contents of ${p}`),
-  hashPassword: (pw, salt) => `$6$${salt}$hash-of-${pw}`,
-};
-
-function render(module: NodeModule, name = "m"): Patch {
-  const configs = evalNodes({ [name]: module });
-  return renderNode(name, configs[name]!, [{ name, ipv4: "192.168.1.1", ipv6: "2001:db8:1::1" }], tree);
-}
-
-const fileOf = (p: Patch, path: string) => {
-  const f = p.files.find((x) => x.path === path);
-  if (!f) throw new Error(`${path} not rendered`);
-  return f;
-};
-const text = (p: Patch, path: string) => fileOf(p, path).content.toString();
+import { fileOf, render, text, tree } from "./fixtures.js";
 
 describe("rendering a node", () => {
   it("sets hostname, /etc/hosts and the static network", () => {

@@ -1,18 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { evalNodes, type NodeModule } from "../../src/config/eval.js";
-import { renderNode, packagesOf, type Patch, type TreeInfo } from "../../src/image/render.js";
-import { VmrigError } from "../../src/util/errors.js";
-
-const tree: TreeInfo = {
-  passwd: "root:x:0:0:root:/root:/bin/bash\n",
-  group: "root:x:0:\nshadow:x:42:\nusers:x:100:\n",
-  shadow: "root:*:19000:0:99999:7:::\n",
-  hasUnit: () => false,
-  listDir: () => [],
-  readFile: () => "",
-  readSource: (p) => Buffer.from(p),
-  hashPassword: (pw, salt) => `$6$${salt}$${pw}`,
-};
+import { packagesOf } from "../../src/image/render.js";
+import { errorOf, render, text } from "./fixtures.js";
 
 const desktop: NodeModule = {
   users: { users: { alice: { isNormalUser: true } } },
@@ -26,25 +15,6 @@ const desktop: NodeModule = {
   },
   virtualisation: { resolution: { x: 800, y: 600 } },
 };
-
-function render(module: NodeModule): Patch {
-  const c = evalNodes({ m: module });
-  return renderNode("m", c.m!, [{ name: "m", ipv4: "192.168.1.1" }], tree);
-}
-const text = (p: Patch, path: string) => {
-  const f = p.files.find((x) => x.path === path);
-  if (!f) throw new Error(`${path} not rendered`);
-  return f.content.toString();
-};
-function errorOf(fn: () => unknown): VmrigError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof VmrigError) return e;
-    throw e;
-  }
-  throw new Error("no error");
-}
 
 describe("services.xserver (SPEC §8)", () => {
   it("gives graphical machines Debian's full kernel, others the cloud kernel, and lets a node choose", () => {
