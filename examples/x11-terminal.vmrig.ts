@@ -1,24 +1,25 @@
 // An X11 desktop driven by its keyboard (SPEC §8): IceWM in alice's auto-login session,
 // an xterm typed into with sendChars, the typed command's effect checked in the guest,
 // and the text read back from the screen by OCR.
-import { defineTest } from "vmrig";
+import { defineModule, defineTest } from "vmrig";
+
+/** The desktop: alice logged in on IceWM, with xterm (vmrig's own X11 tests boot this node too). */
+export const desktop = defineModule({
+  users: { users: { alice: { isNormalUser: true } } },
+  services: {
+    xserver: {
+      enable: true,
+      displayManager: { autoLogin: { enable: true, user: "alice" } },
+      windowManager: { icewm: { enable: true } },
+    },
+  },
+  environment: { systemPackages: ["xterm"] },
+});
 
 export default defineTest({
   name: "x11-terminal",
   enableOCR: true,
-  nodes: {
-    machine: {
-      users: { users: { alice: { isNormalUser: true } } },
-      services: {
-        xserver: {
-          enable: true,
-          displayManager: { autoLogin: { enable: true, user: "alice" } },
-          windowManager: { icewm: { enable: true } },
-        },
-      },
-      environment: { systemPackages: ["xterm"] },
-    },
-  },
+  nodes: { machine: desktop },
   async testScript({ machine }) {
     await machine.waitForX();
     // the session is alice's, as NixOS's auto-login makes it

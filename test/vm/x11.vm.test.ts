@@ -6,9 +6,10 @@ import { Logger } from "../../src/driver/logger.js";
 import { createTopology, type Topology } from "../../src/driver/topology.js";
 import type { Machine } from "../../src/machine/machine.js";
 import { VmrigError } from "../../src/util/errors.js";
+import { desktop } from "../../examples/x11-terminal.vmrig.js";
 
-// One graphical machine, configured as examples/x11-terminal.vmrig.ts is, so both share
-// its image and boot snapshot.
+// One graphical machine: the node of examples/x11-terminal.vmrig.ts, so both share its
+// image and boot snapshot.
 let topo: Topology;
 let m: Machine;
 let resultDir: string;
@@ -17,22 +18,7 @@ beforeAll(async () => {
   resultDir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-x11-"));
   const logger = new Logger(path.join(resultDir, "log.txt"), () => undefined);
   topo = await createTopology(
-    {
-      name: "x11",
-      nodes: {
-        machine: {
-          users: { users: { alice: { isNormalUser: true } } },
-          services: {
-            xserver: {
-              enable: true,
-              displayManager: { autoLogin: { enable: true, user: "alice" } },
-              windowManager: { icewm: { enable: true } },
-            },
-          },
-          environment: { systemPackages: ["xterm"] },
-        },
-      },
-    },
+    { name: "x11", nodes: { machine: desktop } },
     { logger, resultDir, sourceDir: process.cwd(), accel: "auto", keepVmState: false, enableOCR: true },
   );
   m = topo.machines[0] as Machine;
