@@ -23,7 +23,7 @@ fi
 echo "display-manager.service is $state"`;
 
 /** What the guest's X looks like, for a report: the unit's last lines, Xorg's errors, its input devices. */
-export const X_DIAGNOSIS = String.raw`
+const X_DIAGNOSIS = String.raw`
 journalctl -b -u display-manager.service -n 15 --no-pager -o cat 2>/dev/null | sed 's/^/  /'
 log=/var/log/Xorg.0.log
 if [ -e $log ]; then

@@ -46,7 +46,7 @@ export interface VmSpec {
 }
 
 /** The display size when a spec names none (the default of `virtualisation.resolution`). */
-export const DEFAULT_RESOLUTION = { x: 1024, y: 768 } as const;
+const DEFAULT_RESOLUTION = { x: 1024, y: 768 } as const;
 
 /** The display size of a VM. */
 export function resolutionOf(spec: VmSpec): { x: number; y: number } {

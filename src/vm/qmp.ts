@@ -19,7 +19,7 @@ export class QmpError extends Error {
 }
 
 /** How long any QMP command may take: each returns at once, even `migrate` (it runs in the background). */
-export const QMP_TIMEOUT_MS = 60_000;
+const QMP_TIMEOUT_MS = 60_000;
 
 interface Pending {
   command: string;

@@ -17,7 +17,7 @@ import { enable, file, unit, type Patch } from "../patch.js";
  */
 
 /** The X packages every graphical node gets (the window manager's come on top). */
-export const XSERVER_PACKAGES = [
+const XSERVER_PACKAGES = [
   "xserver-xorg-core",
   "xserver-xorg-input-libinput",
   // xwininfo (getWindowNames), xprop (the display manager's readiness), xdpyinfo
@@ -44,13 +44,13 @@ export function xserverPackages(config: EvaluatedConfig): string[] {
 }
 
 /** The account the X session runs as. */
-export function sessionUser(config: EvaluatedConfig): string {
+function sessionUser(config: EvaluatedConfig): string {
   const auto = config.services.xserver.displayManager.autoLogin;
   return auto.enable && auto.user ? auto.user : "root";
 }
 
 /** Mistakes caught before anything is built: each would otherwise be a desktop that never comes up. */
-export function checkXserver(config: EvaluatedConfig): void {
+function checkXserver(config: EvaluatedConfig): void {
   const x = config.services.xserver;
   if (!x.enable) {
     if (x.windowManager.icewm.enable)
