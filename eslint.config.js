@@ -1,4 +1,4 @@
-// Lints vmrig's own sources. User test files are linted by src/driver/check.ts
+// Lints vmrig's own sources. User test files are linted by src/runner/check.ts
 // with the same floating-promise rules.
 import tseslint from "typescript-eslint";
 
@@ -13,19 +13,21 @@ export const LAYERS = {
   image: ["config", "util"],
   vm: ["util"],
   machine: ["vm", "util"],
-  driver: ["machine", "image", "config", "util"],
-  reporters: ["driver", "util"],
-  cli: ["driver", "reporters", "util"],
+  session: ["machine", "image", "config", "util"],
+  runner: ["session", "image", "config", "util"],
+  fixtures: ["session", "util"],
+  reporters: ["runner", "util"],
+  cli: ["runner", "reporters", "util"],
 };
 
 /** The few files allowed past their layer, and why. */
 export const LAYER_EXCEPTIONS = {
   // a run's shared host-side resources: the vlan switches and the accelerator probe
-  "src/driver/topology.ts": ["vm"],
+  "src/session/topology.ts": ["vm"],
   // implements the vm layer's SnapshotStore interface over the image store
-  "src/driver/snapshots.ts": ["vm"],
+  "src/session/snapshots.ts": ["vm"],
   // `vmrig doctor` probes QEMU and the accelerator directly
-  "src/driver/doctor.ts": ["vm"],
+  "src/runner/doctor.ts": ["vm"],
 };
 
 const forbidden = (allowed) =>
@@ -57,7 +59,7 @@ export const layerConfigs = () => [
 ];
 
 export default tseslint.config(
-  { ignores: ["dist/**", "node_modules/**"] },
+  { ignores: ["dist/**", "node_modules/**", "examples/library/**"] },
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },

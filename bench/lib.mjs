@@ -2,8 +2,8 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { Logger } from "../dist/driver/logger.js";
-import { createTopology } from "../dist/driver/topology.js";
+import { Logger } from "../dist/session/logger.js";
+import { createTopology } from "../dist/session/topology.js";
 
 export const root = path.resolve(import.meta.dirname, "..");
 export const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];

@@ -4,8 +4,8 @@ import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { Logger } from "../dist/driver/logger.js";
-import { createTopology } from "../dist/driver/topology.js";
+import { Logger } from "../dist/session/logger.js";
+import { createTopology } from "../dist/session/topology.js";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-bench-"));
 const row = (what, value) => console.log(`${what.padEnd(48)} ${value.padStart(12)}`);

@@ -1,14 +1,13 @@
 #!/usr/bin/env node
-import path from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { checkTestFile, reportFindings } from "../driver/check.js";
-import { doctor } from "../driver/doctor.js";
-import { gc } from "../driver/gc.js";
-import { sweepLeftovers } from "../driver/leftovers.js";
-import { loadTest } from "../driver/load.js";
-import { checkBeforeRun, endReport, listTests, runSuite } from "../driver/suite.js";
+import { checkTestFile, reportFindings } from "../runner/check.js";
+import { doctor } from "../runner/doctor.js";
+import { gc } from "../runner/gc.js";
+import { sweepLeftovers } from "../runner/leftovers.js";
+import { loadTest } from "../runner/load.js";
+import { buildTestImages } from "../runner/run.js";
+import { checkBeforeRun, endReport, listTests, runSuite } from "../runner/suite.js";
 import { mergeBlobs } from "../reporters/blob.js";
-import { buildImages } from "../driver/topology.js";
 import { reportersByName } from "../reporters/index.js";
 import { debugOnFailure, startRepl } from "./repl.js";
 import { VmrigError, configError, errorMessage } from "../util/errors.js";
@@ -189,13 +188,8 @@ program
   .action(async (file: string) => {
     try {
       const loaded = await loadTest(file);
-      const { images } = await buildImages(
-        loaded.def,
-        path.dirname(loaded.file),
-        (m) => process.stderr.write(m + "\n"),
-        loaded.file,
-      );
-      for (const [n, img] of Object.entries(images)) process.stdout.write(`${n}: ${img.root}\n`);
+      const images = await buildTestImages(loaded, (m) => process.stderr.write(m + "\n"));
+      for (const [n, root] of Object.entries(images)) process.stdout.write(`${n}: ${root}\n`);
     } catch (e) {
       process.exitCode = report(e);
     }

@@ -2,10 +2,9 @@ import fs from "node:fs";
 import path from "node:path";
 import repl from "node:repl";
 import { PassThrough } from "node:stream";
-import type { LoadedTest } from "../driver/load.js";
-import { Logger } from "../driver/logger.js";
-import { newResult, openSession, runScript, type DebugFailure, type Terminal } from "../driver/run.js";
-import type { Accel } from "../driver/topology.js";
+import type { LoadedTest } from "../runner/load.js";
+import { Logger, runScript, startTestMachines, type Accel, type DebugFailure, type Terminal } from "../runner/run.js";
+import type { Rig } from "../runner/test.js";
 import { errorMessage } from "../util/errors.js";
 
 export interface ReplOptions {
@@ -68,26 +67,25 @@ export async function startRepl(loaded: LoadedTest, opts: ReplOptions): Promise<
     if (!keyboard.borrowed) process.stderr.write(`${line}\n`);
   });
   logger.serialStdout = false;
-  const result = newResult(loaded, resultDir);
-  let session: Awaited<ReturnType<typeof openSession>> | undefined;
+  let rig: Rig | undefined;
   const shutdown = async () => {
-    await session?.close();
+    await rig?.close();
     await logger.close();
     keyboard.restore();
   };
   try {
-    session = await openSession(
+    rig = await startTestMachines(
       loaded,
       { ...opts, terminal: () => keyboard.lend(), interactive: true },
       logger,
-      result,
+      resultDir,
     );
   } catch (e) {
     await shutdown();
     throw e;
   }
-  const { ctx } = session;
-  const names = session.topology.machines.map((m) => m.name);
+  const ctx = rig;
+  const names = rig.machines.map((m) => m.name);
   process.stdout.write(
     [
       `vmrig interactive: ${def.name}`,

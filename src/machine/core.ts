@@ -7,7 +7,7 @@ import type { QemuVm } from "../vm/qemu.js";
 import type { SnapshotStore } from "../vm/snapshot.js";
 import { VmrigError, tail, type VmrigErrorDetails } from "../util/errors.js";
 import type { Log } from "../util/log.js";
-import type { Semaphore } from "../util/semaphore.js";
+import type { Slots } from "../util/semaphore.js";
 
 /** A regex argument: a string is a regular expression, as in NixOS. */
 export type Pattern = string | RegExp;
@@ -53,7 +53,7 @@ export interface MachineContext {
   /** where boot snapshots are kept; absent: every start boots (--no-snapshots, bootSnapshot = false, --keep-vm-state) */
   snapshots?: SnapshotStore;
   /** cold boots allowed at once (restores are not counted: they cost almost nothing) */
-  coldBoots?: Semaphore;
+  coldBoots?: Slots;
 }
 
 export const DEFAULT_TIMEOUT = 900;

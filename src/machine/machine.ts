@@ -71,7 +71,7 @@ export class Machine {
     return (...args: A) => fn(this.core, callerLocation(), ...args);
   }
 
-  /** The QEMU process's PID while it runs, for the driver's leak checks. */
+  /** @internal The QEMU process's PID while it runs, for the driver's leak checks. */
   get pid(): number | undefined {
     return this.core.guest?.running ? this.core.guest.pid : undefined;
   }
@@ -172,8 +172,14 @@ export class Machine {
   block = (): Promise<void> => network.setLinks(this.core, false);
   /** Bring the machine's vlan links back up. */
   unblock = (): Promise<void> => network.setLinks(this.core, true);
-  /** Forward host TCP `hostPort` (on 127.0.0.1) to `guestPort`; the guest still reaches nothing on the host. */
-  forwardPort = this.api(network.forwardPort);
+  /**
+   * Forward host TCP `hostPort` (on 127.0.0.1) to `guestPort`, or, given only the guest
+   * port, a free host port; resolves to the host port. The guest still reaches nothing on the host.
+   */
+  forwardPort: {
+    (guestPort: number): Promise<number>;
+    (hostPort: number, guestPort: number): Promise<number>;
+  } = this.api(network.forwardPort);
   /**
    * Delay, jitter (ms), lose or duplicate (percent) or rate-limit (kbit/s) every packet the
    * machine sends on its vlan links (`{ vlan }`: that link only), with the guest kernel's

@@ -1,6 +1,8 @@
+import net from "node:net";
 import { DEFAULT_TIMEOUT, quote, shown, type MachineCore } from "./core.js";
 import { waitFor } from "./waiting.js";
 import { Container } from "../vm/nspawn.js";
+import type { QemuVm } from "../vm/qemu.js";
 import { HOST_NIC } from "../vm/qemu-args.js";
 import { errorMessage } from "../util/errors.js";
 import { shellQuote } from "../util/proc.js";
@@ -13,29 +15,65 @@ export async function setLinks(m: MachineCore, up: boolean): Promise<void> {
 }
 
 /**
- * Host TCP `hostPort` (on 127.0.0.1) to `guestPort`: a user-mode NIC (eth0) is plugged in
- * that reaches nothing but lets the host in, and the guest's firewall trusts it.
+ * Host TCP `hostPort` (on 127.0.0.1) to `guestPort`; given only the guest port, a free host
+ * port. Resolves to the host port. A VM gets a user-mode NIC (eth0) that reaches nothing
+ * but lets the host in, and the guest's firewall trusts it.
  */
 export async function forwardPort(
   m: MachineCore,
   location: string | undefined,
-  hostPort: number,
-  guestPort: number,
-): Promise<void> {
-  const call = `forwardPort(${hostPort}, ${guestPort})`;
+  ...ports: [guestPort: number] | [hostPort: number, guestPort: number]
+): Promise<number> {
+  const [asked, guestPort] = ports.length === 1 ? [0, ports[0]] : ports;
+  const call = ports.length === 1 ? `forwardPort(${guestPort})` : `forwardPort(${asked}, ${guestPort})`;
+  for (const p of ports)
+    if (!Number.isInteger(p) || p < 1 || p > 65535)
+      throw m.fail(`${p} is not a TCP port`, call, { location, hint: "ports are whole numbers from 1 to 65535" });
   const g = await m.up();
   if (g instanceof Container) {
-    await m.nested(`forwarding host port ${hostPort} to container port ${guestPort}`, () =>
-      g.forwardPort(hostPort, guestPort).catch((e: unknown) => {
-        throw m.fail(`could not listen on host port ${hostPort}: ${errorMessage(e)}`, call, {
+    return m.nested(`forwarding host port ${asked || "(any free one)"} to container port ${guestPort}`, () =>
+      g.forwardPort(asked, guestPort).catch((e: unknown) => {
+        throw m.fail(`could not listen on host port ${asked}: ${errorMessage(e)}`, call, {
           location,
           hint: "is the host port already in use?",
         });
       }),
     );
-    return;
   }
   const vm = await m.qemu(call, location);
+  // QEMU cannot say which port it bound for port 0: a free one is found first (another
+  // process may take it in between, so a refusal of a port we picked is tried again)
+  for (let attempt = 1; ; attempt++) {
+    const hostPort = asked || (await freeHostPort());
+    try {
+      await hostForward(m, vm, hostPort, guestPort, call, location);
+      return hostPort;
+    } catch (e) {
+      if (asked || attempt >= 3) throw e;
+    }
+  }
+}
+
+/** A TCP port on 127.0.0.1 that nothing listens on just now. */
+function freeHostPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function hostForward(
+  m: MachineCore,
+  vm: QemuVm,
+  hostPort: number,
+  guestPort: number,
+  call: string,
+  location: string | undefined,
+): Promise<void> {
   await m.nested(`forwarding host port ${hostPort} to guest port ${guestPort}`, async () => {
     if (!m.hostNic && !vm.spec.forwardPorts?.length) {
       await vm.qmp.execute("netdev_add", { type: "user", id: HOST_NIC.id, restrict: true, net: HOST_NIC.net });

@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
-import type { Reporter } from "../driver/reporter.js";
-import type { TestResult } from "../driver/run.js";
+import type { Reporter } from "../runner/reporter.js";
+import type { TestResult } from "../runner/run.js";
 import { configError, errorMessage } from "../util/errors.js";
 
 /** What `--reporter blob` writes into the output folder: every result, with its folder beside it. */

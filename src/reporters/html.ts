@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
-import { isFlaky, type TestResult } from "../driver/run.js";
+import { isFlaky, type TestResult } from "../runner/run.js";
 import { errorMessage } from "../util/errors.js";
 
 const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");

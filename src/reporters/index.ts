@@ -1,4 +1,4 @@
-import type { Reporter } from "../driver/reporter.js";
+import type { Reporter } from "../runner/reporter.js";
 import { configError } from "../util/errors.js";
 import { blobReporter } from "./blob.js";
 import { writeHtml } from "./html.js";

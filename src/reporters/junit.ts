@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
-import type { TestResult } from "../driver/run.js";
+import type { TestResult } from "../runner/run.js";
 import { errorMessage } from "../util/errors.js";
 
 // XML 1.0 forbids most control characters even when escaped.

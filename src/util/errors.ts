@@ -96,7 +96,7 @@ const ownDir = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 
 /**
  * The first stack frame outside vmrig and Node itself: the line of the user's
- * test file that made the call. Stack traces are source-mapped (see driver/load).
+ * test file that made the call. Stack traces are source-mapped (see runner/load).
  */
 export function callerLocation(stack: string | undefined = new Error().stack): string | undefined {
   if (!stack) return undefined;

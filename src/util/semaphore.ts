@@ -1,5 +1,10 @@
+/** Something with a limited number of holders: `take()` resolves to the release function. */
+export interface Slots {
+  take(): Promise<() => void>;
+}
+
 /** At most `size` holders at once; the rest wait in order. */
-export class Semaphore {
+export class Semaphore implements Slots {
   private held = 0;
   private readonly waiting: (() => void)[] = [];
 

@@ -203,7 +203,8 @@ export class Container extends EventEmitter implements Guest {
    * connection is piped through a socat started inside the container's network namespace.
    * The container still reaches nothing on the host.
    */
-  async forwardPort(hostPort: number, guestPort: number): Promise<void> {
+  /** Host TCP `hostPort` (0: any free one) to the container's `guestPort`; resolves to the host port. */
+  async forwardPort(hostPort: number, guestPort: number): Promise<number> {
     const server = net.createServer((conn) => {
       const relay = spawnOwned(
         "nsenter",
@@ -225,6 +226,7 @@ export class Container extends EventEmitter implements Guest {
     });
     server.on("error", () => undefined);
     this.forwards.push(server);
+    return (server.address() as net.AddressInfo).port;
   }
 
   /** Everything the container had, released once (when nspawn exits or is killed); resolves when its network is gone. */

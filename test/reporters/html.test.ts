@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import zlib from "node:zlib";
 import { describe, expect, it } from "vitest";
-import type { TestResult } from "../../src/driver/run.js";
+import type { TestResult } from "../../src/runner/run.js";
 import { htmlReport, writeHtml } from "../../src/reporters/html.js";
 import { VmrigError } from "../../src/util/errors.js";
 

@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { junitXml } from "../../src/reporters/junit.js";
-import type { TestResult } from "../../src/driver/run.js";
+import type { TestResult } from "../../src/runner/run.js";
 import { VmrigError } from "../../src/util/errors.js";
 
 const base = { configError: false, resultDir: "/r", bootMs: {}, file: "/t/x.vmrig.ts" };

@@ -2,8 +2,9 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { gc, recordRoot } from "../../src/driver/gc.js";
-import { recordPass } from "../../src/driver/cache.js";
+import { gc } from "../../src/runner/gc.js";
+import { recordRoot } from "../../src/image/roots.js";
+import { recordPass } from "../../src/runner/cache.js";
 import type { NodeImage } from "../../src/image/image.js";
 import { storeDir } from "../../src/image/store.js";
 

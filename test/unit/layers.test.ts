@@ -24,7 +24,7 @@ describe("import layering (eslint.config.js)", () => {
   it("fails an import from a higher layer", async () => {
     const msgs = await lintAs(
       "src/machine/probe.ts",
-      'import type { Logger } from "../driver/logger.js";\nexport type X = Logger;\n',
+      'import type { Logger } from "../session/logger.js";\nexport type X = Logger;\n',
     );
     expect(msgs.join("\n")).toContain("src/machine/ may import only vm, util");
   });
@@ -57,12 +57,12 @@ describe("import layering (eslint.config.js)", () => {
     ).toEqual([]);
     expect(
       await lintAs(
-        "src/driver/topology.ts",
+        "src/session/topology.ts",
         'import { VlanSwitch } from "../vm/vlan.js";\nexport const V = VlanSwitch;\n',
       ),
     ).toEqual([]);
     expect(
-      (await lintAs("src/driver/run.ts", 'import { VlanSwitch } from "../vm/vlan.js";\nexport const V = VlanSwitch;\n'))
+      (await lintAs("src/runner/run.ts", 'import { VlanSwitch } from "../vm/vlan.js";\nexport const V = VlanSwitch;\n'))
         .length,
     ).toBe(1);
   });

@@ -2,7 +2,7 @@ import os from "node:os";
 import fs from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { Logger } from "../../src/driver/logger.js";
+import { Logger } from "../../src/session/logger.js";
 import { Machine } from "../../src/machine/machine.js";
 import {
   binarize,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { MemoryBudget, shard } from "../../src/driver/schedule.js";
+import { MemoryBudget, shard } from "../../src/runner/schedule.js";
 
 describe("--shard", () => {
   it("splits a suite into n disjoint parts that together are the whole suite", () => {

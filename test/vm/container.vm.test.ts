@@ -6,30 +6,27 @@ import os from "node:os";
 import path from "node:path";
 import { PassThrough } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { Logger } from "../../src/driver/logger.js";
-import { openSession, newResult, type Session } from "../../src/driver/run.js";
-import type { LoadedTest } from "../../src/driver/load.js";
 import type { Machine } from "../../src/machine/machine.js";
-import { defineTest } from "../../src/driver/test.js";
+import { Logger } from "../../src/session/logger.js";
+import { startMachines, type Rig } from "../../src/session/start.js";
 import { isRunning } from "../../src/util/proc.js";
 import { descendants, livePids, pidsOf } from "./helpers.js";
 
 // Containers (SPEC §9) on real systemd-nspawn, beside a real VM on one vlan: the Machine API,
 // the network (both kinds, the firewall inside, block, forwardPort, isolation from the host),
 // power, and that nothing is left behind.
-let session: Session;
-let logger: Logger;
+let rig: Rig<"vm", "server" | "peer">;
 let server: Machine;
 let peer: Machine;
 let vm: Machine;
 const resultDir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-containers-"));
+const logger = new Logger(path.join(resultDir, "log.txt"), () => undefined);
 const typed = { input: new PassThrough(), output: new PassThrough() };
 let screen = "";
 typed.output.on("data", (d: Buffer) => (screen += d.toString()));
 const nspawnBefore = pidsOf("systemd-nspawn");
 
-const def = defineTest({
-  name: "containers",
+const def = {
   containers: {
     server: {
       networking: { firewall: { allowedTCPPorts: [80] } },
@@ -41,24 +38,17 @@ const def = defineTest({
   nodes: {
     vm: { environment: { systemPackages: ["curl", "socat"] }, networking: { firewall: { allowedTCPPorts: [8000] } } },
   },
-  async testScript() {},
-});
+};
 
 beforeAll(async () => {
-  const loaded = {
-    def,
-    file: path.join(resultDir, "containers.vmrig.ts"),
-    sources: {},
-    ocrCalls: [],
-  } as unknown as LoadedTest;
-  logger = new Logger(path.join(resultDir, "log.txt"), () => undefined);
-  session = await openSession(
-    loaded,
-    { accel: "auto", keepVmState: false, terminal: () => typed },
+  rig = await startMachines(def, {
+    name: "containers",
+    resultDir,
+    start: "on-use",
     logger,
-    newResult(loaded, resultDir),
-  );
-  ({ server, peer, vm } = session.ctx as unknown as Record<"server" | "peer" | "vm", Machine>);
+    terminal: () => typed,
+  });
+  ({ server, peer, vm } = rig as unknown as Record<"server" | "peer" | "vm", Machine>);
   await Promise.all([server.start(), peer.start()]);
   console.log(
     `container ready (systemd answering, boot queued): server ${server.systemdReadyMs} ms, peer ${peer.systemdReadyMs} ms`,
@@ -66,7 +56,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await session?.close();
+  await rig?.close();
   fs.rmSync(resultDir, { recursive: true, force: true });
 });
 
@@ -253,7 +243,7 @@ describe("a container's power", () => {
     const pids = [server.pid, peer.pid].filter((p): p is number => p !== undefined);
     const tree = pids.flatMap(descendants);
     expect(tree.length).toBeGreaterThan(pids.length); // systemd and its services
-    await session.close();
+    await rig.close();
     for (const p of [...pids, ...tree]) expect(isRunning(p), `process ${p}`).toBe(false);
     expect(livePids("systemd-nspawn").filter((p) => !nspawnBefore.includes(p))).toEqual([]);
     expect(fs.readFileSync("/proc/self/mountinfo", "utf8")).not.toMatch(/vmrig-(server|peer)/);

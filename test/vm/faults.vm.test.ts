@@ -2,24 +2,17 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Logger } from "../../src/driver/logger.js";
-import { openSession, newResult, type Session } from "../../src/driver/run.js";
-import type { LoadedTest } from "../../src/driver/load.js";
 import type { Machine } from "../../src/machine/machine.js";
-import { defineTest } from "../../src/driver/test.js";
+import { startMachines, type Rig } from "../../src/session/start.js";
 
 // Network faults (SPEC §10), each measured on real VMs: ping RTT for delay and jitter, the
 // loss rate over many packets, throughput for rate, duplicates, both directions of a partition.
-let session: Session;
+let rig: Rig<"a" | "b" | "c">;
 let a: Machine;
 let b: Machine;
 const resultDir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-faults-"));
 
-const def = defineTest({
-  name: "faults",
-  nodes: { a: {}, b: { networking: { firewall: { allowedTCPPorts: [5001] } } }, c: {} },
-  async testScript() {},
-});
+const nodes = { a: {}, b: { networking: { firewall: { allowedTCPPorts: [5001] } } }, c: {} };
 
 /** ping statistics: [loss %, avg RTT ms, mdev ms] and how many duplicates came back. */
 async function ping(
@@ -39,20 +32,12 @@ async function ping(
 }
 
 beforeAll(async () => {
-  const loaded = {
-    def,
-    file: path.join(resultDir, "faults.vmrig.ts"),
-    sources: {},
-    ocrCalls: [],
-  } as unknown as LoadedTest;
-  const logger = new Logger(path.join(resultDir, "log.txt"), () => undefined);
-  session = await openSession(loaded, { accel: "auto", keepVmState: false }, logger, newResult(loaded, resultDir));
-  ({ a, b } = session.ctx as unknown as Record<"a" | "b", Machine>);
-  await session.ctx.startAll();
+  rig = await startMachines({ nodes }, { name: "faults", resultDir, print: false });
+  ({ a, b } = rig);
 });
 
 afterAll(async () => {
-  await session?.close();
+  await rig?.close();
   fs.rmSync(resultDir, { recursive: true, force: true });
 });
 
@@ -118,13 +103,13 @@ describe("netem", () => {
 
 describe("partitions", () => {
   it("cuts both directions between two groups, leaves the rest, and heals", async () => {
-    await session.ctx.partition([a], [b]);
+    await rig.partition([a], [b]);
     await a.fail("ping -c 1 -W 2 b");
     await b.fail("ping -c 1 -W 2 a");
     await b.fail("ping -6 -c 1 -W 2 a");
     await a.succeed("ping -c 1 -W 2 c");
     await b.succeed("ping -c 1 -W 2 c");
-    await session.ctx.heal();
+    await rig.heal();
     await a.succeed("ping -c 1 -W 5 b");
     await b.succeed("ping -6 -c 1 -W 5 a");
   });

@@ -4,8 +4,8 @@ import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { Logger } from "../../src/driver/logger.js";
-import { createTopology, type Topology } from "../../src/driver/topology.js";
+import { Logger } from "../../src/session/logger.js";
+import { createTopology, type Topology } from "../../src/session/topology.js";
 import type { Machine } from "../../src/machine/machine.js";
 import { VmrigError } from "../../src/util/errors.js";
 

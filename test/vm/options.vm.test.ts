@@ -2,8 +2,8 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Logger } from "../../src/driver/logger.js";
-import { createTopology, type Topology } from "../../src/driver/topology.js";
+import { Logger } from "../../src/session/logger.js";
+import { createTopology, type Topology } from "../../src/session/topology.js";
 import type { Machine } from "../../src/machine/machine.js";
 
 // Options rendered by image/render.ts, checked on real VMs (unit tests check the rendering).

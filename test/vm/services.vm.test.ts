@@ -4,8 +4,8 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Logger } from "../../src/driver/logger.js";
-import { createTopology, type Topology } from "../../src/driver/topology.js";
+import { Logger } from "../../src/session/logger.js";
+import { createTopology, type Topology } from "../../src/session/topology.js";
 import type { Machine } from "../../src/machine/machine.js";
 import { snakeoil } from "./snakeoil.js";
 

@@ -3,8 +3,8 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NodeModule } from "../../src/config/eval.js";
-import { Logger } from "../../src/driver/logger.js";
-import { createTopology, type Topology } from "../../src/driver/topology.js";
+import { Logger } from "../../src/session/logger.js";
+import { createTopology, type Topology } from "../../src/session/topology.js";
 import { checkpointDir, restoreCheckpoint, takeCheckpoint } from "../../src/machine/checkpoint.js";
 import type { Machine } from "../../src/machine/machine.js";
 

@@ -1,57 +1,9 @@
-import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { collectStore } from "../image/gc.js";
-import type { NodeImage } from "../image/image.js";
+import { readJson, readRoots, removeRoot } from "../image/roots.js";
 import { cacheRoot } from "../image/store.js";
 import type { CachedPass } from "./cache.js";
-
-/**
- * GC roots, as Nix keeps them: each test file's latest build names the store
- * entries it uses. `vmrig gc` keeps those and removes the rest.
- */
-interface Root {
-  file: string;
-  test: string;
-  builtAt: string;
-  entries: string[];
-}
-
-const rootsDir = () => path.join(cacheRoot(), "roots");
-const rootPath = (file: string) =>
-  path.join(rootsDir(), `${createHash("sha256").update(path.resolve(file)).digest("hex").slice(0, 24)}.json`);
-
-export function recordRoot(file: string, test: string, images: Record<string, NodeImage>): void {
-  const root: Root = {
-    file: path.resolve(file),
-    test,
-    builtAt: new Date().toISOString(),
-    entries: [...new Set(Object.values(images).flatMap((i) => i.entries))].sort(),
-  };
-  fs.mkdirSync(rootsDir(), { recursive: true });
-  const tmp = `${rootPath(file)}.${process.pid}`;
-  fs.writeFileSync(tmp, JSON.stringify(root, null, 2));
-  fs.renameSync(tmp, rootPath(file));
-}
-
-/** Add store entries made while a test ran (its boot snapshots) to its root. */
-export function addToRoot(file: string, entries: string[]): void {
-  const root = readJson<Root>(rootPath(file));
-  if (!root) return;
-  const all = [...new Set([...root.entries, ...entries])].sort();
-  if (all.length === root.entries.length) return;
-  const tmp = `${rootPath(file)}.${process.pid}`;
-  fs.writeFileSync(tmp, JSON.stringify({ ...root, entries: all }, null, 2));
-  fs.renameSync(tmp, rootPath(file));
-}
-
-function readJson<T>(p: string): T | undefined {
-  try {
-    return JSON.parse(fs.readFileSync(p, "utf8")) as T;
-  } catch {
-    return undefined;
-  }
-}
 
 export interface GcReport {
   removedEntries: { name: string; kib: number }[];
@@ -71,12 +23,10 @@ export async function gc(opts: { graceMs?: number; dryRun?: boolean } = {}): Pro
   const live = new Set<string>();
   const droppedRoots: string[] = [];
   let tests = 0;
-  const rootFiles = fs.existsSync(rootsDir()) ? fs.readdirSync(rootsDir()).filter((f) => f.endsWith(".json")) : [];
-  for (const f of rootFiles) {
-    const root = readJson<Root>(path.join(rootsDir(), f));
+  for (const { root, file } of readRoots()) {
     if (!root || !fs.existsSync(root.file)) {
-      droppedRoots.push(root?.file ?? f);
-      if (!dryRun) fs.rmSync(path.join(rootsDir(), f), { force: true });
+      droppedRoots.push(root?.file ?? file);
+      if (!dryRun) removeRoot(file);
       continue;
     }
     tests++;

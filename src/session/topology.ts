@@ -11,10 +11,10 @@ import type { Accel } from "../vm/guest.js";
 
 export type { Accel };
 import { VlanSwitch } from "../vm/vlan.js";
-import { addToRoot, recordRoot } from "./gc.js";
+import { addToRoot, recordRoot } from "../image/roots.js";
 import { storeSnapshots } from "./snapshots.js";
 import { claim } from "../util/owned-dir.js";
-import { Semaphore } from "../util/semaphore.js";
+import { HostSlots } from "../util/host-lock.js";
 import { configError } from "../util/errors.js";
 import { commandExists } from "../util/proc.js";
 import type { Logger } from "./logger.js";
@@ -136,12 +136,19 @@ export interface Topology {
 }
 
 /**
- * Cold boots at once, for every test of this process: under TCG ten vCPUs on two cores
- * make every boot crawl, while a restored machine costs almost nothing. One at a time
- * was too few (five machines: 220 s, against 91 s all at once: each boot's services then
- * start while the next boot waits); two per two host cores.
+ * Cold boots at once, for every process on this host sharing the cache (Vitest and
+ * Playwright workers, parallel CI jobs): under TCG ten vCPUs on two cores make every boot
+ * crawl, while a restored machine costs almost nothing. One at a time was too few (five
+ * machines: 220 s, against 91 s all at once: each boot's services then start while the
+ * next boot waits); two per two host cores.
  */
-const coldBoots = new Semaphore(Math.max(2, os.cpus().length));
+let coldBootSlots: HostSlots | undefined;
+const coldBoots = (): HostSlots =>
+  (coldBootSlots ??= new HostSlots(
+    path.join(cacheRoot(), "locks", "cold-boot"),
+    Math.max(2, os.cpus().length),
+    "cold-boot",
+  ));
 
 export async function createTopology(def: TopologyDefinition, opts: TopologyOptions): Promise<Topology> {
   const { logger } = opts;
@@ -210,7 +217,7 @@ export async function createTopology(def: TopologyDefinition, opts: TopologyOpti
         new Machine(name, {
           ...common,
           ocr: opts.enableOCR ?? false,
-          coldBoots,
+          coldBoots: coldBoots(),
           ...(snapshots && c.virtualisation.bootSnapshot ? { snapshots } : {}),
           spec: () => ({
             name,

@@ -4,10 +4,10 @@ import os from "node:os";
 import path from "node:path";
 import readline from "node:readline";
 import { fileURLToPath } from "node:url";
-import type { Machine } from "../machine/machine.js";
+import type { Machine } from "../session/context.js";
 import { VmrigError, configError, errorMessage } from "../util/errors.js";
 import { run, spawnOwned } from "../util/proc.js";
-import type { Logger } from "./logger.js";
+import type { Logger } from "../session/logger.js";
 import { PyArgs, PYTHON_METHODS } from "./python-api.js";
 import { machineNames, type TestContext } from "./test.js";
 

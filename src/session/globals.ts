@@ -5,8 +5,7 @@ import type { ContainerMachine, Machine } from "../machine/machine.js";
 import { poll } from "../util/poll.js";
 import { VmrigError, callerLocation, errorMessage } from "../util/errors.js";
 import type { Logger } from "./logger.js";
-import type { TestResult } from "./run.js";
-import type { Globals, TestContext } from "./test.js";
+import type { Globals, SubtestResult, TestContext } from "./context.js";
 
 // The script's context (SPEC §4): one Machine per node and the globals over them.
 
@@ -36,7 +35,7 @@ export function makeContext(
   machines: Machine[],
   configs: Record<string, EvaluatedConfig>,
   logger: Logger,
-  result: TestResult,
+  subtests: SubtestResult[],
   extra: { conditions: Set<ActiveCondition>; vlans: Globals["vlans"]; driver: Globals["driver"]; stateDir: string },
 ): TestContext {
   const checkpoints = new Map<string, Checkpoint>();
@@ -52,10 +51,10 @@ export function makeContext(
       const startMs = start - logger.startedAt;
       try {
         const r = await logger.nested(`subtest: ${name}`, fn);
-        result.subtests.push({ name, outcome: "passed", durationMs: Date.now() - start, startMs });
+        subtests.push({ name, outcome: "passed", durationMs: Date.now() - start, startMs });
         return r;
       } catch (e) {
-        result.subtests.push({
+        subtests.push({
           name,
           outcome: "failed",
           durationMs: Date.now() - start,

@@ -1,5 +1,15 @@
-import type { NodeModule, NodesInfo } from "../config/eval.js";
+import type { NodesInfo } from "../config/eval.js";
 import type { ContainerMachine, Machine } from "../machine/machine.js";
+
+export type {
+  ContainerMachine,
+  ExecuteOptions,
+  ExecuteResult,
+  Machine,
+  MouseButton,
+  Pattern,
+  Terminal,
+} from "../machine/machine.js";
 import { configError } from "../util/errors.js";
 
 /** Script globals (SPEC §4). Function-valued properties: destructuring keeps them bound. */
@@ -51,6 +61,15 @@ export interface Globals<N extends string = string> {
   driver: DriverInfo;
 }
 
+export interface SubtestResult {
+  name: string;
+  outcome: "passed" | "failed";
+  durationMs: number;
+  /** when it began, ms after the test did (for the timeline) */
+  startMs?: number;
+  error?: string;
+}
+
 export interface PollingCondition {
   during: <T>(body: () => Promise<T>) => Promise<T>;
   check: () => Promise<void>;
@@ -86,84 +105,28 @@ export const GLOBAL_NAMES = [
   "driver",
 ] as const;
 
-export interface TestMeta {
-  /** seconds for the whole test (overrides globalTimeout when smaller) */
-  timeout?: number;
-  /** listed and skipped */
-  broken?: boolean;
-  description?: string;
-}
-
-export interface TestDefinition<N extends string = string, C extends string = string> {
-  name: string;
-  // NoInfer: only the keys of `nodes` and `containers` name the machines. A module typed
-  // for any node names (defineModule() without a type argument) must not widen N to string.
-  /** machines that run as QEMU VMs */
-  nodes?: { [K in N]: NodeModule<NoInfer<N | C>> };
-  /** machines that run as systemd-nspawn containers (SPEC §9): the same options where they apply, native speed */
-  containers?: { [K in C]: NodeModule<NoInfer<N | C>> };
-  defaults?: NodeModule<NoInfer<N | C>>;
-  /**
-   * The script: an async function of the machines and globals, or a string — the Python
-   * text of a NixOS test, run unchanged with NixOS's snake_case API (SPEC §11).
-   */
-  testScript: ((ctx: TestContext<NoInfer<N>, NoInfer<C>>) => Promise<void>) | string;
-  /** seconds, default 3600; counts from the first VM start */
-  globalTimeout?: number;
-  enableOCR?: boolean;
-  skipTypeCheck?: boolean;
-  skipLint?: boolean;
-  meta?: TestMeta;
-}
-
-const BRAND = Symbol.for("vmrig.test");
-
-/**
- * Declare a test. Node and container names become the machines' variables in the script,
- * so a typo in a destructured name is a compile error, and so is a screen or QMP call on
- * a container.
- */
-export function defineTest<const N extends string = never, const C extends string = never>(
-  def: TestDefinition<N, C>,
-): TestDefinition<N, C> {
-  validateDefinition(def as unknown as TestDefinition);
-  Object.defineProperty(def, BRAND, { value: true });
-  return def;
-}
-
-export function isTestDefinition(x: unknown): x is TestDefinition {
-  return typeof x === "object" && x !== null && (x as Record<symbol, unknown>)[BRAND] === true;
-}
-
-/** Every machine of a test, nodes and containers, in name order. */
-export function machineNames(def: { nodes?: object | undefined; containers?: object | undefined }): string[] {
-  return [...Object.keys(def.nodes ?? {}), ...Object.keys(def.containers ?? {})].sort();
-}
-
-export function validateDefinition(def: TestDefinition): void {
-  if (typeof def.name !== "string" || !/^[a-z0-9-]+$/.test(def.name)) {
-    throw configError(`test name ${JSON.stringify(def.name)} must match [a-z0-9-]+ (it names the result folder)`);
-  }
-  if (typeof def.testScript !== "function" && typeof def.testScript !== "string")
-    throw configError(`test ${def.name}: testScript must be an async function or a Python script (a string)`);
-  const nodes = Object.keys(def.nodes ?? {});
-  const containers = Object.keys(def.containers ?? {});
+/** Machine names: at least one, one name space for nodes and containers, none a global's, each a host name. Said before anything is built. */
+export function checkMachineNames(
+  what: string,
+  nodes: string[],
+  containers: string[],
+  reserved: readonly string[] = [],
+): void {
   const names = [...nodes, ...containers];
-  if (names.length === 0)
-    throw configError(`test ${def.name}: declare at least one machine in \`nodes\` or \`containers\``);
+  if (names.length === 0) throw configError(`${what}: declare at least one machine in \`nodes\` or \`containers\``);
   const both = nodes.find((n) => containers.includes(n));
   if (both !== undefined)
-    throw configError(`test ${def.name}: \`${both}\` is declared in both \`nodes\` and \`containers\``, {
+    throw configError(`${what}: \`${both}\` is declared in both \`nodes\` and \`containers\``, {
       hint: "machines share one name space: rename one of them",
     });
   for (const n of names) {
-    if ((GLOBAL_NAMES as readonly string[]).includes(n)) {
-      throw configError(`test ${def.name}: node name \`${n}\` collides with the script global of the same name`, {
+    if ([...GLOBAL_NAMES, ...reserved].includes(n)) {
+      throw configError(`${what}: node name \`${n}\` collides with the script global of the same name`, {
         hint: "rename the node",
       });
     }
     if (!/^[a-z][a-z0-9-]{0,62}$/i.test(n)) {
-      throw configError(`test ${def.name}: node name \`${n}\` is not a valid host name (letters, digits, '-')`);
+      throw configError(`${what}: node name \`${n}\` is not a valid host name (letters, digits, '-')`);
     }
   }
 }

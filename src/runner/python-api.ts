@@ -1,4 +1,4 @@
-import type { Machine, MouseButton } from "../machine/machine.js";
+import type { Machine, MouseButton } from "../session/context.js";
 
 // The NixOS driver's Machine API in snake_case (SPEC §11), each method mapped onto the one
 // TypeScript implementation: positional arguments and keywords as NixOS names them.

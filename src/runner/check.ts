@@ -53,11 +53,29 @@ function compilerOptions(ts: typeof import("typescript")): ts.CompilerOptions {
 }
 
 /**
+ * The type-checker and linter are optional peers of vmrig: a library user does not
+ * install them, the CLI's check of test files needs them.
+ */
+async function checker<T>(load: () => Promise<T>): Promise<T> {
+  try {
+    return await load();
+  } catch (e) {
+    if ((e as { code?: string }).code !== "ERR_MODULE_NOT_FOUND") throw e;
+    throw configError(
+      "vmrig checks a test file with typescript, eslint and typescript-eslint before it builds anything, and they are not installed",
+      {
+        hint: "npm install --save-dev typescript@~5.9 eslint@9 typescript-eslint@8 @types/node (or set skipTypeCheck and skipLint in defineTest)",
+      },
+    );
+  }
+}
+
+/**
  * Type-check and lint a test file (and its local imports) before anything is
  * built: a typo'd machine name or a forgotten `await` costs no VM boot.
  */
 export async function checkTestFile(file: string, opts: CheckOptions): Promise<Finding[]> {
-  const { default: ts } = await import("typescript");
+  const { default: ts } = await checker(() => import("typescript"));
   const abs = path.resolve(file);
   const findings: Finding[] = [];
   const program = ts.createProgram([abs], compilerOptions(ts));
@@ -75,8 +93,8 @@ export async function checkTestFile(file: string, opts: CheckOptions): Promise<F
     }
   }
   if (opts.lint) {
-    const { ESLint } = await import("eslint");
-    const { default: tseslint } = await import("typescript-eslint");
+    const { ESLint } = await checker(() => import("eslint"));
+    const { default: tseslint } = await checker(() => import("typescript-eslint"));
     const eslint = new ESLint({
       cwd: path.dirname(abs),
       overrideConfigFile: true,

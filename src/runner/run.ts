@@ -1,18 +1,17 @@
 import fs from "node:fs";
 import path from "node:path";
-import type { Machine, Terminal } from "../machine/machine.js";
-
-export type { Terminal };
-import { createTopology, type Accel, type Topology } from "./topology.js";
+import type { SubtestResult, Terminal } from "../session/context.js";
+import { Logger } from "../session/logger.js";
+import { startMachines, type Accel, type Rig, type StartOptions } from "../session/start.js";
+import { buildImages } from "../session/topology.js";
 import { VmrigError, configError, errorMessage } from "../util/errors.js";
-import { ocrAvailable } from "../machine/ocr.js";
-import { within } from "../util/proc.js";
-import { Logger } from "./logger.js";
-import type { LoadedTest } from "./load.js";
-import type { TestContext } from "./test.js";
 import type { Mark } from "../util/log.js";
+import type { LoadedTest } from "./load.js";
 import { runPythonScript } from "./python.js";
-import { checkConditions, makeContext, type ActiveCondition } from "./globals.js";
+import type { TestContext } from "./test.js";
+
+export type { Accel, SubtestResult, Terminal };
+export { Logger };
 
 export interface RunOptions {
   outputDir: string;
@@ -42,15 +41,6 @@ export interface DebugFailure {
 }
 
 export type Outcome = "passed" | "failed" | "skipped";
-
-export interface SubtestResult {
-  name: string;
-  outcome: "passed" | "failed";
-  durationMs: number;
-  /** when it began, ms after the test did (for the timeline) */
-  startMs?: number;
-  error?: string;
-}
 
 export interface TestResult {
   name: string;
@@ -109,11 +99,12 @@ export async function runTest(loaded: LoadedTest, opts: RunOptions): Promise<Tes
     return result;
   }
 
-  let session: Session | undefined;
+  let rig: Rig | undefined;
   try {
-    session = await openSession(loaded, opts, logger, result);
-    const { ctx } = session;
+    rig = await startTestMachines(loaded, opts, logger, resultDir);
+    result.subtests = rig.subtests;
     const timeout = Math.min(opts.globalTimeout ?? def.globalTimeout ?? 3600, def.meta?.timeout ?? Infinity);
+    const ctx = rig;
     await logger.nested(`running ${def.name}'s test script`, () =>
       runScript(loaded, ctx, logger, timeout, opts.signal),
     );
@@ -125,19 +116,15 @@ export async function runTest(loaded: LoadedTest, opts: RunOptions): Promise<Tes
     result.error = e instanceof Error ? e : new Error(String(e));
     result.configError = e instanceof VmrigError && e.kind === "config";
     logger.log(`\n${def.name} FAILED:\n${errorMessage(e)}`);
-    await collectFailureArtifacts(session?.topology.machines ?? [], resultDir, logger);
-    if (opts.onFailure && session && !result.configError && !opts.signal?.aborted) {
+    await rig?.saveFailureArtifacts();
+    if (opts.onFailure && rig && !result.configError && !opts.signal?.aborted) {
       await opts
-        .onFailure({
-          name: def.name,
-          error: result.error,
-          ctx: session.ctx,
-          machines: session.topology.machines.map((m) => m.name),
-        })
+        .onFailure({ name: def.name, error: result.error, ctx: rig, machines: rig.machines.map((m) => m.name) })
         .catch((err: unknown) => logger.log(`--debug: ${errorMessage(err)}`));
     }
   } finally {
-    await session?.close();
+    for (const m of rig?.machines ?? []) if (m.bootMs !== undefined) result.bootMs[m.name] = m.bootMs;
+    await rig?.close();
     result.durationMs = Date.now() - started;
     if (logger.marks.length) result.timeline = logger.marks;
     if (result.outcome === "passed") logger.log(`${def.name} passed in ${(result.durationMs / 1000).toFixed(1)} s`);
@@ -150,64 +137,49 @@ export async function runTest(loaded: LoadedTest, opts: RunOptions): Promise<Tes
   return result;
 }
 
-/** A test's machines, running, and the script's context over them. */
-export interface Session {
-  topology: Topology;
-  ctx: TestContext;
-  /** stop every machine and switch; records boot times into the result */
-  close(): Promise<void>;
-}
-
-/** Build the images, bring up the networks and give the script its context (machines boot on first use). */
-export async function openSession(
+/**
+ * A test's machines through the library's one start function (SPEC §12), on the run's
+ * log: built, networks up, each machine booting on its first use.
+ */
+export async function startTestMachines(
   loaded: LoadedTest,
-  opts: Pick<RunOptions, "accel" | "keepVmState" | "terminal" | "snapshots"> & { interactive?: boolean },
+  opts: Pick<RunOptions, "accel" | "keepVmState" | "terminal" | "snapshots" | "signal"> & { interactive?: boolean },
   logger: Logger,
-  result: TestResult,
-): Promise<Session> {
+  resultDir: string,
+): Promise<Rig> {
   const { def } = loaded;
-  await checkOcr(loaded);
-  const conditions = new Set<ActiveCondition>();
-  const topology = await createTopology(def, {
+  checkOcrCalls(loaded);
+  const start: StartOptions = {
+    name: def.name,
+    resultDir,
+    start: "on-use",
     logger,
-    resultDir: result.resultDir,
-    sourceDir: path.dirname(loaded.file),
     testFile: loaded.file,
+    sourceDir: path.dirname(loaded.file),
     accel: opts.accel,
     keepVmState: opts.keepVmState,
     snapshots: opts.snapshots ?? true,
-    beforeCommand: () => checkConditions(conditions),
+    enableOCR: def.enableOCR ?? false,
+    ...(opts.signal ? { signal: opts.signal } : {}),
     ...(opts.terminal ? { terminal: opts.terminal } : {}),
     ...(opts.interactive ? { interactive: true } : {}),
-    enableOCR: def.enableOCR ?? false,
-  });
-  const { machines, configs, vlans, accel } = topology;
-  const ctx = makeContext(machines, configs, logger, result, {
-    conditions,
-    vlans,
-    driver: { testName: def.name, resultDir: result.resultDir, accel },
-    stateDir: topology.stateDir,
-  });
-  return {
-    topology,
-    ctx,
-    close: async () => {
-      for (const m of machines) if (m.bootMs !== undefined) result.bootMs[m.name] = m.bootMs;
-      await topology.close();
-    },
   };
+  return startMachines(def, start);
 }
 
-/** OCR is asked for but tesseract is missing, or used without being asked for: both are bad input, found before anything is built. */
-async function checkOcr(loaded: LoadedTest): Promise<void> {
+/** `vmrig build`: a test's images only, their store paths by machine. */
+export async function buildTestImages(
+  loaded: LoadedTest,
+  progress: (line: string) => void,
+): Promise<Record<string, string>> {
+  const { images } = await buildImages(loaded.def, path.dirname(loaded.file), progress, loaded.file);
+  return Object.fromEntries(Object.entries(images).map(([n, img]) => [n, img.root]));
+}
+
+/** OCR used without being asked for: bad input, found before anything is built. */
+function checkOcrCalls(loaded: LoadedTest): void {
   const { def } = loaded;
-  if (def.enableOCR) {
-    const missing = await ocrAvailable();
-    if (missing)
-      throw configError(`test ${def.name} sets enableOCR, but ${missing}`, {
-        hint: "`vmrig doctor` lists what the host is missing",
-      });
-  } else if (loaded.ocrCalls.length > 0) {
+  if (!def.enableOCR && loaded.ocrCalls.length > 0) {
     throw configError(`test ${def.name} calls ${loaded.ocrCalls.join(", ")} without enableOCR`, {
       hint: "set `enableOCR: true` in defineTest (NixOS: enableOCR = true)",
     });
@@ -263,22 +235,5 @@ async function withDeadline<T>(p: Promise<T>, seconds: number, signal?: AbortSig
   } finally {
     clearTimeout(timer);
     if (onAbort) signal?.removeEventListener("abort", onAbort);
-  }
-}
-
-/** On failure: a screenshot, the journal's tail and X's log (graphical machines) of every machine still up. */
-async function collectFailureArtifacts(machines: Machine[], resultDir: string, logger: Logger): Promise<void> {
-  for (const m of machines) {
-    if (!m.pid) continue;
-    try {
-      if (!(await within(m.isUp(), 3000))) continue;
-      await m.screenshot(path.join(resultDir, `failure-${m.name}.png`));
-      const j = await m.execute("journalctl --no-pager -n 100 2>&1 || true", { timeout: 20 });
-      fs.writeFileSync(path.join(resultDir, `failure-${m.name}-journal.txt`), j.stdout);
-      const x = await m.execute("cat /var/log/Xorg.0.log", { timeout: 20 });
-      if (x.status === 0) fs.writeFileSync(path.join(resultDir, `failure-${m.name}-Xorg.0.log`), x.stdout);
-    } catch (e) {
-      logger.detail(`could not collect failure artifacts: ${errorMessage(e)}`, m.name);
-    }
   }
 }

@@ -2,7 +2,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { EvaluatedConfig } from "../config/eval.js";
-import { evaluateMachines } from "./topology.js";
+import { evaluateMachines } from "../session/topology.js";
 import { cachedPass, recordPass, resultKey } from "./cache.js";
 import { checkOnce } from "./check.js";
 import { checkPythonScript } from "./python.js";

@@ -1,0 +1,102 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { VmrigError } from "./errors.js";
+import { poll } from "./poll.js";
+import { Semaphore, type Slots } from "./semaphore.js";
+
+/**
+ * An exclusive flock(2) on `file`, held by a `flock` helper process for as long as its
+ * stdin stays open. The kernel drops the lock when the helper exits, and the helper exits
+ * when we do (its stdin reaches end of file), even after a SIGKILL. A lock is then never
+ * judged by a PID: it holds across PID namespaces sharing one cache (containers on one CI
+ * volume), and a reused PID after a reboot cannot make a stale lock look held.
+ * Resolves to the release function, or undefined when another process holds the lock.
+ */
+export async function tryHostLock(file: string): Promise<(() => void) | undefined> {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  // `flock --nonblock` exits 1 at once when the lock is held; otherwise it runs the shell,
+  // which says so and then waits on stdin.
+  const helper = spawn(
+    "flock",
+    ["--nonblock", "--exclusive", "--conflict-exit-code", "75", file, "sh", "-c", "echo held; exec cat >/dev/null"],
+    {
+      stdio: ["pipe", "pipe", "pipe"],
+    },
+  );
+  const outcome = await new Promise<"held" | "busy" | Error>((resolve) => {
+    let stderr = "";
+    helper.stdout.on("data", () => resolve("held"));
+    helper.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    helper.once("error", (e) => resolve(e));
+    helper.once("exit", (code) =>
+      resolve(code === 75 ? "busy" : new Error(`flock ${file} exited with ${code}: ${stderr.trim()}`)),
+    );
+  });
+  if (outcome === "busy") return undefined;
+  if (outcome instanceof Error) {
+    helper.kill("SIGKILL");
+    throw new VmrigError(`could not lock ${file}: ${outcome.message}`, {
+      hint: "vmrig needs flock (util-linux) and a cache on a file system with locks",
+    });
+  }
+  // The lock must not keep Node alive, and it goes when the helper does.
+  unref(helper);
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    helper.stdin?.end();
+  };
+}
+
+function unref(helper: ChildProcess): void {
+  helper.unref();
+  for (const s of [helper.stdin, helper.stdout, helper.stderr]) (s as unknown as { unref?: () => void })?.unref?.();
+}
+
+/**
+ * At most `size` holders at once across every process sharing `dir` (a semaphore of
+ * flock'd slot files); inside one process, waiters queue in order before they ask the
+ * host. `take()` waits at most `timeoutS`, and says what it waited for.
+ */
+export class HostSlots implements Slots {
+  private readonly local: Semaphore;
+
+  constructor(
+    private readonly dir: string,
+    readonly size: number,
+    private readonly what: string,
+    private readonly timeoutS = 3600,
+  ) {
+    this.local = new Semaphore(size);
+  }
+
+  async take(): Promise<() => void> {
+    const releaseLocal = await this.local.take();
+    let releaseHost: (() => void) | undefined;
+    try {
+      await poll(
+        this.timeoutS,
+        async () => {
+          for (let i = 0; i < this.size && !releaseHost; i++)
+            releaseHost = await tryHostLock(path.join(this.dir, `slot-${i}.lock`));
+          return { done: releaseHost !== undefined, last: `all ${this.size} slots held` };
+        },
+        () =>
+          new VmrigError(`waited ${this.timeoutS} s for one of ${this.size} ${this.what} slots (${this.dir})`, {
+            hint: "other vmrig processes sharing this cache hold every slot for that long: look for a stuck one (`pgrep -a qemu`)",
+          }),
+        250,
+      );
+    } catch (e) {
+      releaseLocal();
+      throw e;
+    }
+    const host = releaseHost as () => void;
+    return () => {
+      host();
+      releaseLocal();
+    };
+  }
+}
