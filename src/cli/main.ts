@@ -3,7 +3,6 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { checkTestFile, reportFindings } from "../runner/check.js";
 import { doctor } from "../runner/doctor.js";
 import { gc } from "../runner/gc.js";
-import { sweepLeftovers } from "../runner/leftovers.js";
 import { loadTest } from "../runner/load.js";
 import { buildTestImages } from "../runner/run.js";
 import { checkBeforeRun, endReport, listTests, runSuite } from "../runner/suite.js";
@@ -144,7 +143,6 @@ program
   .addOption(new Option("--accel <accel>", "accelerator").choices(["auto", "kvm", "tcg"]).default("auto"))
   .option("--keep-vm-state", "keep disks between sessions (NixOS -K)", false)
   .action(async (file: string, o: { outputDir: string; accel: "auto" | "kvm" | "tcg"; keepVmState: boolean }) => {
-    for (const d of sweepLeftovers()) print(`vmrig: removed ${d}, left behind by a vmrig run that was killed`);
     try {
       const loaded = await loadTest(file);
       await checkBeforeRun(loaded, print);

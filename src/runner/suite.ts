@@ -7,7 +7,6 @@ import { cachedPass, recordPass, resultKey } from "./cache.js";
 import { checkOnce } from "./check.js";
 import { checkPythonScript } from "./python.js";
 import { machineNames } from "./test.js";
-import { sweepLeftovers } from "./leftovers.js";
 import { loadTest, type LoadedTest } from "./load.js";
 import type { Reporter, SuiteSummary } from "./reporter.js";
 import { isFlaky, newResult, runTest, type FailedAttempt, type RunOptions, type TestResult } from "./run.js";
@@ -79,7 +78,6 @@ function failureCode(e: unknown, print: (l: string) => void): 1 | 2 {
  */
 export async function runSuite(paths: string[], o: SuiteOptions): Promise<SuiteOutcome> {
   const print = o.print ?? ((l: string) => process.stderr.write(l + "\n"));
-  for (const d of sweepLeftovers()) print(`vmrig: removed ${d}, left behind by a vmrig run that was killed`);
   const results: TestResult[] = [];
   let exit: 0 | 1 | 2 = 0;
   const worse = (c: 0 | 1 | 2) => (exit = Math.max(exit, c) as 0 | 1 | 2);

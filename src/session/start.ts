@@ -7,6 +7,7 @@ import { VmrigError, configError, errorMessage } from "../util/errors.js";
 import { within } from "../util/proc.js";
 import { checkMachineNames, type SubtestResult, type TestContext } from "./context.js";
 import { checkConditions, makeContext, type ActiveCondition } from "./globals.js";
+import { sweepLeftoversOnce } from "./leftovers.js";
 import { Logger } from "./logger.js";
 import { createTopology, type Accel, type Topology } from "./topology.js";
 
@@ -101,6 +102,7 @@ export async function startMachines<const N extends string = never, const C exte
     ? undefined
     : new Logger(path.join(resultDir, "log.txt"), opts.print === false ? () => undefined : opts.print);
   const logger = (opts.logger ?? ownLog) as Logger;
+  sweepLeftoversOnce((line) => logger.log(line));
   const signal = opts.signal;
   let topology: Topology | undefined;
   const stop = async () => {

@@ -3,7 +3,7 @@ import path from "node:path";
 
 export const OWNER_FILE = "owner.pid";
 
-/** Mark a temporary directory as this process's, so a later run can tell if its owner died (runner/leftovers.ts sweeps them). */
+/** Mark a temporary directory as this process's, so a later run can tell if its owner died (session/leftovers.ts sweeps them). */
 export function claim(dir: string): void {
   fs.writeFileSync(path.join(dir, OWNER_FILE), String(process.pid));
 }

@@ -1,4 +1,4 @@
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -12,12 +12,12 @@ import { root } from "./helpers.js";
 let project: string;
 const qemuBefore = qemuPids();
 
-function sh(cmd: string, args: string[], cwd = project, timeoutMs = 900_000) {
+function sh(cmd: string, args: string[], cwd = project, env: Record<string, string> = {}) {
   const r = spawnSync(cmd, args, {
     cwd,
     encoding: "utf8",
-    timeout: timeoutMs,
-    env: { ...process.env, CI: "1", FORCE_COLOR: "0", NO_COLOR: "1" },
+    timeout: 900_000,
+    env: { ...process.env, CI: "1", FORCE_COLOR: "0", NO_COLOR: "1", ...env },
   });
   return { status: r.status, output: `${r.stdout}${r.stderr}` };
 }
@@ -81,6 +81,62 @@ describe("vmrig from its packed tarball, in a fresh project", () => {
     const r = sh("npx", ["playwright", "test"]);
     expect(r.output).toMatch(/2 passed/);
     expect(r.status, r.output).toBe(0);
+  });
+
+  it("keeps a failed Vitest test's screenshots and journals, and stops its machines", () => {
+    fs.writeFileSync(
+      path.join(project, "vitest/failing.test.ts"),
+      `import { test as base } from "vitest";
+import { withMachines } from "vmrig/vitest";
+import { web } from "../machines.js";
+const test = withMachines(base, web, { name: "vitest-failing" });
+test("fails on purpose", async ({ machines: { server } }) => {
+  await server.succeed("exit 3");
+});
+`,
+    );
+    const r = sh("npx", ["vitest", "run", "vitest/failing.test.ts"]);
+    expect(r.status).toBe(1);
+    // the report names the machine, the call and the status
+    expect(r.output).toMatch(/server.*succeed|succeed.*server/);
+    expect(r.output).toContain("exit 3");
+    const dir = path.join(project, "vmrig-results/vitest-failing");
+    expect(fs.existsSync(path.join(dir, "failure-server.png"))).toBe(true);
+    expect(fs.readFileSync(path.join(dir, "failure-client-journal.txt"), "utf8")).toMatch(/systemd|kernel/);
+    expect(qemuPids().filter((p) => !qemuBefore.includes(p))).toEqual([]);
+    fs.rmSync(path.join(project, "vitest/failing.test.ts"));
+  });
+
+  it("leaves no QEMU, lock helper or temporary folder when Vitest is interrupted with Ctrl-C", async () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-library-tmp-"));
+    const vitest = spawn("npx", ["vitest", "run"], {
+      cwd: project,
+      env: { ...process.env, CI: "1", TMPDIR: tmp },
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true, // its own process group, as a terminal's Ctrl-C reaches it
+    });
+    let out = "";
+    const seen = new Promise<void>((resolve) => {
+      const on = (d: Buffer) => {
+        out += d.toString();
+        if (/starting vm|restored from boot snapshot/.test(out)) resolve();
+      };
+      vitest.stdout.on("data", on);
+      vitest.stderr.on("data", on);
+    });
+    await seen;
+    process.kill(-vitest.pid!, "SIGINT");
+    await new Promise((r) => vitest.once("exit", r));
+    // QEMU dies with the worker that started it (parent-death signal), at once
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(qemuPids().filter((p) => !qemuBefore.includes(p))).toEqual([]);
+    expect(spawnSync("pgrep", ["-f", "flock --nonblock --exclusive"], { encoding: "utf8" }).stdout.trim()).toBe("");
+    // what a killed worker could not remove, the next start sweeps (its owner is dead)
+    const again = sh("npx", ["vitest", "run", "vitest/faults.test.ts"], project, { TMPDIR: tmp });
+    expect(again.status, again.output).toBe(0);
+    const left = fs.readdirSync(tmp).filter((f) => f.startsWith("vmrig-"));
+    expect(left).toEqual([]);
+    fs.rmSync(tmp, { recursive: true, force: true });
   });
 
   it("leaves no QEMU running after the suites", () => {

@@ -5,6 +5,15 @@ import { storeDir } from "../image/store.js";
 import { OWNER_FILE as OWNER } from "../util/owned-dir.js";
 import { pidAlive as alive } from "../util/proc.js";
 
+let swept = false;
+
+/** Sweep once per process, before its first machines start (`startMachines`). */
+export function sweepLeftoversOnce(print: (line: string) => void): void {
+  if (swept) return;
+  swept = true;
+  for (const d of sweepLeftovers()) print(`vmrig: removed ${d}, left behind by a vmrig run that was killed`);
+}
+
 /**
  * Remove what runs that were killed (SIGKILL, power loss) left behind: their
  * temporary directories, RAM files and half-built store entries. Their QEMU and switch
