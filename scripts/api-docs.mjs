@@ -43,7 +43,9 @@ function members(checker, decl, sectionsFrom) {
 }
 
 export function apiMarkdown() {
-  const files = ["src/machine/machine.ts", "src/session/context.ts", "src/session/start.ts"].map((f) => path.join(root, f));
+  const files = ["src/machine/machine.ts", "src/session/context.ts", "src/session/start.ts"].map((f) =>
+    path.join(root, f),
+  );
   const program = ts.createProgram(files, {
     strict: true,
     target: ts.ScriptTarget.ES2022,
@@ -83,7 +85,7 @@ export function apiMarkdown() {
     "",
     "## startMachines(definition, options)",
     "",
-    "The library's start function (SPEC §12, `import { startMachines } from \"vmrig\"`): it",
+    'The library\'s start function (SPEC §12, `import { startMachines } from "vmrig"`): it',
     "resolves to a `Rig`, the machines by name and the globals above, plus `close()`,",
     "`[Symbol.asyncDispose]` (`await using`), `saveFailureArtifacts(dir?)` and `subtests`.",
     "`vmrig/vitest` wraps it as a Vitest fixture (`withMachines(test, definition, options)`).",
