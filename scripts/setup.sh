@@ -5,11 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Runtime: QEMU, systemd-nspawn (containers), image building, networks, Python test scripts (python3,
-# pyflakes), OCR (tesseract, for tests with enableOCR).
+# pyflakes), OCR (tesseract, for tests with enableOCR), ffmpeg (vmrig run --video).
 # The test suite also drives the REPL through tmux, validates JUnit XML with xmllint and
 # renders the HTML report in chromium.
 PKGS=(qemu-system-x86 qemu-utils mmdebstrap vde2 e2fsprogs cpio xz-utils zstd util-linux openssl ca-certificates socat
-  systemd-container iproute2 nftables python3 python3-pyflakes tesseract-ocr tesseract-ocr-eng tmux libxml2-utils chromium)
+  systemd-container iproute2 nftables python3 python3-pyflakes tesseract-ocr tesseract-ocr-eng ffmpeg tmux libxml2-utils chromium)
 export DEBIAN_FRONTEND=noninteractive
 
 # QEMU: the newest the host can have. Debian 12 ships 7.2; bookworm-backports has 10.0

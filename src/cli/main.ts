@@ -51,6 +51,11 @@ program
   .option("--rerun", "run even if an identical run passed before", false)
   .option("--no-snapshots", "boot every machine instead of restoring its saved first boot")
   .option(
+    "--video",
+    "record every VM's screen into <output-dir>/<test>/video-<machine>.webm (needs ffmpeg; runs tests even if a pass is cached)",
+    false,
+  )
+  .option(
     "--reporter <list>",
     `list (always), junit: <output-dir>/junit.xml, html: <output-dir>/index.html, blob: <output-dir>/blob.json`,
     "list",
@@ -73,6 +78,7 @@ program
         accel: "auto" | "kvm" | "tcg";
         keepVmState: boolean;
         snapshots: boolean;
+        video: boolean;
         rerun: boolean;
         reporter: string;
         globalTimeout?: number;
@@ -100,6 +106,8 @@ program
           throw configError("--debug needs --jobs 1", { hint: "a REPL takes the terminal: debug one test at a time" });
         const outcome = await runSuite(paths, {
           ...rest,
+          // a cached pass has no video to show
+          rerun: o.rerun || o.video,
           ...(debug ? debugOnFailure() : {}),
           signal: ac.signal,
           reporters: reportersByName(reporter, o.shard),

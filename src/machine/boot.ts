@@ -68,6 +68,7 @@ export function logDisplay(m: MachineCore, spec: VmSpec): void {
 
 export function adopt(m: MachineCore, g: Guest): void {
   m.guest = g;
+  if (g.kind === "qemu") m.ctx.recorder?.attach(g as QemuVm);
   g.on("exit", () => m.log.detail(g.kind === "qemu" ? "QEMU exited" : "the container exited", m.name));
 }
 

@@ -8,6 +8,7 @@ import type { SnapshotStore } from "../vm/snapshot.js";
 import { VmrigError, tail, type VmrigErrorDetails } from "../util/errors.js";
 import type { Log } from "../util/log.js";
 import type { Slots } from "../util/semaphore.js";
+import type { ScreenRecorder } from "./video.js";
 
 /** A regex argument: a string is a regular expression, as in NixOS. */
 export type Pattern = string | RegExp;
@@ -54,6 +55,8 @@ export interface MachineContext {
   snapshots?: SnapshotStore;
   /** cold boots allowed at once (restores are not counted: they cost almost nothing) */
   coldBoots?: Slots;
+  /** `--video`: records the screen while a VM runs */
+  recorder?: ScreenRecorder;
 }
 
 export const DEFAULT_TIMEOUT = 900;

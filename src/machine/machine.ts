@@ -12,12 +12,16 @@ import { shell } from "./shell.js";
 import * as systemd from "./systemd.js";
 import * as terminals from "./terminals.js";
 import * as x11 from "./x11.js";
+import path from "node:path";
 import type { QmpEvent } from "../vm/qmp.js";
+import type { Video } from "./video.js";
 import { callerLocation } from "../util/errors.js";
 
 export type { ExecuteOptions, ExecuteResult, MachineContext, Pattern, Terminal } from "./core.js";
 export type { Netem } from "./faults.js";
 export type { ClickOptions, MouseButton } from "./pointer.js";
+export type { Video } from "./video.js";
+export { ScreenRecorder } from "./video.js";
 
 /** Methods that need a VM: a container (SPEC §9) has all the others. */
 export type VmOnlyMethod =
@@ -276,6 +280,11 @@ export class Machine {
   /** @internal Stop the VM (the driver, at the end of a run). */
   async kill(): Promise<void> {
     await power.kill(this.core);
+  }
+
+  /** @internal `--video`: encode what was recorded into `dir`/video-NAME.webm (after the machine has stopped) */
+  finishVideo(dir: string): Promise<Video | undefined> {
+    return this.core.ctx.recorder?.encode(path.join(dir, `video-${this.name}.webm`)) ?? Promise.resolve(undefined);
   }
 
   /** @internal Load the machine's boot snapshot ahead of its first start (the driver, as a run begins). */

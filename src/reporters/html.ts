@@ -59,6 +59,29 @@ function timelineOf(r: TestResult): string | undefined {
   );
 }
 
+/**
+ * `--video`: each machine's video beside the test's calls. Clicking a call seeks every
+ * video of the test to its moment; a failed test's videos open at the failure.
+ */
+function videosOf(r: TestResult, rel: (f: string) => string): string | undefined {
+  const videos = r.videos ?? [];
+  if (!videos.length) return undefined;
+  const start = Math.min(...videos.map((v) => v.startMs));
+  const failedAt =
+    r.outcome === "failed" ? ([...(r.calls ?? [])].reverse().find((c) => c.failed)?.atMs ?? r.durationMs) : undefined;
+  const players = videos.map(
+    (v) =>
+      `<figure><video controls preload="metadata" src="${rel(v.file)}" data-start-ms="${v.startMs}"${failedAt !== undefined ? ` data-open-ms="${failedAt}"` : ""}></video>` +
+      `<figcaption>${esc(v.machine)}: ${v.frames} screens, ${secs(v.durationMs)}</figcaption></figure>`,
+  );
+  const calls = (r.calls ?? []).filter((c) => c.atMs + c.durationMs >= start);
+  const items = calls.map(
+    (c) =>
+      `<li${c.failed ? ' class="failed"' : ""}><button type="button" data-ms="${c.atMs}">${secs(c.atMs)}</button> ${c.machine ? `<b>${esc(c.machine)}</b>: ` : ""}${esc(c.label)} <small>${secs(c.durationMs)}</small></li>`,
+  );
+  return `<div class="videos"><div class="players">${players.join("")}</div>${items.length ? `<ol class="calls">${items.join("")}</ol>` : ""}</div>`;
+}
+
 function testSection(r: TestResult, outputDir: string, index: number): string {
   const outcome = r.cached ? "cached" : isFlaky(r) ? "flaky" : r.outcome;
   const rel = (f: string) => encodeURI(path.relative(outputDir, path.join(r.resultDir, f)));
@@ -88,6 +111,8 @@ function testSection(r: TestResult, outputDir: string, index: number): string {
   }
   const timeline = timelineOf(r);
   if (timeline) parts.push(timeline);
+  const videos = videosOf(r, rel);
+  if (videos) parts.push(videos);
   for (const [i, a] of (r.failedAttempts ?? []).entries()) {
     const dir = encodeURI(path.relative(outputDir, a.resultDir));
     parts.push(
@@ -111,7 +136,7 @@ function testSection(r: TestResult, outputDir: string, index: number): string {
     parts.push(
       `<details${r.outcome === "failed" ? " open" : ""}><summary>log</summary><pre class="log">${esc(log)}</pre></details>`,
     );
-  const others = files.filter((f) => !f.endsWith(".png"));
+  const others = files.filter((f) => !f.endsWith(".png") && !f.endsWith(".webm"));
   if (others.length)
     parts.push(`<p class="files">${others.map((f) => `<a href="${rel(f)}">${esc(f)}</a>`).join(" ")}</p>`);
   return `<section class="test" id="test-${index}" data-outcome="${r.outcome}">\n${parts.join("\n")}\n</section>`;
@@ -149,6 +174,12 @@ pre.error { border-left: 4px solid var(--bad); white-space: pre-wrap; }
 pre.log { max-height: 30rem; overflow-y: auto; }
 .shots { display: flex; flex-wrap: wrap; gap: 1rem; } figure { margin: 0; } img { max-width: 22rem; border: 1px solid var(--line); }
 figcaption, .files { color: var(--muted); font-size: .85rem; } .files a { margin-right: .8rem; }
+.videos { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; } .players { display: flex; flex-direction: column; gap: .5rem; }
+video { width: 36rem; max-width: 100%; border: 1px solid var(--line); border-radius: .3rem; background: #000; }
+ol.calls { flex: 1; min-width: 18rem; max-height: 28rem; overflow-y: auto; margin: 0; padding-left: 0; list-style: none; font-size: .85rem; }
+ol.calls li { padding: .1rem 0; } ol.calls li.failed { color: var(--bad); } ol.calls small { color: var(--muted); }
+ol.calls button { font: inherit; border: 1px solid var(--line); background: var(--bg2); color: inherit; border-radius: .3rem; cursor: pointer; min-width: 4.5rem; }
+ol.calls li.current button { outline: 2px solid currentColor; }
 `;
 
 // Filter by outcome; the URL hash (#failed) selects one on load, so a link can point at the failures.
@@ -160,6 +191,16 @@ function show(filter) {
 }
 for (const b of buttons) b.addEventListener("click", () => { history.replaceState(null, "", "#" + b.dataset.filter); show(b.dataset.filter); });
 show(["passed", "failed", "skipped"].includes(location.hash.slice(1)) ? location.hash.slice(1) : "all");
+// Videos: a call's button seeks its test's videos to the call (each video's t = 0 is data-start-ms).
+function seek(section, ms) {
+  for (const v of section.querySelectorAll("video")) v.currentTime = Math.max(0, (ms - Number(v.dataset.startMs)) / 1000);
+  for (const li of section.querySelectorAll("ol.calls li")) li.classList.toggle("current", li.firstElementChild.dataset.ms === String(ms));
+}
+for (const b of document.querySelectorAll("ol.calls button")) b.addEventListener("click", () => seek(b.closest("section"), Number(b.dataset.ms)));
+for (const v of document.querySelectorAll("video[data-open-ms]")) {
+  const open = () => { v.currentTime = Math.max(0, (Number(v.dataset.openMs) - Number(v.dataset.startMs)) / 1000); };
+  if (v.readyState >= 1) open(); else v.addEventListener("loadedmetadata", open, { once: true });
+}
 `;
 
 /** A self-contained HTML report: one section per test, artifacts linked relative to the output folder. */

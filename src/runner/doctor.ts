@@ -41,6 +41,8 @@ const CHECKS: Check[] = [
     pkg: "tesseract-ocr tesseract-ocr-eng",
     optional: true,
   },
+  { what: "flock (cold-boot slots shared by every vmrig on one cache)", command: "flock", pkg: "util-linux" },
+  { what: "ffmpeg (vmrig run --video)", command: "ffmpeg", pkg: "ffmpeg", optional: true },
 ];
 
 /** Print what is there and what is missing; true if vmrig can run. */

@@ -1,11 +1,11 @@
 import fs from "node:fs";
 import path from "node:path";
-import type { SubtestResult, Terminal } from "../session/context.js";
+import type { SubtestResult, Terminal, Video } from "../session/context.js";
 import { Logger } from "../session/logger.js";
 import { startMachines, type Accel, type Rig, type StartOptions } from "../session/start.js";
 import { buildImages } from "../session/topology.js";
 import { VmrigError, configError, errorMessage } from "../util/errors.js";
-import type { Mark } from "../util/log.js";
+import type { Call, Mark } from "../util/log.js";
 import type { LoadedTest } from "./load.js";
 import { runPythonScript } from "./python.js";
 import type { TestContext } from "./test.js";
@@ -19,6 +19,8 @@ export interface RunOptions {
   keepVmState: boolean;
   /** restore boot snapshots (SPEC §7); default true */
   snapshots?: boolean;
+  /** `--video`: record every VM's screen */
+  video?: boolean;
   /** seconds; overrides the test's globalTimeout */
   globalTimeout?: number;
   /** where live output goes (default stderr) */
@@ -57,6 +59,10 @@ export interface TestResult {
   bootMs: Record<string, number>;
   /** faults set and cleared, machines started and stopped, ms after the test began (the HTML timeline) */
   timeline?: Mark[];
+  /** the machine calls, ms after the test began (the HTML report seeks the video to them) */
+  calls?: Call[];
+  /** `--video`: each recorded machine's video (its file relative to the result folder) */
+  videos?: Video[];
   /** `--retries`: the attempts that failed before this one, oldest first (their folders are kept) */
   failedAttempts?: FailedAttempt[];
 }
@@ -125,6 +131,8 @@ export async function runTest(loaded: LoadedTest, opts: RunOptions): Promise<Tes
   } finally {
     for (const m of rig?.machines ?? []) if (m.bootMs !== undefined) result.bootMs[m.name] = m.bootMs;
     await rig?.close();
+    if (rig?.videos.length) result.videos = rig.videos.map((v) => ({ ...v, file: path.relative(resultDir, v.file) }));
+    if (logger.calls.length) result.calls = logger.calls;
     result.durationMs = Date.now() - started;
     if (logger.marks.length) result.timeline = logger.marks;
     if (result.outcome === "passed") logger.log(`${def.name} passed in ${(result.durationMs / 1000).toFixed(1)} s`);
@@ -143,7 +151,9 @@ export async function runTest(loaded: LoadedTest, opts: RunOptions): Promise<Tes
  */
 export async function startTestMachines(
   loaded: LoadedTest,
-  opts: Pick<RunOptions, "accel" | "keepVmState" | "terminal" | "snapshots" | "signal"> & { interactive?: boolean },
+  opts: Pick<RunOptions, "accel" | "keepVmState" | "terminal" | "snapshots" | "signal" | "video"> & {
+    interactive?: boolean;
+  },
   logger: Logger,
   resultDir: string,
 ): Promise<Rig> {
@@ -160,6 +170,7 @@ export async function startTestMachines(
     keepVmState: opts.keepVmState,
     snapshots: opts.snapshots ?? true,
     enableOCR: def.enableOCR ?? false,
+    video: opts.video ?? false,
     ...(opts.signal ? { signal: opts.signal } : {}),
     ...(opts.terminal ? { terminal: opts.terminal } : {}),
     ...(opts.interactive ? { interactive: true } : {}),

@@ -9,6 +9,7 @@ export type {
   MouseButton,
   Pattern,
   Terminal,
+  Video,
 } from "../machine/machine.js";
 import { configError } from "../util/errors.js";
 

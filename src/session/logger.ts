@@ -1,5 +1,8 @@
 import fs from "node:fs";
-import type { Log, Mark, MarkKind } from "../util/log.js";
+import type { Call, Log, Mark, MarkKind } from "../util/log.js";
+
+/** The report lists at most this many calls of a test. */
+const MAX_CALLS = 2000;
 
 /**
  * The run's nested log: what the user sees live and what goes into log.txt.
@@ -11,6 +14,8 @@ export class Logger implements Log {
   private readonly t0 = Date.now();
   /** the timeline's events so far (the HTML report draws them) */
   readonly marks: Mark[] = [];
+  /** the script's calls so far: each heading at the top level of the log (the HTML report lists them) */
+  readonly calls: Call[] = [];
 
   constructor(
     logPath: string | undefined,
@@ -61,14 +66,22 @@ export class Logger implements Log {
   async nested<T>(message: string, fn: () => Promise<T>, machine?: string): Promise<T> {
     this.log(message, machine);
     const start = Date.now();
+    // the script's own calls sit at depth 1 (under "running X's test script") or 2 (in a subtest)
+    const call =
+      this.depth <= 2 && this.calls.length < MAX_CALLS
+        ? { atMs: start - this.t0, durationMs: 0, label: message, ...(machine ? { machine } : {}) }
+        : undefined;
+    if (call) this.calls.push(call);
     this.depth++;
     try {
       const result = await fn();
       this.depth--;
+      if (call) call.durationMs = Date.now() - start;
       this.log(`(finished: ${message}, in ${((Date.now() - start) / 1000).toFixed(2)} s)`, machine);
       return result;
     } catch (e) {
       this.depth--;
+      if (call) Object.assign(call, { durationMs: Date.now() - start, failed: true });
       this.log(`(failed: ${message}, after ${((Date.now() - start) / 1000).toFixed(2)} s)`, machine);
       throw e;
     }

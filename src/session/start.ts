@@ -4,8 +4,8 @@ import type { NodeModule } from "../config/eval.js";
 import type { Machine, Terminal } from "../machine/machine.js";
 import { ocrAvailable } from "../machine/ocr.js";
 import { VmrigError, configError, errorMessage } from "../util/errors.js";
-import { within } from "../util/proc.js";
-import { checkMachineNames, type SubtestResult, type TestContext } from "./context.js";
+import { commandExists, within } from "../util/proc.js";
+import { checkMachineNames, type SubtestResult, type TestContext, type Video } from "./context.js";
 import { checkConditions, makeContext, type ActiveCondition } from "./globals.js";
 import { sweepLeftoversOnce } from "./leftovers.js";
 import { Logger } from "./logger.js";
@@ -44,6 +44,8 @@ export interface StartOptions {
   print?: ((line: string) => void) | false;
   /** the folder that relative paths in the configs resolve from; default the working directory */
   sourceDir?: string;
+  /** record every VM's screen (`virtualisation.graphics`) into `resultDir`/video-NAME.webm; needs ffmpeg */
+  video?: boolean;
   /** @internal the runner's log (it writes log.txt before and after the machines) */
   logger?: Logger;
   /** @internal the test file: its images become a GC root */
@@ -55,7 +57,7 @@ export interface StartOptions {
 }
 
 /** Names of the rig that no machine may take. */
-const RIG_NAMES = ["close", "saveFailureArtifacts", "subtests"] as const;
+const RIG_NAMES = ["close", "saveFailureArtifacts", "subtests", "videos"] as const;
 
 /**
  * Started machines and the globals of SPEC §4 over them: `rig.server.succeed(…)`,
@@ -70,6 +72,8 @@ export type Rig<N extends string = string, C extends string = never> = TestConte
   saveFailureArtifacts(dir?: string): Promise<void>;
   /** the subtests run so far, with their outcomes */
   readonly subtests: SubtestResult[];
+  /** with `video`: each recorded machine's video, once `close()` has resolved */
+  readonly videos: Video[];
 };
 
 /**
@@ -96,6 +100,10 @@ export async function startMachines<const N extends string = never, const C exte
     RIG_NAMES,
   );
   await checkOcr(name, opts.enableOCR ?? false);
+  if (opts.video && !commandExists("ffmpeg"))
+    throw configError(`${name}: --video needs ffmpeg, which is not installed`, {
+      hint: "apt install ffmpeg (scripts/setup.sh installs it); `vmrig doctor` checks",
+    });
   const resultDir = path.resolve(opts.resultDir ?? path.join("vmrig-results", name));
   fs.mkdirSync(resultDir, { recursive: true });
   const ownLog = opts.logger
@@ -124,6 +132,7 @@ export async function startMachines<const N extends string = never, const C exte
           snapshots: opts.snapshots ?? true,
           beforeCommand: () => checkConditions(conditions),
           enableOCR: opts.enableOCR ?? false,
+          video: opts.video ?? false,
           ...(opts.testFile ? { testFile: opts.testFile } : {}),
           ...(opts.terminal ? { terminal: opts.terminal } : {}),
           ...(opts.interactive ? { interactive: true } : {}),
@@ -148,6 +157,7 @@ export async function startMachines<const N extends string = never, const C exte
       [Symbol.asyncDispose]: close,
       saveFailureArtifacts: (dir?: string) => collectFailureArtifacts(machines, dir ?? resultDir, logger),
       subtests,
+      videos: topology.videos,
     });
     if ((opts.start ?? "all") === "all") await untilAborted(ctx.startAll(), signal);
     return rig as unknown as Rig<N, C>;

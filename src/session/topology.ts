@@ -5,7 +5,7 @@ import { evalNodes, vlanAddresses, type EvaluatedConfig, type NodeModule } from 
 import { buildNodeImage, prepareBases, type NodeImage } from "../image/image.js";
 import type { HostEntry } from "../image/render.js";
 import { cacheRoot } from "../image/store.js";
-import { Machine, type Terminal } from "../machine/machine.js";
+import { Machine, ScreenRecorder, type Terminal, type Video } from "../machine/machine.js";
 import { resolveAccel, type AccelMemo } from "../vm/accel.js";
 import type { Accel } from "../vm/guest.js";
 
@@ -15,7 +15,7 @@ import { addToRoot, recordRoot } from "../image/roots.js";
 import { storeSnapshots } from "./snapshots.js";
 import { claim } from "../util/owned-dir.js";
 import { HostSlots } from "../util/host-lock.js";
-import { configError } from "../util/errors.js";
+import { configError, errorMessage } from "../util/errors.js";
 import { commandExists } from "../util/proc.js";
 import type { Logger } from "./logger.js";
 
@@ -99,6 +99,8 @@ export interface TopologyOptions {
   interactive?: boolean;
   /** the test's enableOCR */
   enableOCR?: boolean;
+  /** `--video`: record every VM's screen (virtualisation.graphics) into the result folder */
+  video?: boolean;
 }
 
 /** The accelerator probe's verdicts, in the cache: `<cache>/accel.json` (one key per host boot, kernel and QEMU). */
@@ -131,8 +133,10 @@ export interface Topology {
   accel: Accel;
   /** the run's sockets, overlays and checkpoints (removed by close() unless disks are kept) */
   stateDir: string;
-  /** kill every VM and switch and remove the run's temporary files */
+  /** kill every VM and switch, encode the videos, and remove the run's temporary files */
   close(): Promise<void>;
+  /** `--video`: the encoded videos, once close() has resolved */
+  videos: Video[];
 }
 
 /**
@@ -167,9 +171,11 @@ export async function createTopology(def: TopologyDefinition, opts: TopologyOpti
   claim(stateDir);
   const switches: VlanSwitch[] = [];
   const machines: Machine[] = [];
+  const videos: Video[] = [];
   const close = async () => {
     await Promise.all(machines.map((m) => m.kill().catch(() => undefined)));
     await Promise.all(switches.map((s) => s.stop().catch(() => undefined)));
+    if (opts.video) videos.push(...(await encodeVideos(machines, opts.resultDir, logger)));
     if (!opts.keepVmState) fs.rmSync(stateDir, { recursive: true, force: true });
   };
   try {
@@ -219,6 +225,9 @@ export async function createTopology(def: TopologyDefinition, opts: TopologyOpti
           ocr: opts.enableOCR ?? false,
           coldBoots: coldBoots(),
           ...(snapshots && c.virtualisation.bootSnapshot ? { snapshots } : {}),
+          ...(opts.video && c.virtualisation.graphics
+            ? { recorder: new ScreenRecorder(name, path.join(stateDir, "video"), logger.startedAt) }
+            : {}),
           spec: () => ({
             name,
             disk: img.root,
@@ -250,9 +259,28 @@ export async function createTopology(def: TopologyDefinition, opts: TopologyOpti
       vlan: v,
       members: names.filter((n) => configs[n]!.virtualisation.vlans.includes(v)),
     }));
-    return { machines, configs, vlans, accel, stateDir, close };
+    return { machines, configs, vlans, accel, stateDir, close, videos };
   } catch (e) {
     await close();
     throw e;
   }
+}
+
+/** Each recorded machine's video, encoded once it has stopped; a failed encode is logged, never fatal. */
+async function encodeVideos(machines: Machine[], resultDir: string, logger: Logger): Promise<Video[]> {
+  const videos: Video[] = [];
+  for (const m of machines) {
+    try {
+      const v = await m.finishVideo(resultDir);
+      if (!v) continue;
+      videos.push(v);
+      logger.log(
+        `video: ${path.relative(process.cwd(), v.file)} (${v.frames} screens, ${(v.durationMs / 1000).toFixed(1)} s)`,
+        m.name,
+      );
+    } catch (e) {
+      logger.log(`could not encode the video: ${errorMessage(e)}`, m.name);
+    }
+  }
+  return videos;
 }

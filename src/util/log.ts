@@ -17,6 +17,15 @@ export interface Log {
 
 export type MarkKind = "fault" | "power";
 
+/** One call of the script (a machine method, a global), as the log's top-level headings show it. */
+export interface Call {
+  atMs: number;
+  durationMs: number;
+  label: string;
+  machine?: string;
+  failed?: boolean;
+}
+
 /** One event on a test's timeline, `atMs` after the test began. */
 export interface Mark {
   atMs: number;

@@ -147,6 +147,81 @@ describe("HTML report", () => {
     fs.rmSync(out, { recursive: true, force: true });
   });
 
+  it("plays each machine's video beside the calls, seeks to a call when it is clicked, and opens a failure at its moment", async () => {
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-html-video-"));
+    const dir = path.join(out, "desktop");
+    fs.mkdirSync(dir);
+    // 20 s of a changing picture, as vmrig encodes a recording (VP8 WebM, a key frame a second)
+    execFileSync("ffmpeg", [
+      ...["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=10:duration=20"],
+      ...[
+        "-c:v",
+        "libvpx",
+        "-g",
+        "10",
+        "-deadline",
+        "realtime",
+        "-cpu-used",
+        "8",
+        path.join(dir, "video-desktop.webm"),
+      ],
+    ]);
+    const result: TestResult = {
+      name: "desktop",
+      file: "/x/desktop.vmrig.ts",
+      outcome: "failed",
+      configError: false,
+      durationMs: 30_000,
+      resultDir: dir,
+      error: new VmrigError("no window matched /Firefox/", { machine: "desktop", call: "waitForWindow(/Firefox/)" }),
+      subtests: [],
+      bootMs: {},
+      // the video starts 5 s into the test
+      videos: [{ machine: "desktop", file: "video-desktop.webm", startMs: 5000, durationMs: 20_000, frames: 200 }],
+      calls: [
+        { atMs: 6000, durationMs: 3000, label: "waiting for X", machine: "desktop" },
+        { atMs: 12_500, durationMs: 1000, label: "must succeed: xterm &", machine: "desktop" },
+        {
+          atMs: 17_000,
+          durationMs: 4000,
+          label: "waiting for a window matching /Firefox/",
+          machine: "desktop",
+          failed: true,
+        },
+      ],
+    };
+    const file = writeHtml(out, [result]);
+    const { chromium: browserType } = await import("playwright-core");
+    const browser = await browserType.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
+    try {
+      const page = await browser.newPage();
+      await page.goto(`file://${file}`);
+      const video = page.locator("video");
+      await expect.poll(() => video.evaluate((v: HTMLVideoElement) => v.readyState)).toBeGreaterThanOrEqual(1);
+      expect(await video.evaluate((v: HTMLVideoElement) => v.duration)).toBeCloseTo(20, 0);
+      // a failed test opens at its failed call: 17 s into the test, 12 s into the video
+      await expect.poll(() => video.evaluate((v: HTMLVideoElement) => v.currentTime)).toBeCloseTo(12, 1);
+      // clicking a call seeks to it and marks it
+      await page.getByRole("button", { name: "12.5 s" }).click();
+      await expect.poll(() => video.evaluate((v: HTMLVideoElement) => v.currentTime)).toBeCloseTo(7.5, 1);
+      expect(await page.locator("ol.calls li.current").innerText()).toContain("must succeed: xterm &");
+      // and it plays
+      await video.evaluate((v: HTMLVideoElement) => {
+        v.muted = true;
+        return v.play();
+      });
+      await expect
+        .poll(() => video.evaluate((v: HTMLVideoElement) => v.currentTime), { timeout: 10_000 })
+        .toBeGreaterThan(8);
+      expect(await video.evaluate((v: HTMLVideoElement) => v.error)).toBeNull();
+      // the failed call is marked as such
+      expect(await page.locator("ol.calls li.failed").innerText()).toContain("/Firefox/");
+    } finally {
+      await browser.close();
+      fs.rmSync(out, { recursive: true, force: true });
+    }
+  });
+
   it("says so when no tests ran", () => {
     expect(htmlReport([], "/tmp")).toContain("No tests ran.");
   });
