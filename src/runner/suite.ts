@@ -2,6 +2,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { EvaluatedConfig } from "../config/eval.js";
+import { sweepLeftoversOnce } from "../session/leftovers.js";
 import { evaluateMachines } from "../session/topology.js";
 import { cachedPass, recordPass, resultKey } from "./cache.js";
 import { checkOnce } from "./check.js";
@@ -78,6 +79,8 @@ function failureCode(e: unknown, print: (l: string) => void): 1 | 2 {
  */
 export async function runSuite(paths: string[], o: SuiteOptions): Promise<SuiteOutcome> {
   const print = o.print ?? ((l: string) => process.stderr.write(l + "\n"));
+  // (startMachines sweeps too, once per process: a run with no test to start must still sweep)
+  sweepLeftoversOnce(print);
   const results: TestResult[] = [];
   let exit: 0 | 1 | 2 = 0;
   const worse = (c: 0 | 1 | 2) => (exit = Math.max(exit, c) as 0 | 1 | 2);
