@@ -3,6 +3,7 @@
 // 1. an IceWM desktop (the x11-terminal example's node): first boot → waitForX (snapshots
 //    off) vs restore → waitForX
 // 2. OCR of a real 1024×768 desktop with an xterm full of text: seconds a read, per variant
+// 3. clickText(/Decline/) on an xmessage dialog of that desktop: screen read → click, seconds
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -31,7 +32,7 @@ const desktop = {
 
 /** start() → waitForX() of a fresh topology; `then` runs on the machine before it closes. */
 async function toX(snapshots, then) {
-  const t = await topology({ name: "bench-x11", nodes: desktop }, snapshots);
+  const t = await topology({ name: "bench-x11", nodes: desktop }, snapshots, true);
   try {
     const m = t.machines[0];
     const t0 = performance.now();
@@ -84,6 +85,22 @@ try {
     console.log(`  ${chars} characters read by variant ${i + 1}`);
   }
   console.log(`  (the screen: ${fs.statSync(dump).size} bytes of PPM)`);
+
+  const clicks = [];
+  await toX(true, async (m) => {
+    for (let i = 0; i < reads; i++) {
+      await m.succeed(
+        `xmessage -name ClickBench -buttons Accept,Decline -print 'Do you accept? (${i})' > /tmp/choice 2>&1 &`,
+      );
+      await m.waitForWindow(/ClickBench|xmessage/, 60);
+      const t0 = performance.now();
+      await m.clickText(/Decline/, { timeout: 60 });
+      clicks.push(performance.now() - t0);
+      await m.waitUntilSucceeds("grep -qx Decline /tmp/choice", 30);
+    }
+  });
+  row(`clickText(/Decline/) on a 1024×768 desktop (median of ${reads})`, s(median(clicks)));
+  console.log(`  all: ${clicks.map(s).join(", ")}`);
   fs.copyFileSync(`${dump}.png`, path.join(os.tmpdir(), "vmrig-bench-ocr-desktop.png"));
 } finally {
   cleanup();

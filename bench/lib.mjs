@@ -29,7 +29,7 @@ export function cleanup() {
 }
 
 /** A test definition's machines, ready to start, with its log in a scratch folder. */
-export function topology(def, snapshots = true) {
+export function topology(def, snapshots = true, enableOCR = false) {
   const dir = scratch();
   return createTopology(def, {
     logger: new Logger(path.join(dir, "log.txt"), () => {}),
@@ -38,5 +38,6 @@ export function topology(def, snapshots = true) {
     accel: "auto",
     keepVmState: false,
     snapshots,
+    enableOCR,
   });
 }

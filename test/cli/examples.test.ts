@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -26,8 +27,7 @@ describe("examples from the seeds and SPEC §5 (real VMs)", () => {
     "nixos/lighttpd",
     "nixos/rsyncd",
     "nixos/memcached",
-    // graphical machines (SPEC §8)
-    "x11-terminal",
+    // graphical machines (SPEC §8); x11-terminal below, with a video
     "nixos/sgtpuzzles",
   ]) {
     it(`examples/${name}.vmrig.ts passes`, () => {
@@ -98,5 +98,49 @@ export default defineTest({
       subtests: { name: string; outcome: string }[];
     };
     expect(result.subtests).toEqual([expect.objectContaining({ name: "vlan 2 connects a and b", outcome: "passed" })]);
+  });
+});
+
+describe("vmrig run --video (SPEC §8)", () => {
+  it("records the x11-terminal example's screen into a video that ffprobe reads, and the HTML report shows it", () => {
+    const r = run(path.join(root, "examples/x11-terminal.vmrig.ts"), ["--video", "--reporter", "html"]);
+    expect(r.output).toContain("1 passed, 0 failed");
+    expect(r.status).toBe(0);
+    const file = path.join(r.out, "x11-terminal/video-machine.webm");
+    const probe = JSON.parse(
+      execFileSync(
+        "ffprobe",
+        [
+          "-v",
+          "error",
+          "-count_frames",
+          "-show_entries",
+          "format=duration:stream=nb_read_frames,width,height,codec_name",
+          "-of",
+          "json",
+          file,
+        ],
+        { encoding: "utf8" },
+      ),
+    ) as {
+      format: { duration: string };
+      streams: { codec_name: string; width: number; height: number; nb_read_frames: string }[];
+    };
+    const [stream] = probe.streams;
+    expect(stream).toMatchObject({ codec_name: "vp8", width: 1024, height: 768 });
+    // the script runs for ~25 s under TCG: 10 frames a second of it
+    expect(Number(probe.format.duration)).toBeGreaterThan(10);
+    expect(Number(stream!.nb_read_frames)).toBeGreaterThan(100);
+    const result = JSON.parse(fs.readFileSync(path.join(r.out, "x11-terminal/result.json"), "utf8")) as {
+      videos: { machine: string; file: string; frames: number }[];
+      calls: { label: string }[];
+    };
+    expect(result.videos).toEqual([expect.objectContaining({ machine: "machine", file: "video-machine.webm" })]);
+    // more than one screen: the desktop, the xterm, the typing
+    expect(result.videos[0]!.frames).toBeGreaterThan(3);
+    expect(result.calls.map((c) => c.label)).toContain("waiting for the X11 server");
+    const html = fs.readFileSync(path.join(r.out, "index.html"), "utf8");
+    expect(html).toContain('<video controls preload="metadata" src="x11-terminal/video-machine.webm"');
+    expect(html).toMatch(/<ol class="calls">.*waiting for the X11 server/s);
   });
 });
