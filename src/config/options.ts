@@ -211,7 +211,7 @@ export const nodeOptions = {
       t.bool,
       true,
       "NixOS semantics: whether interactive mode (`vmrig repl`) shows the display. Every VM has a display adapter either way, so screenshots always work.",
-      "in `vmrig repl`, QEMU serves the display over VNC on a unix socket in the run's state directory (its path is logged at boot); `vmrig run` never shows one",
+      "in `vmrig repl`, QEMU serves the display over VNC (the log says `watch it: vncviewer 127.0.0.1::PORT` at boot); `vmrig run` never shows one, `vmrig run --video` records it",
     ),
     resolution: {
       x: option(t.int, 1024, "Display width the adapter offers (EDID)."),

@@ -1,4 +1,5 @@
 import fs from "node:fs";
+import net from "node:net";
 import type { MachineCore } from "./core.js";
 import type { Guest } from "../vm/guest.js";
 import { launchQemu, type QemuVm } from "../vm/qemu.js";
@@ -62,8 +63,31 @@ export async function untilSystemdAnswers(
     });
 }
 
-export function logDisplay(m: MachineCore, spec: VmSpec): void {
-  if (spec.vncSocket) m.log.log(`display: VNC on unix socket ${spec.vncSocket}`, m.name);
+/**
+ * Interactive mode: QEMU serves the display over VNC on a unix socket; most VNC viewers
+ * want TCP, so a relay on a free 127.0.0.1 port makes watching one command. It closes
+ * with the VM.
+ */
+export function serveDisplay(m: MachineCore, vm: QemuVm): void {
+  const socket = vm.spec.vncSocket;
+  if (!socket) return;
+  const relay = net.createServer((client) => {
+    const display = net.connect(socket);
+    client.pipe(display).pipe(client);
+    const end = () => {
+      client.destroy();
+      display.destroy();
+    };
+    client.on("error", end).on("close", end);
+    display.on("error", end).on("close", end);
+  });
+  relay.on("error", (e) => m.log.detail(`the display relay failed: ${errorMessage(e)}`, m.name));
+  relay.listen(0, "127.0.0.1", () => {
+    const { port } = relay.address() as net.AddressInfo;
+    m.log.log(`display: VNC on unix socket ${socket}; watch it: vncviewer 127.0.0.1::${port}`, m.name);
+  });
+  relay.unref();
+  vm.on("exit", () => relay.close());
 }
 
 export function adopt(m: MachineCore, g: Guest): void {

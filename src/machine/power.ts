@@ -1,5 +1,5 @@
 import path from "node:path";
-import { adopt, coldBoot, createDisks, KernelCrash, logDisplay, secs } from "./boot.js";
+import { adopt, coldBoot, createDisks, KernelCrash, secs, serveDisplay } from "./boot.js";
 import { startFromSnapshot } from "./boot-snapshot.js";
 import { startContainer } from "./container.js";
 import { DEFAULT_TIMEOUT, type MachineCore } from "./core.js";
@@ -65,7 +65,7 @@ async function startOnce(m: MachineCore, location: string | undefined): Promise<
       m.systemdReadyMs = Date.now() - t0;
       m.log.log(`restored ${vm.origin} in ${secs(m.systemdReadyMs)}`, m.name);
       m.log.mark("power", `restored (${secs(m.systemdReadyMs)})`, m.name);
-      logDisplay(m, spec);
+      serveDisplay(m, vm);
       return;
     }
   }
@@ -82,7 +82,7 @@ async function startOnce(m: MachineCore, location: string | undefined): Promise<
   m.systemdReadyMs = Date.now() - t0;
   m.log.log(`booted in ${secs(m.systemdReadyMs)} (shell after ${secs(vm.bootMs)})`, m.name);
   m.log.mark("power", `booted (${secs(m.systemdReadyMs)})`, m.name);
-  logDisplay(m, spec);
+  serveDisplay(m, vm);
 }
 
 /** Stop the machine's QEMU, and a prepared restore nobody used. */

@@ -1,5 +1,6 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import fs from "node:fs";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -65,8 +66,19 @@ export default defineTest({
     type("await machine.start(); 'started-' + 6 * 7");
     const booted = await waitFor(/'started-42'/, 300);
     // virtualisation.graphics (default true): in interactive mode the display is served over VNC
-    const vnc = /display: VNC on unix socket (\S+)/.exec(booted)?.[1];
+    const vnc = /display: VNC on unix socket (\S+);/.exec(booted)?.[1];
     expect(vnc && fs.statSync(vnc).isSocket()).toBe(true);
+    // and the one line to watch it: a VNC viewer on the TCP port it names gets QEMU's RFB greeting
+    const port = Number(/watch it: vncviewer 127\.0\.0\.1::(\d+)/.exec(booted)?.[1]);
+    const greeting = await new Promise<string>((resolve, reject) => {
+      const c = net.connect(port, "127.0.0.1");
+      c.once("data", (d: Buffer) => {
+        resolve(d.toString());
+        c.destroy();
+      });
+      c.once("error", reject);
+    });
+    expect(greeting).toMatch(/^RFB 003\.00\d\n/);
     const panePid = tmux("display-message", "-p", "-t", session, "#{pane_pid}").trim();
     const children = (pid: string, name: string) =>
       spawnSync("pgrep", ["-P", pid, "-x", name], { encoding: "utf8" }).stdout.split("\n").filter(Boolean);
