@@ -106,6 +106,9 @@ export const PYTHON_METHODS: Record<string, Method> = {
   get_screen_text: (m) => m.getScreenText(),
   get_screen_text_variants: (m) => m.getScreenTextVariants(),
   wait_for_text: (m, a) => m.waitForText(a.get(0, "regex"), timeout(a, 1)),
+  // vmrig's own, in NixOS's naming (nixpkgs #156067 asks for them): words with their boxes, a click on one
+  get_screen_words: (m) => m.getScreenWords(),
+  click_text: (m, a) => m.clickText(a.get(0, "regex"), { timeout: timeout(a, 1) }),
   move_mouse: (m, a) => m.moveMouse(Number(a.get(0, "x")), Number(a.get(1, "y"))),
   click: (m, a) => {
     const x = a.get<number | null>(0, "x", null);
