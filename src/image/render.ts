@@ -87,6 +87,10 @@ export function packagesOf(config: EvaluatedConfig): string[] {
   if (Object.keys(config.services.phpfpm.pools).length) pkgs.add("php-fpm");
   if (config.services.openssh.enable) pkgs.add("openssh-server");
   for (const p of xserverPackages(config)) pkgs.add(p);
+  // what mounts a network file system (NixOS: boot.supportedFilesystems)
+  const fsTypes = Object.values(config.fileSystems).map((f) => f.fsType);
+  if (fsTypes.some((t) => t === "nfs" || t === "nfs4")) pkgs.add("nfs-common");
+  if (fsTypes.some((t) => t === "cifs" || t === "smb3")) pkgs.add("cifs-utils");
   // The cloud kernel is in the base layer; the full one goes into the node's package layer.
   if (config.boot.kernelPackages === "full") pkgs.add("linux-image-amd64");
   return [...pkgs].sort();
@@ -292,15 +296,32 @@ function renderSystem(config: EvaluatedConfig, patch: Patch): void {
       throw configError(`fileSystems.${JSON.stringify(where)}: a mount point must be an absolute path`);
     if (!fs.device) throw configError(`fileSystems.${JSON.stringify(where)}.device is not set`);
     const name = `${escapePath(where)}.mount`;
+    // A network file system is mounted once the network is up, under remote-fs.target (as
+    // systemd's fstab generator and so NixOS do): under local-fs.target it would wait for a
+    // network that itself comes after local-fs.target.
+    const remote = isNetworkFs(fs.fsType, fs.options);
     patch.files.push(
       file(
         `/etc/systemd/system/${name}`,
         unit({
-          Unit: { Description: `vmrig fileSystems.${where}` },
+          Unit: {
+            Description: `vmrig fileSystems.${where}`,
+            ...(remote ? { Wants: "network-online.target", After: "network-online.target remote-fs-pre.target" } : {}),
+          },
           Mount: { What: fs.device, Where: where, Type: fs.fsType, Options: fs.options.join(",") },
         }),
       ),
     );
-    enable(patch, name, "local-fs.target");
+    enable(patch, name, remote ? "remote-fs.target" : "local-fs.target");
   }
+}
+
+/** File systems that need the network (systemd's list, and `_netdev`). */
+export function isNetworkFs(fsType: string | undefined, options: string[]): boolean {
+  return (
+    options.includes("_netdev") ||
+    ["nfs", "nfs4", "cifs", "smb3", "smbfs", "sshfs", "fuse.sshfs", "ncpfs", "glusterfs", "ceph", "davfs"].includes(
+      fsType ?? "",
+    )
+  );
 }

@@ -126,8 +126,15 @@ export function checkMachineNames(
         hint: "rename the node",
       });
     }
-    if (!/^[a-z][a-z0-9-]{0,62}$/i.test(n)) {
-      throw configError(`${what}: node name \`${n}\` is not a valid host name (letters, digits, '-')`);
+    // NixOS's networking.hostName allows '_' (nixpkgs' timezone.nix has node_eutz), and so do we
+    if (!/^[a-z]([a-z0-9_-]{0,61}[a-z0-9])?$/i.test(n)) {
+      throw configError(
+        `${what}: node name \`${n}\` is not a valid host name (letters, digits, '-' and '_', starting with a letter and ending with a letter or digit)`,
+      );
     }
+    if (n.includes("_") && containers.includes(n))
+      throw configError(`${what}: container name \`${n}\` has a '_', which systemd-nspawn refuses in a machine name`, {
+        hint: `rename it (${n.replace(/_/g, "-")}), or declare it under \`nodes\` (a VM may have a '_')`,
+      });
   }
 }

@@ -50,6 +50,22 @@ describe("Python test scripts (real containers)", () => {
     expect(r.status).toBe(0);
   });
 
+  it("runs a script whose node names have '_' (NixOS's timezone.nix: node_eutz) and waits for NixOS's unit names", () => {
+    const r = runPython(
+      "py-names",
+      `    start_all()
+    node_eutz.wait_for_unit("multi-user.target")
+    node_eutz.wait_for_unit("firewall.service")
+    peer.wait_for_unit("firewall")
+    peer.succeed("ping -c 1 -W 5 node_eutz")
+    print("hostname:", node_eutz.succeed("hostname").strip())`,
+      "nodes: { node_eutz: {} },\n  containers: { peer: {} }",
+    );
+    expect(r.output).toContain("hostname: node_eutz");
+    expect(r.output).toContain("1 passed, 0 failed");
+    expect(r.status).toBe(0);
+  });
+
   it("stops a syntax error and an undefined name before anything boots: exit 2, naming the line", () => {
     const syntax = runPython("py-syntax", `    start_all()\n    if True\n        pass`);
     expect(syntax.status).toBe(2);

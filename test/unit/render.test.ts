@@ -43,6 +43,48 @@ describe("rendering a node", () => {
     expect(off).not.toContain("vmrig-firewall");
   });
 
+  it("names nftables.service as NixOS names its units: firewall.service and, with NAT, nat.service", () => {
+    const alias = (name: string) => ({
+      path: `/etc/systemd/system/${name}.service`,
+      target: "/usr/lib/systemd/system/nftables.service",
+    });
+    const plain = render({});
+    expect(plain.symlinks).toContainEqual(alias("firewall"));
+    expect(plain.symlinks).not.toContainEqual(alias("nat"));
+    const nat = render({
+      virtualisation: { vlans: [1, 2] },
+      networking: { nat: { enable: true, internalInterfaces: ["eth1"], externalInterface: "eth2" } },
+    });
+    expect(nat.symlinks).toContainEqual(alias("nat"));
+    expect(render({ networking: { firewall: { enable: false } } }).symlinks).not.toContainEqual(alias("firewall"));
+    // a unit of the user's own by that name wins
+    const own = render({ systemd: { services: { firewall: { script: "true" } } } });
+    expect(own.symlinks).not.toContainEqual(alias("firewall"));
+  });
+
+  it("mounts a network file system under remote-fs.target once the network is up, with its client installed", () => {
+    const config = {
+      fileSystems: {
+        "/data": { device: "server:/", fsType: "nfs4" },
+        "/scratch": { device: "tmpfs", fsType: "tmpfs" },
+      },
+    };
+    const p = render(config);
+    const mount = text(p, "/etc/systemd/system/data.mount");
+    expect(mount).toContain("Wants=network-online.target");
+    expect(mount).toContain("After=network-online.target remote-fs-pre.target");
+    expect(p.symlinks).toContainEqual({
+      path: "/etc/systemd/system/remote-fs.target.wants/data.mount",
+      target: "/etc/systemd/system/data.mount",
+    });
+    expect(p.symlinks).toContainEqual({
+      path: "/etc/systemd/system/local-fs.target.wants/scratch.mount",
+      target: "/etc/systemd/system/scratch.mount",
+    });
+    expect(text(p, "/etc/systemd/system/scratch.mount")).not.toContain("network-online");
+    expect(packagesOf(evalNodes({ m: config }).m!)).toContain("nfs-common");
+  });
+
   it("renders NAT: forwarding on, masquerade out of the external interface, nothing forwarded inwards", () => {
     const p = render({
       virtualisation: { vlans: [1, 2] },
