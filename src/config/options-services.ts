@@ -122,6 +122,23 @@ export const serviceOptions = {
       "Debian's php-fpm (one master, php8.x-fpm.service, also reachable as phpfpm-NAME.service as in NixOS); each pool is /etc/php/VER/fpm/pool.d/NAME.conf",
     ),
   },
+  nfs: {
+    server: {
+      enable: option(
+        t.bool,
+        false,
+        "Run the kernel's NFS server.",
+        "Debian's nfs-kernel-server, unit nfs-server.service (NixOS's name too)",
+      ),
+      exports: option(
+        t.str,
+        "",
+        "The contents of /etc/exports: one exported directory per line, with its clients and options.",
+        "/etc/exports",
+      ),
+      createMountPoints: option(t.bool, false, "Create each exported directory before the server starts."),
+    },
+  },
   openssh: {
     enable: option(
       t.bool,

@@ -27,6 +27,7 @@ describe("examples from the seeds and SPEC §5 (real VMs)", () => {
     "nixos/lighttpd",
     "nixos/rsyncd",
     "nixos/memcached",
+    "nixos/nfs",
     // graphical machines (SPEC §8); x11-terminal below, with a video
     "nixos/sgtpuzzles",
   ]) {

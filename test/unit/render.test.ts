@@ -62,6 +62,26 @@ describe("rendering a node", () => {
     expect(own.symlinks).not.toContainEqual(alias("firewall"));
   });
 
+  it("renders services.nfs.server: the exports, the server package, the exported directories made first", () => {
+    const config = {
+      services: {
+        nfs: {
+          server: {
+            enable: true,
+            exports: "# comment\n/data 192.168.1.0/24(rw,fsid=0)\n/srv/b host(ro)\n",
+            createMountPoints: true,
+          },
+        },
+      },
+    };
+    const p = render(config);
+    expect(text(p, "/etc/exports")).toContain("/data 192.168.1.0/24(rw,fsid=0)");
+    expect(text(p, "/etc/systemd/system/nfs-server.service.d/vmrig-mount-points.conf")).toContain(
+      "ExecStartPre=/bin/mkdir -p /data /srv/b",
+    );
+    expect(packagesOf(evalNodes({ m: config }).m!)).toContain("nfs-kernel-server");
+  });
+
   it("mounts a network file system under remote-fs.target once the network is up, with its client installed", () => {
     const config = {
       fileSystems: {
