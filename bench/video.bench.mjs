@@ -26,8 +26,8 @@ function once(video) {
   const [name] = fs.readdirSync(out).filter((d) => fs.existsSync(path.join(out, d, "result.json")));
   const result = JSON.parse(fs.readFileSync(path.join(out, name, "result.json"), "utf8"));
   const script = result.calls?.find((c) => c.label.startsWith("running "))?.durationMs ?? NaN;
-  const video = result.videos?.[0];
-  return { wall, test: result.durationMs, script, video, dir: path.join(out, name) };
+  const recording = result.videos?.[0];
+  return { wall, test: result.durationMs, script, video: recording, dir: path.join(out, name) };
 }
 
 try {

@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
+import { tryHostLock } from "../util/host-lock.js";
 import { run } from "../util/proc.js";
 import { storeDir } from "./store.js";
 
@@ -27,19 +28,37 @@ export async function collectStore(
   const dir = storeDir();
   const out: StoreGcResult = { removed: [], kept: 0, keptKib: 0 };
   const names = fs.existsSync(dir) ? (await fsp.readdir(dir)).sort() : [];
-  const busy = new Set(names.filter((n) => n.endsWith(".lock")).map((n) => n.slice(0, -".lock".length)));
   for (const name of names) {
-    if (name.endsWith(".lock") || name.includes(".tmp-") || name.includes(".stale-")) continue;
+    if (name.endsWith(".lock")) {
+      // the lock of an entry that is gone, and that nobody is building: removed while held
+      const entry = path.join(dir, name.slice(0, -".lock".length));
+      if (opts.dryRun || fs.existsSync(entry)) continue;
+      const release = await tryHostLock(path.join(dir, name));
+      if (release && !fs.existsSync(entry)) fs.rmSync(path.join(dir, name), { force: true });
+      release?.();
+      continue;
+    }
+    if (name.includes(".tmp-") || name.includes(".stale-")) continue;
     const entry = path.join(dir, name);
     const st = await fsp.stat(entry).catch(() => undefined);
     if (!st?.isDirectory()) continue;
     const kib = await sizeKib(entry);
-    if (live.has(entry) || busy.has(name) || Date.now() - st.mtimeMs < opts.graceMs) {
+    // an entry whose lock another process holds is being built or used: not ours to remove
+    const release =
+      live.has(entry) || Date.now() - st.mtimeMs < opts.graceMs ? undefined : await tryHostLock(`${entry}.lock`);
+    if (!release) {
       out.kept++;
       out.keptKib += kib;
       continue;
     }
-    if (!opts.dryRun) await fsp.rm(entry, { recursive: true, force: true });
+    try {
+      if (!opts.dryRun) {
+        await fsp.rm(entry, { recursive: true, force: true });
+        fs.rmSync(`${entry}.lock`, { force: true });
+      }
+    } finally {
+      release();
+    }
     out.removed.push({ name, kib });
   }
   return out;

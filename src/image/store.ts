@@ -3,7 +3,9 @@ import fs from "node:fs";
 import fsp from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { pidAlive, sleep } from "../util/proc.js";
+import { VmrigError } from "../util/errors.js";
+import { tryHostLock } from "../util/host-lock.js";
+import { pollFor } from "../util/poll.js";
 
 /** Bumped whenever the way a layer is built changes, so old entries are not reused. */
 export const STORE_FORMAT = 3;
@@ -46,41 +48,40 @@ export interface StoreEntry {
   built: boolean;
 }
 
+/** How long a build waits for another process building the same entry (a base layer takes minutes). */
+const LOCK_WAIT_S = 3600;
+
 /**
- * Take an exclusive lock file. A lock whose owner died (SIGKILL, power loss) is
- * taken over, so a crashed build never blocks the store.
+ * Run `fn` holding the entry's lock: a flock(2) on `lockPath` (util/host-lock.ts), which the
+ * kernel drops when its holder lets go or dies, whatever PID namespace it is in. So a
+ * crashed build never blocks the store, a live one in another container on the same cache
+ * is never taken over, and no two waiters can both take a stale lock. The file stays: it
+ * is only the thing locked.
  */
 export async function withLock<T>(lockPath: string, fn: () => Promise<T>, onWait?: () => void): Promise<T> {
   let waited = false;
-  for (;;) {
-    try {
-      const fd = fs.openSync(lockPath, "wx");
-      fs.writeSync(fd, String(process.pid));
-      fs.closeSync(fd);
-      break;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-      const owner = Number(fs.readFileSync(lockPath, "utf8").trim() || "0");
-      if (owner > 0 && !pidAlive(owner)) {
-        // Rename first so only one waiter removes a given stale lock.
-        const stale = `${lockPath}.stale-${process.pid}`;
-        try {
-          fs.renameSync(lockPath, stale);
-          fs.rmSync(stale, { force: true });
-        } catch {
-          /* another waiter took it */
-        }
-        continue;
+  const release = await pollFor(
+    LOCK_WAIT_S,
+    async () => {
+      const r = await tryHostLock(lockPath);
+      if (!r && !waited) {
+        waited = true;
+        onWait?.();
       }
-      if (!waited) onWait?.();
-      waited = true;
-      await sleep(200);
-    }
-  }
+      return r;
+    },
+    () =>
+      new VmrigError(
+        `waited ${LOCK_WAIT_S / 60} min for ${path.basename(lockPath)}: another vmrig is building that store entry`,
+        {
+          hint: "look for a stuck build (`pgrep -a mmdebstrap`, `pgrep -a apt-get`); a killed one lets go of its lock at once",
+        },
+      ),
+  );
   try {
     return await fn();
   } finally {
-    fs.rmSync(lockPath, { force: true });
+    release();
   }
 }
 
@@ -121,24 +122,6 @@ export async function ensureEntry(
   );
 }
 
-/** Take `lockPath` if nobody alive holds it; a dead owner's lock is taken over. */
-function tryLock(lockPath: string): boolean {
-  for (let i = 0; i < 3; i++) {
-    try {
-      const fd = fs.openSync(lockPath, "wx");
-      fs.writeSync(fd, String(process.pid));
-      fs.closeSync(fd);
-      return true;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-      const owner = Number(fs.readFileSync(lockPath, "utf8").trim() || "0");
-      if (owner > 0 && pidAlive(owner)) return false;
-      fs.rmSync(lockPath, { force: true });
-    }
-  }
-  return false;
-}
-
 /**
  * The entry `<store>/<hash>-<name>`, made by `build(tmpDir)` unless it exists, or
  * `undefined` at once if another live process is making it: for entries that are worth
@@ -153,7 +136,8 @@ export async function createEntryUnlessBusy(
   const final = path.join(dir, `${hash}-${name}`);
   if (fs.existsSync(final)) return final;
   await fsp.mkdir(dir, { recursive: true });
-  if (!tryLock(`${final}.lock`)) return undefined;
+  const release = await tryHostLock(`${final}.lock`);
+  if (!release) return undefined;
   try {
     if (fs.existsSync(final)) return final;
     const tmp = `${final}.tmp-${process.pid}`;
@@ -168,7 +152,7 @@ export async function createEntryUnlessBusy(
     }
     return final;
   } finally {
-    fs.rmSync(`${final}.lock`, { force: true });
+    release();
   }
 }
 

@@ -59,15 +59,15 @@ export function dedent(script: string): string {
  */
 export async function checkPythonScript(
   file: string,
+  text: string,
   def: {
-    testScript: unknown;
     nodes?: object | undefined;
     containers?: object | undefined;
     skipLint?: boolean | undefined;
   },
 ): Promise<void> {
-  const script = dedent(String(def.testScript));
-  const first = scriptFirstLine(fs.readFileSync(file, "utf8"), String(def.testScript));
+  const script = dedent(text);
+  const first = scriptFirstLine(fs.readFileSync(file, "utf8"), text);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-pycheck-"));
   try {
     const py = path.join(dir, "testScript.py");

@@ -8,7 +8,7 @@ import { VmrigError, configError, errorMessage } from "../util/errors.js";
 import type { Call, Mark } from "../util/log.js";
 import type { LoadedTest } from "./load.js";
 import { runPythonScript } from "./python.js";
-import type { TestContext } from "./test.js";
+import { pythonScriptOf, type TestContext } from "./test.js";
 
 export type { Accel, SubtestResult, Terminal };
 export { Logger };
@@ -208,12 +208,14 @@ export async function runScript(
   signal: AbortSignal | undefined,
 ): Promise<void> {
   const { def } = loaded;
-  if (typeof def.testScript !== "string") return withDeadline(def.testScript(ctx), timeout, signal);
+  const python = pythonScriptOf(def, ctx.nodes);
+  if (python === undefined)
+    return withDeadline((def.testScript as (c: TestContext) => Promise<void>)(ctx), timeout, signal);
   // A Python script is a process of its own: it ends with the race, whoever wins it.
   const ended = new AbortController();
   try {
     return await withDeadline(
-      runPythonScript(def.testScript, loaded.file, ctx, logger, ctx.driver.resultDir, ended.signal),
+      runPythonScript(python, loaded.file, ctx, logger, ctx.driver.resultDir, ended.signal),
       timeout,
       signal,
     );

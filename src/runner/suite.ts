@@ -7,7 +7,7 @@ import { evaluateMachines } from "../session/topology.js";
 import { cachedPass, recordPass, resultKey } from "./cache.js";
 import { checkOnce } from "./check.js";
 import { checkPythonScript } from "./python.js";
-import { machineNames } from "./test.js";
+import { machineNames, nodesOf, pythonScriptOf } from "./test.js";
 import { loadTest, type LoadedTest } from "./load.js";
 import type { Reporter, SuiteSummary } from "./reporter.js";
 import { isFlaky, newResult, runTest, type FailedAttempt, type RunOptions, type TestResult } from "./run.js";
@@ -38,7 +38,8 @@ export async function checkBeforeRun(loaded: LoadedTest, print: (line: string) =
   const typeCheck = !def.skipTypeCheck;
   const lint = !def.skipLint;
   // A Python script is checked every time (compile, and pyflakes unless skipLint: a fraction of a second)
-  if (typeof def.testScript === "string") await checkPythonScript(loaded.file, def);
+  const python = pythonScriptOf(def, nodesOf(def));
+  if (python !== undefined) await checkPythonScript(loaded.file, python, def);
   if (!typeCheck && !lint) return;
   const t0 = Date.now();
   const what = [typeCheck && "type-checked", lint && "linted"].filter(Boolean).join(" and ");
@@ -80,7 +81,7 @@ function failureCode(e: unknown, print: (l: string) => void): 1 | 2 {
 export async function runSuite(paths: string[], o: SuiteOptions): Promise<SuiteOutcome> {
   const print = o.print ?? ((l: string) => process.stderr.write(l + "\n"));
   // (startMachines sweeps too, once per process: a run with no test to start must still sweep)
-  sweepLeftoversOnce(print);
+  await sweepLeftoversOnce(print);
   const results: TestResult[] = [];
   let exit: 0 | 1 | 2 = 0;
   const worse = (c: 0 | 1 | 2) => (exit = Math.max(exit, c) as 0 | 1 | 2);

@@ -1,5 +1,7 @@
-import type { NodeModule } from "../config/eval.js";
+import type { NodeModule, NodesInfo } from "../config/eval.js";
 import { checkMachineNames, type TestContext } from "../session/context.js";
+import { nodesInfo } from "../session/globals.js";
+import { evaluateMachines } from "../session/topology.js";
 
 export type { DriverInfo, Globals, PollingCondition, TestContext } from "../session/context.js";
 export type { MachinesDefinition, Rig, StartOptions } from "../session/start.js";
@@ -26,7 +28,7 @@ export interface TestDefinition<N extends string = string, C extends string = st
    * The script: an async function of the machines and globals, or a string — the Python
    * text of a NixOS test, run unchanged with NixOS's snake_case API (SPEC §11).
    */
-  testScript: ((ctx: TestContext<NoInfer<N>, NoInfer<C>>) => Promise<void>) | string;
+  testScript: ((ctx: TestContext<NoInfer<N>, NoInfer<C>>) => Promise<void> | string) | string;
   /** seconds, default 3600; counts from the first VM start */
   globalTimeout?: number;
   enableOCR?: boolean;
@@ -66,4 +68,48 @@ export function validateDefinition(def: TestDefinition): void {
   if (typeof def.testScript !== "function" && typeof def.testScript !== "string")
     throw configError(`test ${def.name}: testScript must be an async function or a Python script (a string)`);
   checkMachineNames(`test ${def.name}`, Object.keys(def.nodes ?? {}), Object.keys(def.containers ?? {}));
+}
+
+/** Is this an `async` function (a TypeScript script), rather than one that makes a Python script? */
+const isAsync = (fn: unknown): boolean =>
+  (fn as { constructor?: { name?: string } })?.constructor?.name === "AsyncFunction";
+
+/**
+ * The Python text of a test, or undefined for a TypeScript script. A Python script may be
+ * a function of the evaluated nodes, as NixOS's `testScript = { nodes, ... }: ''…''`
+ * (`({ nodes }) => \`… ${nodes.machine.config.users.users.alice.uid} …\``): a function that
+ * is not `async` is called with `nodes` only, before anything is built, and must return the
+ * script.
+ */
+export function pythonScriptOf(def: TestDefinition, nodes: NodesInfo): string | undefined {
+  const script = def.testScript;
+  if (typeof script === "string") return script;
+  if (isAsync(script)) return undefined;
+  const only = new Proxy(
+    { nodes },
+    {
+      get: (target, key) => {
+        if (key === "nodes") return target.nodes;
+        if (typeof key === "symbol") return undefined;
+        throw configError(
+          `test ${def.name}: its testScript is not \`async\`, so it is taken as a function that returns a Python script, and it read \`${String(key)}\``,
+          {
+            hint: "a TypeScript script is `async testScript({ machine }) { … }`; a function that makes a Python script may read only `nodes`",
+          },
+        );
+      },
+    },
+  );
+  const text = (script as (ctx: unknown) => unknown)(only);
+  if (typeof text !== "string")
+    throw configError(
+      `test ${def.name}: its testScript is not \`async\`, so it must return the Python script (a string), and it returned ${text instanceof Promise ? "a promise" : typeof text}`,
+      { hint: "make a TypeScript script `async`, or return the Python text" },
+    );
+  return text;
+}
+
+/** The nodes' evaluated configs as a script reads them (`nodes.server.config.…`), before anything is built. */
+export function nodesOf(def: TestDefinition): NodesInfo {
+  return nodesInfo(evaluateMachines(def));
 }

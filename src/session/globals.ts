@@ -31,6 +31,11 @@ export async function checkConditions(conditions: Set<ActiveCondition>): Promise
   }
 }
 
+/** Every node's evaluated config as a script reads it: `nodes.server.config.services.nginx.enable`. */
+export function nodesInfo(configs: Record<string, EvaluatedConfig>): NodesInfo {
+  return Object.fromEntries(Object.entries(configs).map(([n, c]) => [n, { config: c }]));
+}
+
 export function makeContext(
   machines: Machine[],
   configs: Record<string, EvaluatedConfig>,
@@ -39,7 +44,7 @@ export function makeContext(
   extra: { conditions: Set<ActiveCondition>; vlans: Globals["vlans"]; driver: Globals["driver"]; stateDir: string },
 ): TestContext {
   const checkpoints = new Map<string, Checkpoint>();
-  const nodes: NodesInfo = Object.fromEntries(Object.entries(configs).map(([n, c]) => [n, { config: c }]));
+  const nodes = nodesInfo(configs);
   const globals: Globals = {
     startAll: async () => {
       await logger.nested("starting all machines", async () => {

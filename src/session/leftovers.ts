@@ -3,15 +3,16 @@ import os from "node:os";
 import path from "node:path";
 import { storeDir } from "../image/store.js";
 import { OWNER_FILE as OWNER } from "../util/owned-dir.js";
+import { tryHostLock } from "../util/host-lock.js";
 import { pidAlive as alive } from "../util/proc.js";
 
 let swept = false;
 
 /** Sweep once per process, before its first machines start (`startMachines`). */
-export function sweepLeftoversOnce(print: (line: string) => void): void {
+export async function sweepLeftoversOnce(print: (line: string) => void): Promise<void> {
   if (swept) return;
   swept = true;
-  for (const d of sweepLeftovers()) print(`vmrig: removed ${d}, left behind by a vmrig run that was killed`);
+  for (const d of await sweepLeftovers()) print(`vmrig: removed ${d}, left behind by a vmrig run that was killed`);
 }
 
 /**
@@ -20,7 +21,7 @@ export function sweepLeftoversOnce(print: (line: string) => void): void {
  * processes died with them (parent-death signal). Only directories whose
  * owner process is gone are touched.
  */
-export function sweepLeftovers(): string[] {
+export async function sweepLeftovers(): Promise<string[]> {
   const removed: string[] = [];
   // run directories in TMPDIR, and the RAM files of boot snapshots being made in /dev/shm
   const candidates = [os.tmpdir(), "/dev/shm"].flatMap((parent) =>
@@ -40,14 +41,19 @@ export function sweepLeftovers(): string[] {
       removed.push(dir);
     }
   }
+  // A half-built store entry is abandoned when nobody holds its entry's lock (a flock: its
+  // builder let go or died, in whatever PID namespace it ran); removed while we hold it.
   const store = storeDir();
-  if (fs.existsSync(store)) {
-    for (const e of fs.readdirSync(store)) {
-      const m = /\.tmp-(\d+)$/.exec(e);
-      if (m && !alive(Number(m[1]))) {
-        fs.rmSync(path.join(store, e), { recursive: true, force: true });
-        removed.push(path.join(store, e));
-      }
+  for (const e of fs.existsSync(store) ? fs.readdirSync(store) : []) {
+    const m = /^(.*)\.tmp-\d+$/.exec(e);
+    if (!m) continue;
+    const release = await tryHostLock(path.join(store, `${m[1]}.lock`));
+    if (!release) continue;
+    try {
+      fs.rmSync(path.join(store, e), { recursive: true, force: true });
+      removed.push(path.join(store, e));
+    } finally {
+      release();
     }
   }
   return removed;

@@ -110,7 +110,7 @@ export async function startMachines<const N extends string = never, const C exte
     ? undefined
     : new Logger(path.join(resultDir, "log.txt"), opts.print === false ? () => undefined : opts.print);
   const logger = (opts.logger ?? ownLog) as Logger;
-  sweepLeftoversOnce((line) => logger.log(line));
+  await sweepLeftoversOnce((line) => logger.log(line));
   const signal = opts.signal;
   let topology: Topology | undefined;
   const stop = async () => {

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { VmrigError } from "./errors.js";
-import { poll } from "./poll.js";
+import { pollFor } from "./poll.js";
 import { Semaphore, type Slots } from "./semaphore.js";
 
 /**
@@ -74,14 +74,15 @@ export class HostSlots implements Slots {
 
   async take(): Promise<() => void> {
     const releaseLocal = await this.local.take();
-    let releaseHost: (() => void) | undefined;
     try {
-      await poll(
+      const releaseHost = await pollFor(
         this.timeoutS,
         async () => {
-          for (let i = 0; i < this.size && !releaseHost; i++)
-            releaseHost = await tryHostLock(path.join(this.dir, `slot-${i}.lock`));
-          return { done: releaseHost !== undefined, last: `all ${this.size} slots held` };
+          for (let i = 0; i < this.size; i++) {
+            const r = await tryHostLock(path.join(this.dir, `slot-${i}.lock`));
+            if (r) return r;
+          }
+          return undefined;
         },
         () =>
           new VmrigError(`waited ${this.timeoutS} s for one of ${this.size} ${this.what} slots (${this.dir})`, {
@@ -89,14 +90,13 @@ export class HostSlots implements Slots {
           }),
         250,
       );
+      return () => {
+        releaseHost();
+        releaseLocal();
+      };
     } catch (e) {
       releaseLocal();
       throw e;
     }
-    const host = releaseHost as () => void;
-    return () => {
-      host();
-      releaseLocal();
-    };
   }
 }

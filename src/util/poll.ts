@@ -29,3 +29,23 @@ export async function poll(
     await sleep(Math.min(intervalMs, Math.max(0, deadline - Date.now())));
   }
 }
+
+/** `poll` for a value: `attempt` returns it, or undefined to try again. */
+export async function pollFor<T>(
+  timeoutS: number,
+  attempt: () => Promise<T | undefined>,
+  onTimeout: (last: string) => Error,
+  intervalMs = 200,
+): Promise<T> {
+  let value: T | undefined;
+  await poll(
+    timeoutS,
+    async () => {
+      value = await attempt();
+      return { done: value !== undefined };
+    },
+    onTimeout,
+    intervalMs,
+  );
+  return value as T;
+}

@@ -66,6 +66,28 @@ describe("Python test scripts (real containers)", () => {
     expect(r.status).toBe(0);
   });
 
+  it("takes a Python script made from the evaluated nodes, as NixOS's testScript = { nodes, ... }: ''…''", () => {
+    const dir = writeTests({
+      "py-nodes": `{
+  name: "py-nodes",
+  containers: { server: { users: { users: { alice: { isNormalUser: true, uid: 1234 } } } } },
+  testScript: ({ nodes }) => \`
+    server.wait_for_unit("multi-user.target")
+    uid = server.succeed("id -u alice").strip()
+    assert uid == "\${nodes.server.config.users.users.alice.uid}", uid
+    print("uid from the config:", \${nodes.server.config.users.users.alice.uid})
+  \`,
+}`,
+    });
+    const r = runCli(
+      ["run", path.join(dir, "py-nodes.vmrig.ts"), "--rerun", "--output-dir", path.join(dir, "out")],
+      dir,
+    );
+    expect(r.output).toContain("uid from the config: 1234");
+    expect(r.output).toContain("1 passed, 0 failed");
+    expect(r.status).toBe(0);
+  });
+
   it("stops a syntax error and an undefined name before anything boots: exit 2, naming the line", () => {
     const syntax = runPython("py-syntax", `    start_all()\n    if True\n        pass`);
     expect(syntax.status).toBe(2);

@@ -7,6 +7,7 @@ import { recordRoot } from "../../src/image/roots.js";
 import { recordPass } from "../../src/runner/cache.js";
 import type { NodeImage } from "../../src/image/image.js";
 import { storeDir } from "../../src/image/store.js";
+import { tryHostLock } from "../../src/util/host-lock.js";
 
 let saved: string | undefined;
 let tmp: string;
@@ -50,7 +51,8 @@ describe("vmrig gc", () => {
     const gone = entry("eee-image-client", 48); // used only by a deleted test
     entry("fff-image-fresh", 0); // younger than the grace period
     entry("ggg-image-building", 48);
-    fs.writeFileSync(path.join(storeDir(), "ggg-image-building.lock"), "1");
+    // another process is building it: it holds the entry's lock
+    const building = await tryHostLock(path.join(storeDir(), "ggg-image-building.lock"));
     const file = path.join(tmp, "a.vmrig.ts");
     const deleted = path.join(tmp, "deleted.vmrig.ts");
     fs.writeFileSync(file, "");
@@ -92,5 +94,6 @@ describe("vmrig gc", () => {
       "ggg-image-building.lock",
     ]);
     expect(fs.readdirSync(path.join(process.env.VMRIG_CACHE_DIR!, "results"))).toEqual(["k2.json"]);
+    building!();
   });
 });

@@ -3,6 +3,8 @@ import os from "node:os";
 import path from "node:path";
 import { beforeEach, describe, expect, it } from "vitest";
 import { canonicalJson, createEntryUnlessBusy, ensureEntry, findEntry, hashInputs } from "../../src/image/store.js";
+import { sweepLeftovers } from "../../src/session/leftovers.js";
+import { tryHostLock } from "../../src/util/host-lock.js";
 
 beforeEach(() => {
   process.env.VMRIG_CACHE_DIR = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-store-"));
@@ -61,5 +63,38 @@ describe("content-addressed store", () => {
       "no",
     );
     expect(findEntry("ghi", "snapshot-m")).toBeUndefined();
+  });
+
+  it("waits for a build another process holds the lock of, and never takes a held lock over, whatever its PID says", async () => {
+    const dir = path.join(process.env.VMRIG_CACHE_DIR!, "store");
+    fs.mkdirSync(dir, { recursive: true });
+    const hash = hashInputs({ k: 4 });
+    // a lock file naming a PID that is not running here (another PID namespace), but held
+    const lock = path.join(dir, `${hash}-t.lock`);
+    fs.writeFileSync(lock, "999999999");
+    const held = (await tryHostLock(lock))!;
+    let waited = false;
+    const built = ensureEntry(
+      "t",
+      { k: 4 },
+      () => Promise.resolve(),
+      () => (waited = true),
+    );
+    await new Promise((r) => setTimeout(r, 600));
+    expect(waited).toBe(true);
+    expect(findEntry(hash, "t")).toBeUndefined();
+    held();
+    expect((await built).built).toBe(true);
+  });
+
+  it("sweeps a half-built entry only when nobody holds its lock", async () => {
+    const dir = path.join(process.env.VMRIG_CACHE_DIR!, "store");
+    fs.mkdirSync(path.join(dir, "aaa-t.tmp-999999999"), { recursive: true });
+    fs.mkdirSync(path.join(dir, "bbb-t.tmp-999999998"), { recursive: true });
+    const busy = (await tryHostLock(path.join(dir, "bbb-t.lock")))!;
+    const removed = await sweepLeftovers();
+    expect(removed).toContain(path.join(dir, "aaa-t.tmp-999999999"));
+    expect(fs.existsSync(path.join(dir, "bbb-t.tmp-999999998"))).toBe(true);
+    busy();
   });
 });
