@@ -266,21 +266,23 @@ export async function createTopology(def: TopologyDefinition, opts: TopologyOpti
   }
 }
 
-/** Each recorded machine's video, encoded once it has stopped; a failed encode is logged, never fatal. */
+/** Each recorded machine's video, encoded (all at once) once they have stopped; a failed encode is logged, never fatal. */
 async function encodeVideos(machines: Machine[], resultDir: string, logger: Logger): Promise<Video[]> {
-  const videos: Video[] = [];
-  for (const m of machines) {
-    try {
-      const v = await m.finishVideo(resultDir);
-      if (!v) continue;
-      videos.push(v);
-      logger.log(
-        `video: ${path.relative(process.cwd(), v.file)} (${v.frames} screens, ${(v.durationMs / 1000).toFixed(1)} s)`,
-        m.name,
-      );
-    } catch (e) {
-      logger.log(`could not encode the video: ${errorMessage(e)}`, m.name);
-    }
-  }
-  return videos;
+  const videos = await Promise.all(
+    machines.map(async (m) => {
+      try {
+        const v = await m.finishVideo(resultDir);
+        if (v)
+          logger.log(
+            `video: ${path.relative(process.cwd(), v.file)} (${v.frames} screens, ${(v.durationMs / 1000).toFixed(1)} s)`,
+            m.name,
+          );
+        return v;
+      } catch (e) {
+        logger.log(`could not encode the video: ${errorMessage(e)}`, m.name);
+        return undefined;
+      }
+    }),
+  );
+  return videos.filter((v): v is Video => v !== undefined);
 }
