@@ -144,6 +144,8 @@ export async function baseLayer(suite: string, mirror: string, progress: Progres
             if (m) progress(`  mmdebstrap: ${m[1]}`);
           },
           hint: `building the base image needs mmdebstrap and access to ${mirror}; run \`vmrig doctor\``,
+          // its /proc, /sys and /dev mounts in the chroot stay private, and die with it
+          isolate: true,
         },
       );
       const pkgnames = await run("chroot", [root, ...CHROOT_ENV, "apt-cache", "pkgnames"]);
@@ -260,7 +262,7 @@ export async function packageLayer(base: BaseLayer, packages: string[], progress
     async (tmp) => {
       const root = path.join(tmp, "root");
       progress(`installing ${wanted.join(" ")} (apt, once per package set)`);
-      // A private mount namespace: the chroot's mounts vanish with the shell.
+      // Isolated (util/proc.ts): the chroot's mounts are private and vanish with the shell.
       const script = `
         set -e
         mount -t proc proc "$1/proc"
@@ -281,21 +283,18 @@ export async function packageLayer(base: BaseLayer, packages: string[], progress
         await run("cp", ["-a", "--reflink=auto", base.rootfs, root]);
         const log = buildLogPath(`apt-${wanted.slice(0, 3).join("-")}`);
         try {
-          await run(
-            "unshare",
-            ["--mount", "--propagation", "private", "--", "sh", "-c", script, "sh", root, ...wanted],
-            {
-              env: { ...process.env, ROOT: root },
-              onOutput: (chunk) => {
-                for (const m of chunk.matchAll(/^(Get:\d+ \S+ \S+ \S+ (\S+)|Setting up (\S+))/gm)) {
-                  progress(`  apt: ${m[2] ? `downloading ${m[2]}` : `setting up ${m[3]}`}`);
-                }
-              },
-              hint: `apt could not install the packages; the output above says why; apt's whole output: ${log}`,
-              explains: APT_ERRORS,
-              failureLog: log,
+          await run("sh", ["-c", script, "sh", root, ...wanted], {
+            isolate: true,
+            env: { ...process.env, ROOT: root },
+            onOutput: (chunk) => {
+              for (const m of chunk.matchAll(/^(Get:\d+ \S+ \S+ \S+ (\S+)|Setting up (\S+))/gm)) {
+                progress(`  apt: ${m[2] ? `downloading ${m[2]}` : `setting up ${m[3]}`}`);
+              }
             },
-          );
+            hint: `apt could not install the packages; the output above says why; apt's whole output: ${log}`,
+            explains: APT_ERRORS,
+            failureLog: log,
+          });
           return;
         } catch (e) {
           if (!(e instanceof VmrigError) || attempt >= 2) throw e;

@@ -46,6 +46,8 @@ export class ScreenRecorder {
     private readonly dir: string,
     /** the test's clock: Date.now() at its start */
     private readonly t0: number,
+    /** the VM's screen size: frames of other sizes (the boot's text console) are fitted into it */
+    private readonly size: { width: number; height: number } = { width: 1024, height: 768 },
     private readonly intervalMs = 250,
   ) {
     fs.mkdirSync(dir, { recursive: true });
@@ -113,9 +115,12 @@ export class ScreenRecorder {
     // The capture's own rate, constant, and a key frame every second, so a player seeks to
     // any moment; VP8's fastest settings (10 frames a second and -cpu-used 8 took twice as long).
     const fps = Math.max(1, Math.round(1000 / this.intervalMs));
+    const [w, h] = [this.size.width - (this.size.width % 2), this.size.height - (this.size.height % 2)];
     await run("ffmpeg", [
       ...["-hide_banner", "-loglevel", "error", "-y", "-f", "concat", "-safe", "0", "-i", list],
-      ...["-vf", `fps=${fps},scale=trunc(iw/2)*2:trunc(ih/2)*2,format=yuv420p`, "-c:v", "libvpx", "-b:v", "1M"],
+      // one size for the whole video (VP8 cannot change it): the boot's 720×400 text console is fitted in
+      ...["-vf", `fps=${fps},scale=${w}:${h}:force_original_aspect_ratio=decrease,pad=${w}:${h}:-1:-1,format=yuv420p`],
+      ...["-c:v", "libvpx", "-b:v", "1M"],
       ...["-g", String(fps), "-deadline", "realtime", "-cpu-used", "16", out],
     ]);
     for (const f of this.frames) fs.rmSync(f.file, { force: true });

@@ -4,7 +4,7 @@ import type { NodeModule } from "../config/eval.js";
 import type { Machine, Terminal } from "../machine/machine.js";
 import { ocrAvailable } from "../machine/ocr.js";
 import { VmrigError, configError, errorMessage } from "../util/errors.js";
-import { commandExists, within } from "../util/proc.js";
+import { commandExists, withCancellation, within } from "../util/proc.js";
 import { checkMachineNames, type SubtestResult, type TestContext, type Video } from "./context.js";
 import { checkConditions, makeContext, type ActiveCondition } from "./globals.js";
 import { sweepLeftoversOnce } from "./leftovers.js";
@@ -120,23 +120,26 @@ export async function startMachines<const N extends string = never, const C exte
   try {
     signal?.throwIfAborted();
     const conditions = new Set<ActiveCondition>();
+    // builds stop at once on abort (util/proc.ts withCancellation); a boot ends at close()
     topology = await untilAborted(
-      createTopology(
-        { name, ...(def as MachinesDefinition) },
-        {
-          logger,
-          resultDir,
-          sourceDir: opts.sourceDir ?? process.cwd(),
-          accel: opts.accel ?? "auto",
-          keepVmState: opts.keepVmState ?? false,
-          snapshots: opts.snapshots ?? true,
-          beforeCommand: () => checkConditions(conditions),
-          enableOCR: opts.enableOCR ?? false,
-          video: opts.video ?? false,
-          ...(opts.testFile ? { testFile: opts.testFile } : {}),
-          ...(opts.terminal ? { terminal: opts.terminal } : {}),
-          ...(opts.interactive ? { interactive: true } : {}),
-        },
+      withCancellation(signal, () =>
+        createTopology(
+          { name, ...(def as MachinesDefinition) },
+          {
+            logger,
+            resultDir,
+            sourceDir: opts.sourceDir ?? process.cwd(),
+            accel: opts.accel ?? "auto",
+            keepVmState: opts.keepVmState ?? false,
+            snapshots: opts.snapshots ?? true,
+            beforeCommand: () => checkConditions(conditions),
+            enableOCR: opts.enableOCR ?? false,
+            video: opts.video ?? false,
+            ...(opts.testFile ? { testFile: opts.testFile } : {}),
+            ...(opts.terminal ? { terminal: opts.terminal } : {}),
+            ...(opts.interactive ? { interactive: true } : {}),
+          },
+        ),
       ),
       signal,
       // a topology made after the abort is closed as soon as it exists

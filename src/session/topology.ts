@@ -8,6 +8,7 @@ import { cacheRoot } from "../image/store.js";
 import { Machine, ScreenRecorder, type Terminal, type Video } from "../machine/machine.js";
 import { resolveAccel, type AccelMemo } from "../vm/accel.js";
 import type { Accel } from "../vm/guest.js";
+import type { SnapshotStore } from "../vm/snapshot.js";
 
 export type { Accel };
 import { VlanSwitch } from "../vm/vlan.js";
@@ -154,6 +155,86 @@ const coldBoots = (): HostSlots =>
     "cold-boot",
   ));
 
+/** What every machine of one topology shares, for newMachine(). */
+interface Shared {
+  opts: TopologyOptions;
+  stateDir: string;
+  accel: Accel;
+  switches: VlanSwitch[];
+  snapshots: SnapshotStore | undefined;
+}
+
+/** One machine, ready to start: a container on its tree, or a VM on its disk image. */
+function newMachine(name: string, index: number, c: EvaluatedConfig, img: NodeImage, sh: Shared): Machine {
+  const { opts, stateDir } = sh;
+  const nics = () =>
+    c.virtualisation.vlans.map((vlan, slot) => ({
+      slot: slot + 1,
+      vlan,
+      nodeIndex: index + 1,
+      switchPath: sh.switches.find((s) => s.vlan === vlan)!.path,
+    }));
+  const consoleLog = path.join(opts.resultDir, `${name}-console.log`);
+  const common = {
+    logger: opts.logger,
+    resultDir: opts.resultDir,
+    ...(opts.beforeCommand ? { beforeCommand: opts.beforeCommand } : {}),
+    ...(opts.terminal ? { terminal: opts.terminal } : {}),
+  };
+  if (img.format === "tree")
+    return new Machine(name, {
+      ...common,
+      ocr: false,
+      spec: () => ({ kind: "nspawn", name, tree: img.root, nics: nics(), stateDir, consoleLog }),
+    });
+  return new Machine(name, {
+    ...common,
+    ocr: opts.enableOCR ?? false,
+    coldBoots: coldBoots(),
+    ...(sh.snapshots && c.virtualisation.bootSnapshot ? { snapshots: sh.snapshots } : {}),
+    ...(opts.video && c.virtualisation.graphics
+      ? {
+          recorder: new ScreenRecorder(name, path.join(stateDir, "video"), opts.logger.startedAt, {
+            width: c.virtualisation.resolution.x,
+            height: c.virtualisation.resolution.y,
+          }),
+        }
+      : {}),
+    spec: () => ({
+      name,
+      disk: img.root,
+      kernel: img.kernel,
+      initrd: img.initrd,
+      memoryMiB: c.virtualisation.memorySize,
+      cores: Math.max(1, Math.min(c.virtualisation.cores, os.cpus().length)),
+      nics: nics(),
+      accel: sh.accel,
+      extraArgs: c.virtualisation.qemu.options,
+      stateDir,
+      consoleLog,
+      keepState: opts.keepVmState,
+      forwardPorts: c.virtualisation.forwardPorts,
+      emptyDisks: c.virtualisation.emptyDiskImages,
+      resolution: c.virtualisation.resolution,
+      desktopInput: c.services.xserver.enable,
+      kernelParams: c.boot.kernelParams,
+      ...(opts.interactive && c.virtualisation.graphics
+        ? { vncSocket: path.join(stateDir, `${name.slice(0, 20)}.vnc`) }
+        : {}),
+    }),
+  });
+}
+
+/** The run's own folder for sockets, overlays and checkpoints (the cache's, with disks kept). */
+function newStateDir(def: TopologyDefinition, keepVmState: boolean): string {
+  const stateDir = keepVmState
+    ? path.join(cacheRoot(), "vm-state", def.name)
+    : fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-"));
+  fs.mkdirSync(stateDir, { recursive: true });
+  claim(stateDir);
+  return stateDir;
+}
+
 export async function createTopology(def: TopologyDefinition, opts: TopologyOptions): Promise<Topology> {
   const { logger } = opts;
   const { configs, images } = await logger.nested(`building images for ${def.name}`, () =>
@@ -164,11 +245,7 @@ export async function createTopology(def: TopologyDefinition, opts: TopologyOpti
   const accel = vmImage ? await resolveAccel(opts.accel, vmImage.kernel, accelMemo()) : "tcg";
   if (vmImage) logger.log(`accelerator: ${accel}${accel === "tcg" ? " (software emulation: no usable KVM)" : ""}`);
 
-  const stateDir = opts.keepVmState
-    ? path.join(cacheRoot(), "vm-state", def.name)
-    : fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-"));
-  fs.mkdirSync(stateDir, { recursive: true });
-  claim(stateDir);
+  const stateDir = newStateDir(def, opts.keepVmState);
   const switches: VlanSwitch[] = [];
   const machines: Machine[] = [];
   const videos: Video[] = [];
@@ -186,73 +263,13 @@ export async function createTopology(def: TopologyDefinition, opts: TopologyOpti
       switches.push(sw);
       await sw.start();
     }
-    const hostCores = os.cpus().length;
     // Boot snapshots restore a pristine disk: with disks kept between runs they would not be.
     const snapshots =
       (opts.snapshots ?? true) && !opts.keepVmState
         ? storeSnapshots((entry) => opts.testFile && addToRoot(opts.testFile, [entry]))
         : undefined;
-    for (const [i, name] of names.entries()) {
-      const c = configs[name]!;
-      const img = images[name]!;
-      const nics = () =>
-        c.virtualisation.vlans.map((vlan, slot) => ({
-          slot: slot + 1,
-          vlan,
-          nodeIndex: i + 1,
-          switchPath: switches.find((s) => s.vlan === vlan)!.path,
-        }));
-      const consoleLog = path.join(opts.resultDir, `${name}-console.log`);
-      const common = {
-        logger,
-        resultDir: opts.resultDir,
-        ...(opts.beforeCommand ? { beforeCommand: opts.beforeCommand } : {}),
-        ...(opts.terminal ? { terminal: opts.terminal } : {}),
-      };
-      if (img.format === "tree") {
-        machines.push(
-          new Machine(name, {
-            ...common,
-            ocr: false,
-            spec: () => ({ kind: "nspawn", name, tree: img.root, nics: nics(), stateDir, consoleLog }),
-          }),
-        );
-        continue;
-      }
-      machines.push(
-        new Machine(name, {
-          ...common,
-          ocr: opts.enableOCR ?? false,
-          coldBoots: coldBoots(),
-          ...(snapshots && c.virtualisation.bootSnapshot ? { snapshots } : {}),
-          ...(opts.video && c.virtualisation.graphics
-            ? { recorder: new ScreenRecorder(name, path.join(stateDir, "video"), logger.startedAt) }
-            : {}),
-          spec: () => ({
-            name,
-            disk: img.root,
-            kernel: img.kernel,
-            initrd: img.initrd,
-            memoryMiB: c.virtualisation.memorySize,
-            cores: Math.max(1, Math.min(c.virtualisation.cores, hostCores)),
-            nics: nics(),
-            accel,
-            extraArgs: c.virtualisation.qemu.options,
-            stateDir,
-            consoleLog,
-            keepState: opts.keepVmState,
-            forwardPorts: c.virtualisation.forwardPorts,
-            emptyDisks: c.virtualisation.emptyDiskImages,
-            resolution: c.virtualisation.resolution,
-            desktopInput: c.services.xserver.enable,
-            kernelParams: c.boot.kernelParams,
-            ...(opts.interactive && c.virtualisation.graphics
-              ? { vncSocket: path.join(stateDir, `${name.slice(0, 20)}.vnc`) }
-              : {}),
-          }),
-        }),
-      );
-    }
+    const shared: Shared = { opts, stateDir, accel, switches, snapshots };
+    for (const [i, name] of names.entries()) machines.push(newMachine(name, i, configs[name]!, images[name]!, shared));
     // Restores load in the background, paused, while the script gets going.
     for (const m of machines) m.prepare();
     const vlans = vlanIds.map((v) => ({

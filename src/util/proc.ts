@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from "node:async_hooks";
 import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
@@ -15,6 +16,47 @@ export interface RunOptions {
   explains?: RegExp;
   /** on failure, the whole output (both streams, in order) is written to this file */
   failureLog?: string;
+  /**
+   * A build step (mmdebstrap, apt in a chroot): run in its own PID and mount namespaces, so
+   * its mounts are never visible on the host and vanish with it, and every process it
+   * starts dies with it, and it with vmrig (even by SIGKILL).
+   */
+  isolate?: boolean;
+}
+
+/**
+ * Cancellation for every host command started inside `fn` (image builds, within a boot):
+ * when `signal` aborts, `run()` kills its command (the whole tree of an isolated one) and
+ * rejects. One scope for the layers below the session, which pass no signal themselves.
+ */
+const cancellation = new AsyncLocalStorage<AbortSignal>();
+
+export function withCancellation<T>(signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
+  return signal ? cancellation.run(signal, fn) : fn();
+}
+
+/** The command line that runs `cmd` isolated (RunOptions.isolate). */
+function isolated(cmd: string, args: readonly string[]): [string, string[]] {
+  // setpriv: unshare dies with vmrig; --kill-child: the namespace's first process dies with
+  // unshare, and with it (the PID namespace's init) every process in the namespace.
+  return [
+    "setpriv",
+    [
+      "--pdeathsig",
+      "KILL",
+      "--",
+      "unshare",
+      "--pid",
+      "--fork",
+      "--kill-child",
+      "--mount",
+      "--propagation",
+      "private",
+      "--",
+      cmd,
+      ...args,
+    ],
+  ];
 }
 
 export interface RunResult {
@@ -45,12 +87,18 @@ function explained(output: string, explains: RegExp | undefined): string {
 
 /** Run a host command to completion; a non-zero exit throws with the command and its output. */
 export function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  const signal = cancellation.getStore();
+  if (signal?.aborted) return Promise.reject(interrupted(cmd, signal));
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, {
+    const [file, argv] = opts.isolate ? isolated(cmd, args) : [cmd, args];
+    const child = spawn(file, argv, {
       cwd: opts.cwd,
       env: opts.env ?? process.env,
       stdio: [opts.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
     });
+    const onAbort = () => child.kill("SIGKILL");
+    signal?.addEventListener("abort", onAbort, { once: true });
+    child.once("close", () => signal?.removeEventListener("abort", onAbort));
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     // both streams in the order they came: an error report must show a tool's errors
@@ -77,10 +125,11 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
         }),
       ),
     );
-    child.on("close", (code, signal) => {
+    child.on("close", (code, killedBy) => {
       const stdout = Buffer.concat(out).toString();
       const stderr = Buffer.concat(err).toString();
       if (code === 0) return resolve({ stdout, stderr });
+      if (signal?.aborted) return reject(interrupted(cmd, signal));
       const combined = Buffer.concat(both).toString();
       if (opts.failureLog) {
         fs.mkdirSync(path.dirname(opts.failureLog), { recursive: true });
@@ -90,7 +139,7 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
         ? "the disk is full: `vmrig gc` frees store entries no test uses; `df -h` shows which file system is out of space"
         : opts.hint;
       reject(
-        new VmrigError(`host command failed (${signal ? `killed by ${signal}` : `exit status ${code}`})`, {
+        new VmrigError(`host command failed (${killedBy ? `killed by ${killedBy}` : `exit status ${code}`})`, {
           command: shown,
           status: code,
           output: explained(combined, opts.explains),
@@ -99,6 +148,10 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
       );
     });
   });
+}
+
+function interrupted(cmd: string, signal: AbortSignal): VmrigError {
+  return new VmrigError(`interrupted (${String(signal.reason ?? "signal")}): ${cmd} was stopped`);
 }
 
 export function shellQuote(s: string): string {
