@@ -173,6 +173,52 @@ export default defineTest({
   });
 });
 
+describe("Ctrl-C during an image build", () => {
+  it("stops mmdebstrap at once and leaves no process, mount or half-built entry", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-cli-"));
+    const file = path.join(dir, "building.vmrig.ts");
+    // a base layer no run has built: bookworm (the suite's tests use trixie)
+    fs.writeFileSync(
+      file,
+      `import { defineTest } from "vmrig";
+export default defineTest({
+  name: "building",
+  nodes: { a: { debian: { suite: "bookworm" } } },
+  async testScript() {},
+});
+`,
+    );
+    const store = path.join(process.env.VMRIG_CACHE_DIR ?? path.join(os.homedir(), ".cache/vmrig"), "store");
+    const before = { mmdebstrap: pidsOf("mmdebstrap"), apt: pidsOf("apt-get") };
+    const { spawn } = await import("node:child_process");
+    const child = spawn("node", [cli, "run", file, "--rerun", "--output-dir", path.join(dir, "results")], { cwd: dir });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    const deadline = Date.now() + 120_000;
+    while (!/mmdebstrap: /.test(out) && Date.now() < deadline && child.exitCode === null)
+      await new Promise((r) => setTimeout(r, 100));
+    expect(out).toMatch(/mmdebstrap: /);
+    // mmdebstrap is at work, and its chroot's mounts are its own
+    expect(pidsOf("mmdebstrap").filter((p) => !before.mmdebstrap.includes(p)).length).toBeGreaterThan(0);
+    expect(fs.readFileSync("/proc/self/mountinfo", "utf8")).not.toContain(store);
+    const t0 = Date.now();
+    child.kill("SIGINT");
+    const code = await new Promise<number | null>((r) => child.on("exit", (c) => r(c)));
+    const tookMs = Date.now() - t0;
+    expect(code).toBe(1);
+    expect(out).toContain("interrupted (SIGINT)");
+    // (a hang check, not a benchmark: the issue saw vmrig still running 60 s later)
+    expect(tookMs).toBeLessThan(10_000);
+    expect(pidsOf("mmdebstrap").filter((p) => !before.mmdebstrap.includes(p))).toEqual([]);
+    expect(pidsOf("apt-get").filter((p) => !before.apt.includes(p))).toEqual([]);
+    expect(fs.readFileSync("/proc/self/mountinfo", "utf8")).not.toContain(store);
+    // no entry, and no half-built one once the next run has swept
+    runCli(["run", path.join(dir, "nothing-here")], dir);
+    expect(fs.readdirSync(store).filter((e) => e.includes("base-bookworm") && !e.endsWith(".lock"))).toEqual([]);
+  });
+});
+
 describe("before anything boots", () => {
   it("rejects a typo'd machine name and a floating promise: exit 2, the TypeScript error, no VM", () => {
     const r = runInline(

@@ -129,9 +129,9 @@ describe("vmrig run --video (SPEC §8)", () => {
     };
     const [stream] = probe.streams;
     expect(stream).toMatchObject({ codec_name: "vp8", width: 1024, height: 768 });
-    // the script runs for ~25 s under TCG: 4 frames a second of it (the capture rate)
+    // the script runs for ~15-25 s under TCG: 2 frames a second of it (the capture rate)
     expect(Number(probe.format.duration)).toBeGreaterThan(10);
-    expect(Number(stream!.nb_read_frames)).toBeGreaterThan(40);
+    expect(Number(stream!.nb_read_frames)).toBeGreaterThan(20);
     const result = JSON.parse(fs.readFileSync(path.join(r.out, "x11-terminal/result.json"), "utf8")) as {
       videos: { machine: string; file: string; frames: number }[];
       calls: { label: string }[];
