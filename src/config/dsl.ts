@@ -59,7 +59,7 @@ type DefaultOf<T extends OptType> = T extends { kind: "str" }
           ? unknown[]
           : T extends { kind: "attrs" }
             ? Record<string, unknown>
-            : T extends { kind: "nullOr" }
+            : T extends { kind: "nullOr" | "either" }
               ? unknown
               : T extends { kind: "submodule" }
                 ? Record<string, never>

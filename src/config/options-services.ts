@@ -147,6 +147,18 @@ export const serviceOptions = {
       "Debian's openssh-server, unit ssh.service (alias sshd.service)",
     ),
     ports: option(t.listOf(t.int), [22], "Ports sshd listens on."),
+    listenAddresses: option(
+      t.listOf(
+        t.submodule({
+          addr: option(t.str, "", "An address to listen on."),
+          port: option(t.nullOr(t.int), null, "Its port (default: each of `ports`)."),
+        }),
+      ),
+      [],
+      "Addresses sshd listens on (default: all).",
+      "ListenAddress lines",
+    ),
+    extraConfig: option(t.str, "", "Lines appended to sshd's configuration."),
     openFirewall: option(t.bool, true, "Open `ports` in the firewall."),
     settings: option(
       t.freeform(t.either(t.str, t.int, t.bool, t.listOf(t.str)), {

@@ -53,6 +53,12 @@ const user = t.submodule({
   description: option(t.str, "", "GECOS field."),
   password: option(t.nullOr(t.str), null, 'Clear-text password, hashed into /etc/shadow ("" = no password).'),
   hashedPassword: option(t.nullOr(t.str), null, "crypt(3) hash written to /etc/shadow."),
+  hashedPasswordFile: option(
+    t.nullOr(t.str),
+    null,
+    "A file whose first line is the crypt(3) hash (used when hashedPassword is not set).",
+    "a host file, relative to the test file, read when the image is built (NixOS reads it on the machine at activation)",
+  ),
   packages: option(
     t.listOf(t.str),
     [],
@@ -105,6 +111,31 @@ export const nodeOptions = {
       "Variables set for every login and every backdoor command.",
       "/etc/environment",
     ),
+  },
+  security: {
+    pam: {
+      services: option(
+        t.attrsOf(
+          t.submodule({
+            limits: option(
+              t.listOf(
+                t.submodule({
+                  domain: option(t.str, "*", "Who the limit applies to: a user, @group or *."),
+                  type: option(t.enum(["soft", "hard", "-"]), "-", "soft, hard, or - for both."),
+                  item: option(t.str, "", "What is limited: nofile, nproc, memlock, core, …"),
+                  value: option(t.either(t.str, t.int), "", "The limit (a number, or unlimited)."),
+                }),
+              ),
+              [],
+              "Resource limits for sessions of this PAM service (pam_limits).",
+              "/etc/security/limits-NAME.conf, read by a `session required pam_limits.so conf=…` line appended to /etc/pam.d/NAME",
+            ),
+          }),
+        ),
+        {},
+        "PAM services by name (login, su, sshd, …).",
+      ),
+    },
   },
   users: {
     users: option(t.attrsOf(user), {}, "User accounts.", "/etc/passwd, /etc/shadow and /etc/group written directly"),

@@ -147,12 +147,14 @@ function treeInfo(rootfs: string, sourceDir: string): TreeInfo {
     readFile: (p) => read(p),
     hasUnit: (unit) =>
       ["usr/lib/systemd/system", "lib/systemd/system"].some((d) => fs.existsSync(path.join(rootfs, d, unit))),
-    readSource: (p) => {
+    readSource: (p, what) => {
       const abs = path.resolve(sourceDir, p);
       try {
         return fs.readFileSync(abs);
       } catch (e) {
-        throw configError(`environment.etc source ${abs} cannot be read: ${(e as Error).message}`);
+        throw configError(`${what}: ${abs} cannot be read: ${(e as Error).message}`, {
+          hint: "a relative path is taken from the test file's folder",
+        });
       }
     },
     hashPassword: (password, salt) =>

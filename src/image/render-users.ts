@@ -80,6 +80,12 @@ export function renderUsers(config: EvaluatedConfig, tree: TreeInfo, patch: Patc
 
     let hash =
       u.hashedPassword ??
+      (u.hashedPasswordFile !== null
+        ? (
+            tree.readSource(u.hashedPasswordFile, `users.users.${name}.hashedPasswordFile`).toString().split("\n")[0] ??
+            ""
+          ).trim()
+        : undefined) ??
       (u.password === null ? undefined : u.password === "" ? "" : tree.hashPassword(u.password, name));
     const sh = shadow.find((e) => e.name === name);
     if (hash === undefined) hash = sh?.fields[1] ?? "!";
@@ -135,6 +141,7 @@ function defaultRootUser(): EvaluatedConfig["users"]["users"][string] {
     description: "root",
     password: "",
     hashedPassword: null,
+    hashedPasswordFile: null,
     packages: [],
     openssh: { authorizedKeys: { keys: [] } },
   };

@@ -10,8 +10,19 @@ export const tree: TreeInfo = {
   group: "root:x:0:\nshadow:x:42:\nusers:x:100:\nwww-data:x:33:\n",
   shadow: "root:*:19000:0:99999:7:::\nwww-data:*:19000:0:99999:7:::\n",
   hasUnit: (u) => ["nginx.service", "mariadb.service", "nftables.service"].includes(u),
-  listDir: (p) => ({ "/etc/postgresql": ["17"], "/etc/php": ["8.4"], "/etc/php/8.4/fpm": ["pool.d"] })[p] ?? [],
-  readFile: (p) => (p.endsWith("pg_hba.conf") ? "local all postgres peer\n" : ""),
+  listDir: (p) =>
+    ({
+      "/etc/postgresql": ["17"],
+      "/etc/php": ["8.4"],
+      "/etc/php/8.4/fpm": ["pool.d"],
+      "/etc/pam.d": ["login", "sshd", "su"],
+    })[p] ?? [],
+  readFile: (p) =>
+    p.endsWith("pg_hba.conf")
+      ? "local all postgres peer\n"
+      : p.startsWith("/etc/pam.d/")
+        ? "@include common-auth\n@include common-session\n"
+        : "",
   readSource: (p) => Buffer.from(`contents of ${p}`),
   hashPassword: (pw, salt) => `$6$${salt}$hash-of-${pw}`,
 };

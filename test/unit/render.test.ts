@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { evalNodes } from "../../src/config/eval.js";
 import { renderNode, packagesOf, MASKED_GENERATORS } from "../../src/image/render.js";
 import { VmrigError } from "../../src/util/errors.js";
-import { fileOf, render, text, tree } from "./fixtures.js";
+import { errorOf, fileOf, render, text, tree } from "./fixtures.js";
 
 describe("rendering a node", () => {
   it("sets hostname, /etc/hosts and the static network", () => {
@@ -80,6 +80,46 @@ describe("rendering a node", () => {
       "ExecStartPre=/bin/mkdir -p /data /srv/b",
     );
     expect(packagesOf(evalNodes({ m: config }).m!)).toContain("nfs-kernel-server");
+  });
+
+  it("renders users.users.NAME.hashedPasswordFile, security.pam.services.NAME.limits and services.openssh's listen addresses", () => {
+    const p = render({
+      users: { users: { alice: { isNormalUser: true, hashedPasswordFile: "hash.txt" } } },
+      security: {
+        pam: {
+          services: {
+            su: {
+              limits: [
+                { domain: "alice", type: "hard", item: "nofile", value: 4242 },
+                { domain: "*", type: "-", item: "core", value: "unlimited" },
+              ],
+            },
+          },
+        },
+      },
+      services: {
+        openssh: {
+          enable: true,
+          ports: [22, 2222],
+          listenAddresses: [{ addr: "192.168.1.1" }, { addr: "::1", port: 22 }],
+          extraConfig: "MaxAuthTries 3\n",
+        },
+      },
+    });
+    // the fixture tree's readSource gives "contents of PATH": its first line is the hash
+    expect(text(p, "/etc/shadow")).toContain("alice:contents of hash.txt:");
+    expect(text(p, "/etc/security/limits-su.conf")).toContain("alice hard nofile 4242\n* - core unlimited");
+    expect(text(p, "/etc/pam.d/su")).toBe(
+      "@include common-auth\n@include common-session\n# vmrig: security.pam.services.su.limits\nsession required pam_limits.so conf=/etc/security/limits-su.conf\n",
+    );
+    const sshd = text(p, "/etc/ssh/sshd_config.d/90-vmrig.conf");
+    expect(sshd).toContain("ListenAddress 192.168.1.1:22\nListenAddress 192.168.1.1:2222\nListenAddress [::1]:22");
+    expect(sshd).toMatch(/MaxAuthTries 3\n$/);
+    const e = errorOf(() =>
+      render({ security: { pam: { services: { nosuch: { limits: [{ item: "nofile", value: 1 }] } } } } }),
+    );
+    expect(e.message).toContain("the image has no PAM service nosuch");
+    expect(e.hint).toContain("login, sshd, su");
   });
 
   it("mounts a network file system under remote-fs.target once the network is up, with its client installed", () => {

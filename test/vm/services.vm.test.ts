@@ -68,10 +68,26 @@ beforeAll(async () => {
                 },
               },
             },
-            openssh: { enable: true, settings: { PermitRootLogin: "no" } },
+            openssh: {
+              enable: true,
+              settings: { PermitRootLogin: "no" },
+              ports: [22, 2222],
+              listenAddresses: [{ addr: "0.0.0.0", port: 22 }, { addr: "127.0.0.1" }],
+              extraConfig: "MaxAuthTries 4\n",
+            },
           },
           users: {
-            users: { alice: { isNormalUser: true, openssh: { authorizedKeys: { keys: [snakeoil.publicKey] } } } },
+            users: {
+              alice: {
+                isNormalUser: true,
+                openssh: { authorizedKeys: { keys: [snakeoil.publicKey] } },
+                // relative to the test's source folder (the repository's root here)
+                hashedPasswordFile: "test/vm/alice.hash",
+              },
+            },
+          },
+          security: {
+            pam: { services: { su: { limits: [{ domain: "alice", type: "hard", item: "nofile", value: 4242 }] } } },
           },
           environment: {
             etc: {
@@ -151,6 +167,20 @@ describe("service modules on a real VM", () => {
     await client.fail(`${ssh} root@server true`); // PermitRootLogin no
     await server.succeed("test -s /etc/ssh/ssh_host_ed25519_key", "test ! -e /etc/ssh/ssh_host_rsa_key");
     expect(await server.succeed("sshd -T | grep -i '^permitrootlogin'")).toBe("permitrootlogin no\n");
+    // listenAddresses and extraConfig: port 2222 on loopback only, 22 everywhere
+    expect(await server.succeed("sshd -T | grep -i '^maxauthtries'")).toBe("maxauthtries 4\n");
+    const listening = await server.succeed("ss -Hltn | awk '{print $4}' | sort");
+    expect(listening).toContain("0.0.0.0:22\n");
+    expect(listening).toContain("127.0.0.1:2222\n");
+    expect(listening).not.toContain("0.0.0.0:2222");
+  });
+
+  it("users.users.NAME.hashedPasswordFile and security.pam.services.NAME.limits", async () => {
+    const hash = fs.readFileSync(path.join(import.meta.dirname, "alice.hash"), "utf8").trim();
+    expect((await server.succeed("getent shadow alice | cut -d: -f2")).trim()).toBe(hash);
+    // su's sessions get the limit (pam_limits from its own file); root's shell does not
+    expect((await server.succeed("su - alice -c 'ulimit -Hn'")).trim()).toBe("4242");
+    expect((await server.succeed("ulimit -Hn")).trim()).not.toBe("4242");
   });
 
   it("virtualisation.forwardPorts: the host reaches the guest and the guest reaches a host port it was given, nothing else", async () => {
