@@ -15,6 +15,14 @@ import { run } from "../util/proc.js";
 /** How long an isolated first boot may take to finish before it counts as waiting for its peers. */
 const ISOLATED_BOOT_S = 90;
 
+/**
+ * An isolated first boot ran out of time. Once may be a busy host: nothing is recorded and
+ * the next run tries again. The second time it is taken as a boot that waits for its peers.
+ */
+const STRIKES = 2;
+
+class IsolatedBootTimedOut extends Error {}
+
 export async function startFromSnapshot(
   m: MachineCore,
   spec: VmSpec,
@@ -37,7 +45,15 @@ export async function startFromSnapshot(
   const key = snapshotKey(spec, await qemuInfo());
   let saved = store.find(key, m.name);
   if (!saved) {
-    saved = await store.create(key, m.name, (dir) => saveBoot(m, spec, dir, location));
+    try {
+      saved = await store.create(key, m.name, (dir) =>
+        saveBoot(m, spec, dir, location, () => store.strike(key, m.name)),
+      );
+    } catch (e) {
+      if (!(e instanceof IsolatedBootTimedOut)) throw e;
+      m.log.log(`no boot snapshot this time: ${e.message}`, m.name);
+      return undefined;
+    }
     if (!saved) {
       m.log.log("booting: another run is saving this machine's boot snapshot right now", m.name);
       return undefined;
@@ -67,6 +83,7 @@ async function saveBoot(
   spec: VmSpec,
   dir: string,
   location: string | undefined,
+  strike: () => number,
 ): Promise<SnapshotMeta> {
   const meta = { machine: m.name, qemu: (await qemuInfo()).version, createdAt: new Date().toISOString() };
   // The template's RAM is a shared file on tmpfs while it boots (fast), copied into the
@@ -87,12 +104,21 @@ async function saveBoot(
       true,
     );
     const r = await vm.backdoor.run(
-      `timeout ${ISOLATED_BOOT_S} systemctl is-system-running --wait 2>&1; echo "jobs: $(systemctl list-jobs --no-legend 2>/dev/null | awk '{print $2}' | head -5 | xargs)"; ` +
+      `s=$(timeout ${ISOLATED_BOOT_S} systemctl is-system-running --wait 2>&1) || [ $? != 124 ] || s="timeout"; echo "$s" | tail -1; ` +
+        `echo "jobs: $(systemctl list-jobs --no-legend 2>/dev/null | awk '{print $2}' | head -5 | xargs)"; ` +
         `echo "failed: $(systemctl --failed --no-legend --plain 2>/dev/null | awk '{print $1}' | head -5 | xargs)"`,
       ISOLATED_BOOT_S + 30,
     );
     const out = r.stdout.toString().trim().split("\n");
     const state = out[0]?.trim() ?? "";
+    if (state === "timeout" && out[2]?.trim() === "failed:") {
+      const n = strike();
+      const what = `its isolated first boot was still starting after ${ISOLATED_BOOT_S} s (${out[1]?.trim()})`;
+      if (n < STRIKES) throw new IsolatedBootTimedOut(`${what}; a busy host? the next run tries again`);
+      const why = `${what}, ${n} times: it waits for its peers, so it boots every time`;
+      m.log.log(`no boot snapshot: ${why}`, m.name);
+      return { ...meta, ok: false, reason: why };
+    }
     if (state !== "running") {
       const why = `its first boot did not finish clean without its peers (systemd ${state || "did not answer"}; ${out.slice(1).join("; ")}), so it boots every time`;
       m.log.log(`no boot snapshot: ${why}`, m.name);

@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
-import { createEntryUnlessBusy, findEntry } from "../image/store.js";
+import { cacheRoot, createEntryUnlessBusy, findEntry } from "../image/store.js";
 import type { SavedBoot, SnapshotMeta, SnapshotStore } from "../vm/snapshot.js";
 
 const META = "meta.json";
@@ -18,7 +18,15 @@ export function storeSnapshots(onEntry: (entryPath: string) => void): SnapshotSt
       return undefined;
     }
   };
+  const strikes = (key: string, machine: string) => path.join(cacheRoot(), "snapshot-strikes", `${key}-${machine}`);
   return {
+    strike(key, machine) {
+      const file = strikes(key, machine);
+      const n = (Number.parseInt(fs.existsSync(file) ? fs.readFileSync(file, "utf8") : "0", 10) || 0) + 1;
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      fs.writeFileSync(file, String(n));
+      return n;
+    },
     find(key, machine) {
       const dir = findEntry(key, `snapshot-${machine}`);
       const saved = dir ? read(dir) : undefined;

@@ -35,6 +35,8 @@ export interface SnapshotStore {
    * (then `undefined`: boot without one). A thrown error leaves no entry behind.
    */
   create(key: string, machine: string, save: (dir: string) => Promise<SnapshotMeta>): Promise<SavedBoot | undefined>;
+  /** Count one more isolated first boot of this configuration that ran out of time; returns the count so far. */
+  strike(key: string, machine: string): number;
 }
 
 /**
