@@ -12,7 +12,15 @@ export type NodeConfig<N extends string = string> = Input<NodeOptions> & {
   imports?: NodeModule<N>[];
 };
 
-export type NodesInfo<N extends string = string> = { [K in N]: { config: EvaluatedConfig } };
+/** A node as other modules and scripts see it: its config, also under `config` (NixOS has both: `nodes.x.services…` and `nodes.x.config.services…`). */
+export type NodeInfo = EvaluatedConfig & { config: EvaluatedConfig };
+
+export type NodesInfo<N extends string = string> = { [K in N]: NodeInfo };
+
+/** `c` as a NodeInfo: its options read through, `config` is `c` itself. */
+export function nodeInfo(c: EvaluatedConfig): NodeInfo {
+  return Object.assign(Object.create(c) as EvaluatedConfig, { config: c });
+}
 
 export interface ModuleArgs<N extends string = string> {
   /** this node's final configuration (NixOS's `config`) */
@@ -146,6 +154,9 @@ export const HOST_NIC = { name: "eth0", address: "10.0.2.15" } as const;
  * What vmrig adds to every node, as NixOS's own modules would: the hostname, the
  * vlan addresses, the forwarding NIC, pool sockets, the SSH firewall opening.
  */
+/** A Redis server's unit, account and runtime folder name: redis-NAME, or redis for "". */
+export const redisName = (server: string): string => (server === "" ? "redis" : `redis-${server}`);
+
 function builtinModule(name: string, index: number): NodeModule {
   return ({ config }) => {
     const interfaces: Record<
@@ -175,6 +186,32 @@ function builtinModule(name: string, index: number): NodeModule {
             Object.keys(config.services.phpfpm.pools).map((pool) => [pool, { socket: `/run/phpfpm/${pool}.sock` }]),
           ),
         },
+        // NixOS's per-server defaults: the server named "" keeps Redis's own port and names
+        redis: {
+          servers: Object.fromEntries(
+            Object.keys(config.services.redis.servers).map((server) => [
+              server,
+              {
+                port: lib.mkDefault(server === "" ? 6379 : 0),
+                unixSocket: lib.mkDefault(`/run/${redisName(server)}/redis.sock`),
+                user: lib.mkDefault(redisName(server)),
+              },
+            ]),
+          ),
+        },
+      },
+      // each Redis server's own account and group (members of the group may use its socket)
+      users: {
+        users: Object.fromEntries(
+          Object.values(config.services.redis.servers)
+            .filter((s) => s.enable && s.user)
+            .map((s) => [s.user, { isSystemUser: true, group: s.user }]),
+        ),
+        groups: Object.fromEntries(
+          Object.values(config.services.redis.servers)
+            .filter((s) => s.enable && s.user)
+            .map((s) => [s.user, {}]),
+        ),
       },
       networking: {
         hostName: lib.mkDefault(name),
@@ -209,7 +246,7 @@ export function evalNodes(
   let previousJson = "";
   let failures: ModuleFailure[] = [];
   for (let round = 0; round < 8; round++) {
-    const nodesArg = Object.fromEntries(names.map((n) => [n, { config: current[n]! }])) as NodesInfo;
+    const nodesArg = Object.fromEntries(names.map((n) => [n, nodeInfo(current[n]!)])) as NodesInfo;
     const next: Record<string, EvaluatedConfig> = {};
     failures = [];
     for (const [i, name] of names.entries()) {

@@ -122,6 +122,38 @@ export const serviceOptions = {
       "Debian's php-fpm (one master, php8.x-fpm.service, also reachable as phpfpm-NAME.service as in NixOS); each pool is /etc/php/VER/fpm/pool.d/NAME.conf",
     ),
   },
+  redis: {
+    servers: option(
+      t.attrsOf(
+        t.submodule({
+          enable: option(t.bool, false, "Run this Redis server."),
+          port: option(
+            t.int,
+            0,
+            'TCP port; 0 listens on none. vmrig sets 6379 for the server named "" (NixOS\'s default) unless a module says otherwise.',
+          ),
+          bind: option(t.nullOr(t.str), "127.0.0.1", "Addresses the TCP port listens on (null: all)."),
+          unixSocket: option(
+            t.str,
+            "",
+            'Its unix socket; vmrig sets /run/redis-NAME/redis.sock (/run/redis/redis.sock for "") unless a module says otherwise.',
+          ),
+          unixSocketPerm: option(t.int, 660, "The socket's permissions (octal digits)."),
+          user: option(t.str, "", 'The account it runs as: redis-NAME (redis for ""), made for it.'),
+          requirePass: option(t.nullOr(t.str), null, "The password clients must give."),
+          databases: option(t.int, 16, "How many databases."),
+          settings: option(
+            t.attrsOf(t.either(t.str, t.int, t.bool, t.listOf(t.str))),
+            {},
+            "redis.conf settings; booleans become yes/no, lists repeat the key.",
+          ),
+        }),
+      ),
+      {},
+      "Redis servers by name, each a unit of its own: redis-NAME.service (redis.service for the server named \"\").",
+      "Debian's redis-server binary; Debian's own redis-server.service is masked; /etc/redis/redis-NAME.conf; the server's group may use its socket",
+    ),
+  },
   nfs: {
     server: {
       enable: option(

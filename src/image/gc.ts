@@ -44,8 +44,14 @@ export async function collectStore(
     if (!st?.isDirectory()) continue;
     const kib = await sizeKib(entry);
     // an entry whose lock another process holds is being built or used: not ours to remove
+    // (a dry run makes no lock file: where there is none, nobody holds one)
+    const lock = `${entry}.lock`;
     const release =
-      live.has(entry) || Date.now() - st.mtimeMs < opts.graceMs ? undefined : await tryHostLock(`${entry}.lock`);
+      live.has(entry) || Date.now() - st.mtimeMs < opts.graceMs
+        ? undefined
+        : opts.dryRun && !fs.existsSync(lock)
+          ? () => undefined
+          : await tryHostLock(lock);
     if (!release) {
       out.kept++;
       out.keptKib += kib;

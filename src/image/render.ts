@@ -5,6 +5,7 @@ import { enable, file, unit, type Patch, type UnitValue } from "./patch.js";
 import { renderMysql } from "./services/mysql.js";
 import { renderNginx } from "./services/nginx.js";
 import { renderNfsServer } from "./services/nfs.js";
+import { redisServers, renderRedis } from "./services/redis.js";
 import { renderAuthorizedKeys, renderOpenssh } from "./services/openssh.js";
 import { renderPhpfpm } from "./services/phpfpm.js";
 import { renderPostgresql } from "./services/postgresql.js";
@@ -88,6 +89,7 @@ export function packagesOf(config: EvaluatedConfig): string[] {
   if (Object.keys(config.services.phpfpm.pools).length) pkgs.add("php-fpm");
   if (config.services.openssh.enable) pkgs.add("openssh-server");
   if (config.services.nfs.server.enable) pkgs.add("nfs-kernel-server");
+  if (redisServers(config).length) pkgs.add("redis-server");
   for (const p of xserverPackages(config)) pkgs.add(p);
   // what mounts a network file system (NixOS: boot.supportedFilesystems)
   const fsTypes = Object.values(config.fileSystems).map((f) => f.fsType);
@@ -113,6 +115,7 @@ export function renderNode(name: string, config: EvaluatedConfig, hosts: HostEnt
   renderAuthorizedKeys(config, patch);
   renderOpenssh(config, patch);
   renderNfsServer(config, patch);
+  renderRedis(config, patch);
   renderXserver(config, patch);
   renderUnits(config, tree, patch);
   renderSystem(config, patch);

@@ -1,4 +1,4 @@
-import type { EvaluatedConfig, NodesInfo } from "../config/eval.js";
+import { nodeInfo, type EvaluatedConfig, type NodesInfo } from "../config/eval.js";
 import { checkpointDir, restoreCheckpoint, takeCheckpoint, type Checkpoint } from "../machine/checkpoint.js";
 import { healPartitions, isolateFrom } from "../machine/faults.js";
 import type { ContainerMachine, Machine } from "../machine/machine.js";
@@ -33,7 +33,7 @@ export async function checkConditions(conditions: Set<ActiveCondition>): Promise
 
 /** Every node's evaluated config as a script reads it: `nodes.server.config.services.nginx.enable`. */
 export function nodesInfo(configs: Record<string, EvaluatedConfig>): NodesInfo {
-  return Object.fromEntries(Object.entries(configs).map(([n, c]) => [n, { config: c }]));
+  return Object.fromEntries(Object.entries(configs).map(([n, c]) => [n, nodeInfo(c)]));
 }
 
 export function makeContext(

@@ -13,6 +13,21 @@ describe("module evaluation", () => {
     expect(c.b!.networking.firewall.enable).toBe(true);
   });
 
+  it("lets a module read another node as NixOS does: nodes.x.option and nodes.x.config.option alike", () => {
+    const configs = evalNodes({
+      server: { networking: { firewall: { allowedTCPPorts: [8080] } } },
+      client: ({ nodes }) => ({
+        environment: {
+          variables: {
+            DIRECT: String(nodes.server!.networking.firewall.allowedTCPPorts[0]),
+            VIA_CONFIG: String(nodes.server!.config.networking.firewall.allowedTCPPorts[0]),
+          },
+        },
+      }),
+    });
+    expect(configs.client!.environment.variables).toMatchObject({ DIRECT: "8080", VIA_CONFIG: "8080" });
+  });
+
   it("concatenates lists and merges attribute sets across imports and defaults", () => {
     const shared: NodeModule = {
       environment: { systemPackages: ["curl"] },
