@@ -150,8 +150,8 @@ export const serviceOptions = {
         }),
       ),
       {},
-      "Redis servers by name, each a unit of its own: redis-NAME.service (redis.service for the server named \"\").",
-      "Debian's redis-server binary; Debian's own redis-server.service is masked; /etc/redis/redis-NAME.conf; the server's group may use its socket",
+      'Redis servers by name, each a unit of its own: redis-NAME.service (redis.service for the server named "").',
+      "Debian's redis-server binary; Debian's own redis-server.service is masked; /etc/vmrig/redis/redis-NAME.conf; the server's group may use its socket",
     ),
   },
   nfs: {

@@ -28,6 +28,7 @@ describe("examples from the seeds and SPEC §5 (real VMs)", () => {
     "nixos/rsyncd",
     "nixos/memcached",
     "nixos/nfs",
+    "nixos/redis",
     // graphical machines (SPEC §8); x11-terminal below, with a video
     "nixos/sgtpuzzles",
   ]) {

@@ -122,6 +122,27 @@ describe("rendering a node", () => {
     expect(e.hint).toContain("login, sshd, su");
   });
 
+  it("renders services.redis.servers as NixOS runs them: a unit, account and socket per server", () => {
+    const config = {
+      services: { redis: { servers: { "": { enable: true }, test: { enable: true, requirePass: "pw" } } } },
+    };
+    const configs = evalNodes({ m: config });
+    const servers = configs.m!.services.redis.servers;
+    expect(servers[""]).toMatchObject({ port: 6379, unixSocket: "/run/redis/redis.sock", user: "redis" });
+    expect(servers.test).toMatchObject({ port: 0, unixSocket: "/run/redis-test/redis.sock", user: "redis-test" });
+    expect(configs.m!.users.users["redis-test"]).toMatchObject({ isSystemUser: true, group: "redis-test" });
+    const p = render(config);
+    expect(text(p, "/etc/systemd/system/redis.service")).toContain(
+      "ExecStart=/usr/bin/redis-server /etc/vmrig/redis/redis.conf",
+    );
+    const conf = text(p, "/etc/vmrig/redis/redis-test.conf");
+    expect(conf).toContain("port 0\nunixsocket /run/redis-test/redis.sock\nunixsocketperm 660");
+    expect(conf).toContain("requirepass pw");
+    expect(fileOf(p, "/etc/vmrig/redis/redis-test.conf").group).toBe("redis-test");
+    expect(p.symlinks).toContainEqual({ path: "/etc/systemd/system/redis-server.service", target: "/dev/null" });
+    expect(packagesOf(configs.m!)).toContain("redis-server");
+  });
+
   it("mounts a network file system under remote-fs.target once the network is up, with its client installed", () => {
     const config = {
       fileSystems: {

@@ -72,7 +72,10 @@ beforeAll(async () => {
               enable: true,
               settings: { PermitRootLogin: "no" },
               ports: [22, 2222],
-              listenAddresses: [{ addr: "0.0.0.0", port: 22 }, { addr: "127.0.0.1" }],
+              listenAddresses: [
+                { addr: "0.0.0.0", port: 22 },
+                { addr: "127.0.0.1", port: 2222 },
+              ],
               extraConfig: "MaxAuthTries 4\n",
             },
           },

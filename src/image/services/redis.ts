@@ -40,7 +40,8 @@ export function renderRedis(config: EvaluatedConfig, patch: Patch): void {
     const lines = Object.entries(settings).flatMap(([k, v]) =>
       (Array.isArray(v) ? v : [v]).map((item) => `${k} ${typeof item === "boolean" ? (item ? "yes" : "no") : item}`),
     );
-    const conf = `/etc/redis/${id}.conf`;
+    // (not under /etc/redis: Debian keeps that folder to its own redis account)
+    const conf = `/etc/vmrig/redis/${id}.conf`;
     // readable by its server only: it may hold requirepass
     patch.files.push(
       file(
