@@ -208,7 +208,7 @@ export async function runScript(
   signal: AbortSignal | undefined,
 ): Promise<void> {
   const { def } = loaded;
-  const python = pythonScriptOf(def, ctx.nodes);
+  const python = pythonScriptOf(def, () => ctx.nodes);
   if (python === undefined)
     return withDeadline((def.testScript as (c: TestContext) => Promise<void>)(ctx), timeout, signal);
   // A Python script is a process of its own: it ends with the race, whoever wins it.

@@ -38,7 +38,7 @@ export async function checkBeforeRun(loaded: LoadedTest, print: (line: string) =
   const typeCheck = !def.skipTypeCheck;
   const lint = !def.skipLint;
   // A Python script is checked every time (compile, and pyflakes unless skipLint: a fraction of a second)
-  const python = pythonScriptOf(def, nodesOf(def));
+  const python = pythonScriptOf(def, () => nodesOf(def));
   if (python !== undefined) await checkPythonScript(loaded.file, python, def);
   if (!typeCheck && !lint) return;
   const t0 = Date.now();

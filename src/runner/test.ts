@@ -81,12 +81,13 @@ const isAsync = (fn: unknown): boolean =>
  * is not `async` is called with `nodes` only, before anything is built, and must return the
  * script.
  */
-export function pythonScriptOf(def: TestDefinition, nodes: NodesInfo): string | undefined {
+/** `nodes` is asked for only when the script is a function that needs it: evaluating every node costs a check. */
+export function pythonScriptOf(def: TestDefinition, nodes: () => NodesInfo): string | undefined {
   const script = def.testScript;
   if (typeof script === "string") return script;
   if (isAsync(script)) return undefined;
   const only = new Proxy(
-    { nodes },
+    { nodes: nodes() },
     {
       get: (target, key) => {
         if (key === "nodes") return target.nodes;
