@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
-import { tryHostLock } from "../util/host-lock.js";
+import { hostLockHeld, tryHostLock } from "../util/host-lock.js";
 import { run } from "../util/proc.js";
 import { storeDir } from "./store.js";
 
@@ -43,27 +43,16 @@ export async function collectStore(
     const st = await fsp.stat(entry).catch(() => undefined);
     if (!st?.isDirectory()) continue;
     const kib = await sizeKib(entry);
-    // an entry whose lock another process holds is being built or used: not ours to remove
-    // (a dry run makes no lock file: where there is none, nobody holds one)
+    // an entry whose lock another process holds is being built: not ours to remove
     const lock = `${entry}.lock`;
-    const release =
-      live.has(entry) || Date.now() - st.mtimeMs < opts.graceMs
-        ? undefined
-        : opts.dryRun && !fs.existsSync(lock)
-          ? () => undefined
-          : await tryHostLock(lock);
-    if (!release) {
+    if (live.has(entry) || Date.now() - st.mtimeMs < opts.graceMs || (await hostLockHeld(lock))) {
       out.kept++;
       out.keptKib += kib;
       continue;
     }
-    try {
-      if (!opts.dryRun) {
-        await fsp.rm(entry, { recursive: true, force: true });
-        fs.rmSync(`${entry}.lock`, { force: true });
-      }
-    } finally {
-      release();
+    if (!opts.dryRun) {
+      await fsp.rm(entry, { recursive: true, force: true });
+      fs.rmSync(lock, { force: true });
     }
     out.removed.push({ name, kib });
   }

@@ -50,6 +50,14 @@ export async function tryHostLock(file: string): Promise<(() => void) | undefine
   };
 }
 
+/** Does some process hold `file`'s lock right now? Makes no lock file: where there is none, nobody holds one. */
+export async function hostLockHeld(file: string): Promise<boolean> {
+  if (!fs.existsSync(file)) return false;
+  const release = await tryHostLock(file);
+  release?.();
+  return release === undefined;
+}
+
 function unref(helper: ChildProcess): void {
   helper.unref();
   for (const s of [helper.stdin, helper.stdout, helper.stderr]) (s as unknown as { unref?: () => void })?.unref?.();
