@@ -2,12 +2,14 @@ import fs from "node:fs";
 import path from "node:path";
 import { coldBoot, createDisks, secs } from "./boot.js";
 import type { MachineCore } from "./core.js";
+import { parsePnm, type Gray } from "./ocr.js";
 import { launchQemu, resumeRestored, type QemuVm } from "../vm/qemu.js";
 import { driveIds, socketPaths, type Layout, type VmSpec } from "../vm/qemu-args.js";
 import { qemuInfo } from "../vm/qemu-info.js";
 import { snapshotKey, type SavedBoot, type SnapshotMeta } from "../vm/snapshot.js";
 import { errorMessage } from "../util/errors.js";
 import { ownedTempDir } from "../util/owned-dir.js";
+import { poll } from "../util/poll.js";
 import { run } from "../util/proc.js";
 
 // Boot snapshots (SPEC §7): the saved first boot of a machine configuration, and its restores.
@@ -124,6 +126,7 @@ async function saveBoot(
       m.log.log(`no boot snapshot: ${why}`, m.name);
       return { ...meta, ok: false, reason: why };
     }
+    if (spec.desktopInput) await settleDesktop(m, vm);
     const bootMs = Date.now() - t0;
     await vm.pause();
     await vm.saveState(path.join(dir, "state"));
@@ -138,6 +141,58 @@ async function saveBoot(
     await vm?.kill();
     fs.rmSync(shm, { recursive: true, force: true });
   }
+}
+
+/** How long a desktop's session may take to draw its screen before the snapshot is saved anyway. */
+const SETTLE_S = 60;
+
+/**
+ * Wait until a desktop's session has drawn its screen: the display manager is ready once
+ * the window manager holds the screen, but under TCG it draws its panels seconds later, and
+ * a snapshot saved before that restores to a black screen for as long. Drawn means more
+ * than a cursor on one colour, and still (≤ 0.5 % of the pixels changed in a second: a
+ * panel's clock may tick).
+ */
+async function settleDesktop(m: MachineCore, vm: QemuVm): Promise<void> {
+  const file = path.join(vm.spec.stateDir, `${vm.spec.name.slice(0, 20)}.settle.ppm`);
+  const t0 = Date.now();
+  let last: Gray | undefined;
+  let seen = "nothing";
+  try {
+    await poll(
+      SETTLE_S,
+      async () => {
+        await vm.qmp.execute("screendump", { filename: file });
+        const img = parsePnm(fs.readFileSync(file));
+        const drawn = shareOffMode(img);
+        const moved = last ? changedShare(last, img) : 1;
+        last = img;
+        seen = `${(drawn * 100).toFixed(1)} % of the screen drawn, ${(moved * 100).toFixed(1)} % changed in the last second`;
+        return { done: drawn >= 0.005 && moved <= 0.005 };
+      },
+      () => new Error(`the desktop did not settle within ${SETTLE_S} s (${seen})`),
+    );
+    m.log.detail(`the desktop was drawn ${secs(Date.now() - t0)} after the display manager was ready`, m.name);
+  } catch (e) {
+    m.log.log(`saving the boot snapshot anyway: ${errorMessage(e)}`, m.name);
+  } finally {
+    fs.rmSync(file, { force: true });
+  }
+}
+
+/** The share of pixels whose grey level is not the most common one. */
+function shareOffMode(img: Gray): number {
+  const hist = new Array<number>(256).fill(0);
+  for (const v of img.data) hist[v]!++;
+  return 1 - Math.max(...hist) / img.data.length;
+}
+
+/** The share of pixels that differ between two screens of one size (all of them if the size changed). */
+function changedShare(a: Gray, b: Gray): number {
+  if (a.width !== b.width || a.height !== b.height) return 1;
+  let n = 0;
+  for (let i = 0; i < a.data.length; i++) if (a.data[i] !== b.data[i]) n++;
+  return n / a.data.length;
 }
 
 async function restoreBoot(m: MachineCore, spec: VmSpec, saved: SavedBoot): Promise<QemuVm> {

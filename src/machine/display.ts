@@ -3,9 +3,10 @@ import path from "node:path";
 import { DEFAULT_TIMEOUT, toRegExp, type MachineCore, type Pattern } from "./core.js";
 import { keyFor } from "./keys.js";
 import { findWords, readScreen, readScreenWords, type ScreenWord } from "./ocr.js";
-import { click } from "./pointer.js";
+import { click, parkPointer } from "./pointer.js";
 import { waitFor } from "./waiting.js";
 import { VmrigError, errorMessage } from "../util/errors.js";
+import { sleep } from "../util/proc.js";
 
 export async function screenshot(m: MachineCore, location: string | undefined, name: string): Promise<string> {
   const vm = await m.qemu("screenshot()", location);
@@ -106,7 +107,7 @@ export function waitForText(
 
 /** The words OCR reads on the screen, with their boxes in screen pixels (needs `enableOCR`). */
 export function getScreenWords(m: MachineCore, location: string | undefined): Promise<ScreenWord[]> {
-  return withScreenDump(m, "getScreenWords()", location, readScreenWords);
+  return withScreenDump(m, "getScreenWords()", location, (dump) => readScreenWords(dump));
 }
 
 /** Click the centre of the first word, or run of words on one line, that OCR reads as matching `pattern`. */
@@ -128,7 +129,14 @@ export function clickText(
       location,
     },
     async () => {
-      const words = await withScreenDump(m, call, location, readScreenWords);
+      const read = () =>
+        withScreenDump(m, call, location, (dump) => readScreenWords(dump, (ws) => findWords(ws, re) !== undefined));
+      let words = await read();
+      // the pointer may be what hides it (it is over the last thing clicked): move it away, read again
+      if (!findWords(words, re) && (await parkPointer(m, location, call))) {
+        await sleep(300); // X draws the pointer away within a frame or two, under TCG a few
+        words = await read();
+      }
       const w = findWords(words, re);
       if (!w) {
         await screenshot(m, location, "clickText-last-screen");

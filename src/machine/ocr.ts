@@ -153,11 +153,11 @@ function* preparedImages(screen: Gray): Generator<Gray> {
 const INSTALL_TESSERACT = "apt install tesseract-ocr tesseract-ocr-eng (scripts/setup.sh installs them)";
 
 /**
- * Tesseract on one image, handed over on stdin; `config` picks the output (`tsv`: words
- * with their boxes). One thread: the host's cores belong to the VMs.
+ * Tesseract on one image, handed over on stdin, with a page segmentation mode (`psm`);
+ * `config` picks the output (`tsv`: words with their boxes). One thread: the host's cores belong to the VMs.
  */
-async function runTesseract(img: Gray, config: string[] = []): Promise<string> {
-  const { stdout } = await run("tesseract", ["stdin", "stdout", "-l", "eng", "--psm", "3", ...config], {
+async function runTesseract(img: Gray, psm = "3", config: string[] = []): Promise<string> {
+  const { stdout } = await run("tesseract", ["stdin", "stdout", "-l", "eng", "--psm", psm, ...config], {
     input: toPgm(img),
     env: { ...process.env, OMP_THREAD_LIMIT: "1" },
     hint: `OCR needs tesseract with English data: ${INSTALL_TESSERACT}`,
@@ -207,19 +207,40 @@ export interface ScreenWord {
   line: string;
 }
 
-/** The first variant's words with their boxes, mapped back from the prepared image to the screen. */
-export async function readScreenWords(ppmFile: string): Promise<ScreenWord[]> {
-  const screen = parsePnm(fs.readFileSync(ppmFile));
-  const img = preparedImages(screen).next().value as Gray;
+/**
+ * The readings words are taken from, best first. A desktop: tesseract's page layout at the
+ * screen's own size; then its sparse-text mode (`--psm 11`, for text scattered over a
+ * screen: page layout drops a small dialog among larger windows); then that ×2, for small
+ * print (a button's label in a 6×13 font). Text mode: ×3, then as drawn.
+ */
+function* wordReadings(screen: Gray): Generator<{ img: Gray; psm: string }> {
+  const base = stretch(darkOnLight(screen));
+  if (screen.width >= DESKTOP_WIDTH) {
+    yield { img: base, psm: "3" };
+    yield { img: base, psm: "11" };
+    yield { img: upscale(base, 2), psm: "11" };
+  } else {
+    yield { img: upscale(base, 3), psm: "3" };
+    yield { img: screen, psm: "3" };
+  }
+}
+
+/** A button's or a tab's outline read as part of its label: "(Accept", "[OK]", "Decline)". */
+const FRAME = /^[()[\]{}<>|«»]+|[()[\]{}<>|«»]+$/g;
+
+/** Tesseract's words in one image, with their boxes mapped back to the screen's pixels. */
+async function wordsIn(img: Gray, psm: string, screen: Gray): Promise<ScreenWord[]> {
   const scale = img.width / screen.width;
-  const stdout = await runTesseract(img, ["tsv"]);
+  const stdout = await runTesseract(img, psm, ["tsv"]);
   const words: ScreenWord[] = [];
   for (const row of stdout.split("\n").slice(1)) {
     const f = row.split("\t");
-    if (f.length < 12 || f[0] !== "5" || !f[11]!.trim()) continue;
+    const raw = f[11]?.trim() ?? "";
+    if (f.length < 12 || f[0] !== "5" || !raw) continue;
+    const text = /[\p{L}\p{N}]/u.test(raw) ? raw.replace(FRAME, "") : raw;
     const [left, top, width, height, conf] = f.slice(6, 11).map(Number) as [number, number, number, number, number];
     words.push({
-      text: f[11]!.trim(),
+      text,
       x: Math.round(left / scale),
       y: Math.round(top / scale),
       width: Math.round(width / scale),
@@ -229,6 +250,25 @@ export async function readScreenWords(ppmFile: string): Promise<ScreenWord[]> {
     });
   }
   return words;
+}
+
+/**
+ * The words OCR reads on a screen dump, with their boxes in screen pixels: those of the
+ * first image `accept` takes (each one is read only if the one before was not taken), or of
+ * the first image if none is.
+ */
+export async function readScreenWords(
+  ppmFile: string,
+  accept: (words: ScreenWord[]) => boolean = () => true,
+): Promise<ScreenWord[]> {
+  const screen = parsePnm(fs.readFileSync(ppmFile));
+  let first: ScreenWord[] | undefined;
+  for (const { img, psm } of wordReadings(screen)) {
+    const words = await wordsIn(img, psm, screen);
+    first ??= words;
+    if (accept(words)) return words;
+  }
+  return first ?? [];
 }
 
 /** The first run of words (≤ 16) on one line whose text, joined by spaces, matches `re`: the shortest run first. */

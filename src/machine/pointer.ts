@@ -38,6 +38,29 @@ async function sendEvents(vm: QemuVm, events: unknown[]): Promise<void> {
   await vm.qmp.execute("input-send-event", { events });
 }
 
+/** VMs whose pointer vmrig has parked in the corner, out of OCR's way, and not moved since. */
+const parked = new WeakSet<QemuVm>();
+
+async function moveTo(vm: QemuVm, p: { x: number; y: number }): Promise<void> {
+  parked.delete(vm);
+  await sendEvents(vm, move(p));
+}
+
+/**
+ * Move the pointer out of the way of what OCR reads: a pointer over a word hides letters
+ * ("Decline" under the arrow reads "Dec ine"), and hovering changes how a button looks.
+ * It goes to the bottom right corner (the one no desktop puts a hot corner in). Returns
+ * false, doing nothing, if it is already there: a second read would see the same screen.
+ */
+export async function parkPointer(m: MachineCore, location: string | undefined, call: string): Promise<boolean> {
+  const vm = await m.qemu(call, location);
+  if (parked.has(vm)) return false;
+  const { x: w, y: h } = resolutionOf(vm.spec);
+  await sendEvents(vm, move({ x: toAbs(w - 1, w), y: toAbs(h - 1, h) }));
+  parked.add(vm);
+  return true;
+}
+
 const move = (p: { x: number; y: number }) => [
   { type: "abs", data: { axis: "x", value: p.x } },
   { type: "abs", data: { axis: "y", value: p.y } },
@@ -47,7 +70,7 @@ const button = (b: MouseButton, down: boolean) => ({ type: "btn", data: { button
 export async function moveMouse(m: MachineCore, location: string | undefined, x: number, y: number): Promise<void> {
   const call = `moveMouse(${x}, ${y})`;
   const vm = await m.qemu(call, location);
-  await sendEvents(vm, move(checkPoint(m, vm, call, location, x, y)));
+  await moveTo(vm, checkPoint(m, vm, call, location, x, y));
 }
 
 /** A click where the pointer is, or at (x, y). */
@@ -63,7 +86,7 @@ export async function click(
   const vm = await m.qemu(call, location);
   if (x !== undefined || y !== undefined) {
     if (x === undefined || y === undefined) throw m.fail("click() takes both x and y, or neither", call, { location });
-    await sendEvents(vm, move(checkPoint(m, vm, call, location, x, y)));
+    await moveTo(vm, checkPoint(m, vm, call, location, x, y));
   }
   m.log.log(`${opts.double ? "double-" : ""}clicking ${b}${x === undefined ? "" : ` at (${x}, ${y})`}`, m.name);
   for (let i = 0; i < (opts.double ? 2 : 1); i++) {
@@ -84,7 +107,7 @@ export async function drag(
   const a = checkPoint(m, vm, call, location, from.x, from.y);
   const b = checkPoint(m, vm, call, location, to.x, to.y);
   m.log.log(`dragging from (${from.x}, ${from.y}) to (${to.x}, ${to.y})`, m.name);
-  await sendEvents(vm, move(a));
+  await moveTo(vm, a);
   await sendEvents(vm, [button("left", true)]);
   // through a few points on the way: programs that track motion see a drag, not a jump
   for (const t of [0.25, 0.5, 0.75, 1])

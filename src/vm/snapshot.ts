@@ -5,6 +5,12 @@ import type { QemuInfo } from "./qemu-info.js";
 /** Bumped when what a boot snapshot holds, or how it is restored, changes. */
 export const SNAPSHOT_FORMAT = 2;
 
+/**
+ * Bumped when what a desktop's boot snapshot holds changes, for desktops alone: 1 waits
+ * until the session has drawn its screen before saving (restores used to start black).
+ */
+const DESKTOP_SNAPSHOT_FORMAT = 1;
+
 /** What a saved boot is, next to its files (`ram`, `state`, one `<drive>.qcow2` per drive, `console.log`). */
 export interface SnapshotMeta {
   /** false: this configuration's isolated boot did not end clean, so it is booted every time */
@@ -61,6 +67,7 @@ export function snapshotKey(spec: VmSpec, info: QemuInfo): string {
     .update(
       JSON.stringify({
         format: SNAPSHOT_FORMAT,
+        desktop: spec.desktopInput ? DESKTOP_SNAPSHOT_FORMAT : undefined,
         qemu: info.version,
         args,
         disk: spec.disk,
