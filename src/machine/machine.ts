@@ -218,7 +218,11 @@ export class Machine {
   drag = this.api(pointer.drag);
   /** The words OCR reads on the screen, each with its box in screen pixels (needs `enableOCR: true`). */
   getScreenWords = this.api(display.getScreenWords);
-  /** Until OCR reads `pattern` on the screen (a word or a run of words on one line), then click its centre. */
+  /**
+   * Until OCR reads `pattern` on the screen (a word or a run of words on one line), then
+   * click its centre. A pointer over the text hides letters: when nothing matches, the
+   * pointer is moved to the bottom right corner and the screen read again.
+   */
   clickText = this.api(display.clickText);
 
   // ---- X11 (x11.ts) ----------------------------------------------------------------
