@@ -42,6 +42,25 @@ const cell = (s: string) => s.replace(/\|/g, "\\|").replace(/\n/g, " ");
 export function optionsMarkdown(): string {
   const out: Row[] = [];
   rows(nodeOptions, "", out);
+  // evaluated apart (its configuration is a whole module), so declared in eval.ts, not options.ts
+  out.push(
+    {
+      path: "specialisation.<name>.configuration",
+      type: "module",
+      default: "",
+      description:
+        "An alternative configuration of the node: with inheritParentConfig, the node's modules plus this one (NixOS semantics; settle conflicts with lib.mkForce). Switch to it in the guest with `${nodes.x.system.build.toplevel}/specialisation/<name>/bin/switch-to-configuration test`; `${toplevel}/bin/switch-to-configuration` switches back.",
+      debian:
+        "every configuration's packages are in the image (a unit only a specialisation enables is disabled in the others); each configuration's files are listed in /usr/lib/vmrig/system[/specialisation/<name>]/manifest, and the switch applies the difference and restarts, reloads, starts or stops the units whose files changed",
+    },
+    {
+      path: "specialisation.<name>.inheritParentConfig",
+      type: "boolean",
+      default: "true",
+      description: "Start from the node's own configuration (NixOS's default) rather than from vmrig's defaults alone.",
+      debian: "",
+    },
+  );
   return [
     "# Node options",
     "",

@@ -2,15 +2,50 @@ import type { Evaluated, Input, Prioritised } from "./dsl.js";
 import { mergeOptions, optionPaths, PRIORITY, type Definition } from "./merge.js";
 import { checkContainerDefinitions } from "./container.js";
 import { nodeOptions, type NodeOptions } from "./options.js";
+import { option, t } from "./dsl.js";
+import { suggest } from "../util/suggest.js";
 import { configError } from "../util/errors.js";
 
 /** A node's configuration after every module is merged. */
-export type EvaluatedConfig = Evaluated<NodeOptions>;
+export type EvaluatedConfig = Evaluated<NodeOptions> & {
+  /** the node's alternative configurations, each evaluated (NixOS's `specialisation`) */
+  specialisation: Record<string, EvaluatedSpecialisation>;
+  system: Evaluated<NodeOptions>["system"] & {
+    build: {
+      /**
+       * The configuration's folder in the guest (NixOS's `system.build.toplevel`): its
+       * `bin/switch-to-configuration test|switch` switches the running machine to it,
+       * `specialisation/<name>/bin/switch-to-configuration` to one of its specialisations.
+       */
+      toplevel: string;
+    };
+  };
+};
 
-/** What a module may define: any subset of the options, plus imports. */
+export interface EvaluatedSpecialisation {
+  inheritParentConfig: boolean;
+  configuration: EvaluatedConfig;
+}
+
+/**
+ * An alternative configuration of a node (NixOS's `specialisation.<name>`), built into its
+ * image; `switch-to-configuration` switches a running machine to it.
+ */
+export interface SpecialisationInput<N extends string = string> {
+  /** a module: with `inheritParentConfig`, added to the node's own modules */
+  configuration: NodeModule<N>;
+  /** start from the node's configuration (true, the default) or from vmrig's defaults alone */
+  inheritParentConfig?: boolean;
+}
+
+/** What a module may define: any subset of the options, plus imports and specialisations. */
 export type NodeConfig<N extends string = string> = Input<NodeOptions> & {
   imports?: NodeModule<N>[];
+  specialisation?: Record<string, SpecialisationInput<N>>;
 };
+
+/** The guest folder of a node's configuration: NixOS's toplevel, with vmrig's switch script in it. */
+export const TOPLEVEL = "/usr/lib/vmrig/system";
 
 /** A node as other modules and scripts see it: its config, also under `config` (NixOS has both: `nodes.x.services…` and `nodes.x.config.services…`). */
 export type NodeInfo = EvaluatedConfig & { config: EvaluatedConfig };
@@ -65,7 +100,15 @@ interface ModuleFailure {
   error: unknown;
 }
 
-function flatten(entry: Labelled, args: ModuleArgs, out: Definition[], failures: ModuleFailure[], depth = 0): void {
+/** What one pass over a node's modules collects. */
+interface Collected {
+  defs: Definition[];
+  failures: ModuleFailure[];
+  /** `specialisation` as each module defines it (merged apart: its configurations are modules) */
+  specialisations: Definition[];
+}
+
+function flatten(entry: Labelled, args: ModuleArgs, out: Collected, depth = 0): void {
   if (depth > 50) throw configError(`imports nest more than 50 deep at ${entry.source}: is a module importing itself?`);
   let cfg: NodeConfig;
   if (typeof entry.module === "function") {
@@ -76,7 +119,7 @@ function flatten(entry: Labelled, args: ModuleArgs, out: Definition[], failures:
       // a module defining pools.web and reading pools.web.socket. This round, it gets
       // a config in which a missing value reads as empty, so what it defines becomes
       // visible; the round is not final until the module runs without that help.
-      failures.push({ source: entry.source, error });
+      out.failures.push({ source: entry.source, error });
       try {
         cfg = withoutMissing(
           entry.module({ ...args, config: tolerant(args.config), nodes: tolerant(args.nodes) }),
@@ -89,14 +132,16 @@ function flatten(entry: Labelled, args: ModuleArgs, out: Definition[], failures:
   if (cfg === null || typeof cfg !== "object") {
     throw configError(`${entry.source} is not a module: expected an attribute set or a function returning one`);
   }
-  const { imports, ...rest } = cfg;
+  const { imports, specialisation, ...rest } = cfg;
   if (imports !== undefined && !Array.isArray(imports))
     throw configError(`${entry.source}.imports must be a list of modules`);
   (imports ?? []).forEach((m, i) => {
     const name = typeof m === "function" && m.name ? ` (${m.name})` : "";
-    flatten({ source: `${entry.source}.imports[${i}]${name}`, module: m }, args, out, failures, depth + 1);
+    flatten({ source: `${entry.source}.imports[${i}]${name}`, module: m }, args, out, depth + 1);
   });
-  out.push({ source: entry.source, value: rest, priority: PRIORITY.normal });
+  if (specialisation !== undefined)
+    out.specialisations.push({ source: entry.source, value: specialisation, priority: PRIORITY.normal });
+  out.defs.push({ source: entry.source, value: rest, priority: PRIORITY.normal });
 }
 
 const MISSING = Symbol("vmrig.missing");
@@ -240,30 +285,71 @@ export function evalNodes(
   containers: ReadonlySet<string> = new Set(),
 ): Record<string, EvaluatedConfig> {
   const names = Object.keys(nodes).sort();
+  const labelOf = (n: string) => `${containers.has(n) ? "containers" : "nodes"}.${n}`;
+  const modulesOf = (n: string, i: number): Labelled[] => [
+    { source: "vmrig's built-in network module", module: builtinModule(n, i + 1) },
+    ...(defaults !== undefined ? [{ source: "defaults", module: defaults }] : []),
+    { source: labelOf(n), module: nodes[n]! },
+  ];
+  const settled = fixpoint(names, (current, nodesArg) => {
+    const next: Record<string, Round> = {};
+    for (const [i, name] of names.entries()) {
+      const round = evalModules(
+        modulesOf(name, i),
+        { config: current[name]!, nodes: nodesArg, lib, name },
+        labelOf(name),
+      );
+      if (containers.has(name)) checkContainerDefinitions(name, round.collected.defs);
+      next[name] = round;
+    }
+    return next;
+  });
+  const nodesArg = nodesOf(settled);
+  for (const [i, n] of names.entries()) {
+    checkNode(labelOf(n), settled[n]!.config);
+    const specs = evalSpecialisations(n, labelOf(n), modulesOf(n, i), settled[n]!.collected, nodesArg);
+    Object.assign(settled[n]!.config, { specialisation: specs, system: withToplevel(settled[n]!.config, TOPLEVEL) });
+  }
+  return Object.fromEntries(names.map((n) => [n, settled[n]!.config]));
+}
+
+/** One evaluation of a node's modules: the merged config, and what the modules defined. */
+interface Round {
+  config: EvaluatedConfig;
+  collected: Collected;
+}
+
+function evalModules(modules: Labelled[], args: ModuleArgs, label: string): Round {
+  const collected: Collected = { defs: [], failures: [], specialisations: [] };
+  for (const m of modules) flatten(m, args, collected);
+  return { config: mergeOptions(nodeOptions, collected.defs, label, allPaths) as EvaluatedConfig, collected };
+}
+
+function nodesOf(rounds: Record<string, Round>): NodesInfo {
+  return Object.fromEntries(Object.entries(rounds).map(([n, r]) => [n, nodeInfo(r.config)]));
+}
+
+/**
+ * Function modules see the final config (theirs and the other nodes'), as in NixOS: here
+ * by evaluating again until nothing changes, instead of laziness. A module still failing
+ * once settled fails for good.
+ */
+function fixpoint(
+  names: string[],
+  evaluate: (current: Record<string, EvaluatedConfig>, nodes: NodesInfo) => Record<string, Round>,
+): Record<string, Round> {
   let current: Record<string, EvaluatedConfig> = Object.fromEntries(
     names.map((n) => [n, mergeOptions(nodeOptions, [], `nodes.${n}`, allPaths) as EvaluatedConfig]),
   );
+  let nodesArg = nodesOf(Object.fromEntries(names.map((n) => [n, { config: current[n]! } as Round])));
   let previousJson = "";
-  let failures: ModuleFailure[] = [];
   for (let round = 0; round < 8; round++) {
-    const nodesArg = Object.fromEntries(names.map((n) => [n, nodeInfo(current[n]!)])) as NodesInfo;
-    const next: Record<string, EvaluatedConfig> = {};
-    failures = [];
-    for (const [i, name] of names.entries()) {
-      const args: ModuleArgs = { config: current[name]!, nodes: nodesArg, lib, name };
-      const defs: Definition[] = [];
-      flatten({ source: "vmrig's built-in network module", module: builtinModule(name, i + 1) }, args, defs, failures);
-      if (defaults !== undefined) flatten({ source: "defaults", module: defaults }, args, defs, failures);
-      const label = `${containers.has(name) ? "containers" : "nodes"}.${name}`;
-      flatten({ source: label, module: nodes[name]! }, args, defs, failures);
-      if (containers.has(name)) checkContainerDefinitions(name, defs);
-      next[name] = mergeOptions(nodeOptions, defs, label, allPaths) as EvaluatedConfig;
-    }
-    const json = JSON.stringify(next);
-    current = next;
+    const next = evaluate(current, nodesArg);
+    current = Object.fromEntries(names.map((n) => [n, next[n]!.config]));
+    nodesArg = nodesOf(next);
+    const json = JSON.stringify(current);
     if (json === previousJson) {
-      // Settled. A module still failing now fails for good.
-      const f = failures[0];
+      const f = names.flatMap((n) => next[n]!.collected.failures)[0];
       if (f) {
         throw configError(
           `${f.source}: the module threw: ${f.error instanceof Error ? f.error.message : String(f.error)}`,
@@ -273,13 +359,98 @@ export function evalNodes(
           },
         );
       }
-      for (const n of names) checkNode(`${containers.has(n) ? "containers" : "nodes"}.${n}`, current[n]!);
-      return current;
+      return next;
     }
     previousJson = json;
   }
   throw configError("node configurations do not settle: a module's output keeps changing with its input", {
     hint: "a function module should not derive an option from the same option",
+  });
+}
+
+function withToplevel(c: EvaluatedConfig, toplevel: string): EvaluatedConfig["system"] {
+  return { ...c.system, build: { toplevel } };
+}
+
+const SPECIALISATION_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+/**
+ * A node's specialisations, each its own evaluation: the node's modules (unless
+ * `inheritParentConfig` is false) plus the specialisation's configurations, as NixOS
+ * does. The other nodes are seen as they are, settled.
+ */
+function evalSpecialisations(
+  name: string,
+  label: string,
+  parentModules: Labelled[],
+  collected: Collected,
+  nodesArg: NodesInfo,
+): Record<string, EvaluatedSpecialisation> {
+  const byName = new Map<string, { configurations: Labelled[]; inherit: Definition[] }>();
+  for (const d of collected.specialisations) {
+    if (d.value === null || typeof d.value !== "object" || Array.isArray(d.value))
+      throw configError(
+        `option \`${label}.specialisation\` expects an attribute set of specialisations, in ${d.source}`,
+      );
+    for (const [spec, entry] of Object.entries(d.value as Record<string, unknown>)) {
+      const at = `${label}.specialisation.${spec}`;
+      if (!SPECIALISATION_NAME.test(spec))
+        throw configError(`\`${at}\`: a specialisation's name becomes a folder name: letters, digits, ., _ and -`);
+      if (entry === null || typeof entry !== "object" || Array.isArray(entry))
+        throw configError(`option \`${at}\` expects { configuration, inheritParentConfig }, in ${d.source}`);
+      const { configuration, inheritParentConfig, ...extra } = entry as Record<string, unknown>;
+      const unknown = Object.keys(extra)[0];
+      if (unknown !== undefined) throw unknownSpecialisationOption(`${at}.${unknown}`, unknown);
+      const slot = byName.get(spec) ?? { configurations: [], inherit: [] };
+      byName.set(spec, slot);
+      if (configuration !== undefined)
+        slot.configurations.push({ source: `${at}.configuration`, module: configuration as NodeModule });
+      if (inheritParentConfig !== undefined)
+        slot.inherit.push({ source: d.source, value: inheritParentConfig, priority: PRIORITY.normal });
+    }
+  }
+  const out: Record<string, EvaluatedSpecialisation> = {};
+  for (const [spec, slot] of [...byName].sort(([a], [b]) => a.localeCompare(b))) {
+    const at = `${label}.specialisation.${spec}`;
+    const { inheritParentConfig } = mergeOptions(
+      { inheritParentConfig: specialisationInherit },
+      slot.inherit.map((d) => ({ ...d, value: { inheritParentConfig: d.value } })),
+      at,
+      allPaths,
+    ) as { inheritParentConfig: boolean };
+    const modules = [...(inheritParentConfig ? parentModules : parentModules.slice(0, -1)), ...slot.configurations];
+    const [settled] = Object.values(
+      fixpoint([name], (current) => ({
+        [name]: evalModules(modules, { config: current[name]!, nodes: nodesArg, lib, name }, `${at}.configuration`),
+      })),
+    ) as [Round];
+    if (settled.collected.specialisations.some((d) => d.source.startsWith(`${at}.configuration`)))
+      throw configError(`\`${at}.configuration\` defines specialisations of its own: NixOS does not nest them`);
+    checkNode(`${at}.configuration`, settled.config);
+    const toplevel = `${TOPLEVEL}/specialisation/${spec}`;
+    out[spec] = {
+      inheritParentConfig,
+      configuration: Object.assign(settled.config, {
+        specialisation: {},
+        system: withToplevel(settled.config, toplevel),
+      }),
+    };
+  }
+  return out;
+}
+
+const specialisationInherit = option(
+  t.bool,
+  true,
+  "Start from the node's own configuration (NixOS's default) rather than from vmrig's defaults alone.",
+);
+
+function unknownSpecialisationOption(fullPath: string, key: string): Error {
+  const sib = suggest(key, ["configuration", "inheritParentConfig"]);
+  return configError(`unknown option \`${fullPath}\``, {
+    hint: sib
+      ? `did you mean \`${fullPath.slice(0, -key.length)}${sib}\`?`
+      : "a specialisation has `configuration` and `inheritParentConfig`",
   });
 }
 

@@ -196,7 +196,8 @@ function unknownOption(fullPath: string, key: string, siblings: string[], allPat
   const sib = suggest(key, siblings);
   const prefix = fullPath.slice(0, fullPath.length - key.length);
   const pathHit = sib ? undefined : allPaths.find((p) => p.endsWith(`.${key}`) || p === key);
-  const nodePrefix = /^nodes\.[^.]+\.|^defaults\./.exec(fullPath)?.[0] ?? "";
+  const nodePrefix =
+    /^(?:nodes|containers)\.[^.]+\.(?:specialisation\.[^.]+\.configuration\.)?|^defaults\./.exec(fullPath)?.[0] ?? "";
   const didYouMean = sib ? `${prefix}${sib}` : pathHit ? `${nodePrefix}${pathHit}` : undefined;
   return configError(`unknown option \`${fullPath}\``, {
     hint: didYouMean ? `did you mean \`${didYouMean}\`?` : "docs/options.md lists every option",

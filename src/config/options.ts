@@ -19,6 +19,28 @@ const systemdService = t.submodule({
   environment: option(t.attrsOf(t.str), {}, "Environment variables of the service."),
   script: option(t.str, "", "Shell script run as ExecStart (bash, `set -e`)."),
   preStart: option(t.str, "", "Shell script run as ExecStartPre."),
+  reload: option(t.str, "", "Shell script run as ExecReload (what `systemctl reload` and `reloadIfChanged` run)."),
+  restartIfChanged: option(
+    t.bool,
+    true,
+    "Whether switch-to-configuration restarts the unit when it changed (false: it is left running as it was).",
+  ),
+  reloadIfChanged: option(
+    t.bool,
+    false,
+    "Whether switch-to-configuration reloads the unit, rather than restarting it, when it changed.",
+  ),
+  stopIfChanged: option(
+    t.bool,
+    true,
+    "Whether switch-to-configuration stops a changed unit before it changes the files, then starts it (false: a restart after).",
+  ),
+  restartTriggers: option(
+    t.listOf(t.str),
+    [],
+    "Values whose change makes switch-to-configuration restart the unit (NixOS: store paths of its configuration).",
+  ),
+  reloadTriggers: option(t.listOf(t.str), [], "Values whose change makes switch-to-configuration reload the unit."),
   serviceConfig: option(
     t.attrsOf(t.either(t.str, t.int, t.bool, t.listOf(t.str))),
     {},

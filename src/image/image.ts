@@ -14,8 +14,16 @@ import {
   type BaseLayer,
   type Progress,
 } from "./debian.js";
-import { renderNode, packagesOf, type HostEntry, type Patch, type TreeInfo } from "./render.js";
+import { renderNode, ownPackages, packagesOf, type HostEntry, type Patch, type TreeInfo } from "./render.js";
 import { ensureEntry } from "./store.js";
+import {
+  dependencyClosure,
+  idMap,
+  packagedEnables,
+  pinPackagedEnables,
+  specialisationsOf,
+  systemFiles,
+} from "./switch.js";
 import { run } from "../util/proc.js";
 import { configError } from "../util/errors.js";
 
@@ -68,7 +76,29 @@ export async function buildNodeImage(
   // the cloud kernel is the base layer's; the full one was installed with the node's packages
   const boot = config.boot.kernelPackages === "cloud" ? base : await bootFiles(pkgs, "full");
   const tree = treeInfo(pkgs.rootfs, opts.sourceDir);
-  const patch = renderNode(name, config, hosts, tree);
+  const specs = specialisationsOf(config);
+  const switchable = Object.keys(specs).length > 0;
+  const patch = renderNode(name, config, hosts, tree, switchable);
+  if (switchable) {
+    // what the base layer has is every configuration's: only the packages layer's enables move
+    const inBase = dependencyClosure(
+      await fsp.readFile(path.join(base.rootfs, "var/lib/dpkg/status"), "utf8"),
+      [],
+      true,
+    );
+    const enables = packagedEnables(tree).filter((e) => !inBase.has(e.pkg));
+    const status = tree.readFile("/var/lib/dpkg/status");
+    pinPackagedEnables(patch, enables, dependencyClosure(status, ownPackages(config)));
+    const specPatches = Object.fromEntries(
+      Object.entries(specs).map(([n, c]) => {
+        const p = renderNode(name, c, hosts, tree, true);
+        pinPackagedEnables(p, enables, dependencyClosure(status, ownPackages(c)));
+        return [n, p];
+      }),
+    );
+    const script = await fsp.readFile(path.join(guestDir, "switch-to-configuration"));
+    patch.files.push(...systemFiles(name, patch, specPatches, script));
+  }
   const backdoor = await fsp.readFile(path.join(guestDir, "backdoor"));
   const init = await fsp.readFile(path.join(guestDir, "init"));
   const assemble = async (work: string) => {
@@ -168,18 +198,6 @@ function treeInfo(rootfs: string, sourceDir: string): TreeInfo {
         .toString()
         .trim(),
   };
-}
-
-function idMap(text: string): Map<string, number> {
-  return new Map(
-    text
-      .split("\n")
-      .filter(Boolean)
-      .map((l) => {
-        const f = l.split(":");
-        return [f[0]!, Number(f[2])] as const;
-      }),
-  );
 }
 
 /**

@@ -12,6 +12,7 @@ import { renderPostgresql } from "./services/postgresql.js";
 import { renderXserver, xserverPackages } from "./services/xserver.js";
 import { renderFirewall, renderNetwork } from "./render-network.js";
 import { renderUsers } from "./render-users.js";
+import { addConfigTriggers } from "./switch.js";
 
 export type { Patch, FileOp } from "./patch.js";
 
@@ -79,8 +80,18 @@ export const MASKED_GENERATORS = [
   "systemd-factory-reset-generator",
 ];
 
-/** Packages a config needs beyond the base set, in a stable order. */
+/**
+ * Packages a config needs beyond the base set, in a stable order: its specialisations'
+ * too, so switching to one installs nothing.
+ */
 export function packagesOf(config: EvaluatedConfig): string[] {
+  const pkgs = new Set(ownPackages(config));
+  for (const s of Object.values(config.specialisation ?? {})) for (const p of ownPackages(s.configuration)) pkgs.add(p);
+  return [...pkgs].sort();
+}
+
+/** The packages of one configuration alone, without its specialisations'. */
+export function ownPackages(config: EvaluatedConfig): string[] {
   const pkgs = new Set(config.environment.systemPackages);
   for (const u of Object.values(config.users.users)) for (const p of u.packages) pkgs.add(p);
   if (config.services.nginx.enable) pkgs.add("nginx");
@@ -100,7 +111,17 @@ export function packagesOf(config: EvaluatedConfig): string[] {
   return [...pkgs].sort();
 }
 
-export function renderNode(name: string, config: EvaluatedConfig, hosts: HostEntry[], tree: TreeInfo): Patch {
+/**
+ * A node's configuration as a patch. `switchable`: the node has specialisations, so its
+ * units carry what switch-to-configuration reads (image/switch.ts).
+ */
+export function renderNode(
+  name: string,
+  config: EvaluatedConfig,
+  hosts: HostEntry[],
+  tree: TreeInfo,
+  switchable = false,
+): Patch {
   const patch: Patch = { files: [], symlinks: [], dirs: [], removes: [], perUserPackages: {} };
   renderBoot(name, config, patch);
   renderNetwork(config, hosts, patch);
@@ -117,8 +138,9 @@ export function renderNode(name: string, config: EvaluatedConfig, hosts: HostEnt
   renderNfsServer(config, patch);
   renderRedis(config, patch);
   renderXserver(config, patch);
-  renderUnits(config, tree, patch);
+  renderUnits(config, tree, patch, switchable);
   renderSystem(config, patch);
+  if (switchable) addConfigTriggers(patch);
   return patch;
 }
 
@@ -185,7 +207,7 @@ function renderPamLimits(config: EvaluatedConfig, tree: TreeInfo, patch: Patch):
   }
 }
 
-function renderUnits(config: EvaluatedConfig, tree: TreeInfo, patch: Patch): void {
+function renderUnits(config: EvaluatedConfig, tree: TreeInfo, patch: Patch, switchable: boolean): void {
   for (const [name, svc] of Object.entries(config.systemd.services)) {
     const unitName = name.includes(".") ? name : `${name}.service`;
     const packaged = tree.hasUnit(unitName);
@@ -212,6 +234,10 @@ function renderUnits(config: EvaluatedConfig, tree: TreeInfo, patch: Patch): voi
       if (packaged) service.ExecStart = ["", `/etc/vmrig/units/${base}-start`];
       else service.ExecStart = `/etc/vmrig/units/${base}-start`;
     }
+    if (svc.reload) {
+      patch.files.push(file(`/etc/vmrig/units/${base}-reload`, `#!/bin/bash\nset -e\n${svc.reload}\n`, 0o755));
+      service.ExecReload = `/etc/vmrig/units/${base}-reload`;
+    }
     if (packaged) checkPackagedOverride(name, unitName, svc.serviceConfig, tree);
     Object.assign(service, svc.serviceConfig);
     const unitSection: Record<string, UnitValue | undefined> = {
@@ -220,6 +246,7 @@ function renderUnits(config: EvaluatedConfig, tree: TreeInfo, patch: Patch): voi
       Before: svc.before.join(" ") || undefined,
       Requires: svc.requires.join(" ") || undefined,
       Wants: svc.wants.join(" ") || undefined,
+      ...(switchable ? switchKeys(svc) : {}),
       ...svc.unitConfig,
     };
     const body = unit({ Unit: unitSection, Service: service });
@@ -228,6 +255,33 @@ function renderUnits(config: EvaluatedConfig, tree: TreeInfo, patch: Patch): voi
     for (const target of svc.wantedBy)
       enable(patch, unitName, target, packaged ? `/usr/lib/systemd/system/${unitName}` : undefined);
   }
+}
+
+/**
+ * What switch-to-configuration reads in a unit (as NixOS writes them): its X-…IfChanged
+ * flags, and triggers that change the unit's file when what it runs changes. The scripts
+ * live at fixed paths in /etc/vmrig/units, so their hashes stand in for NixOS's store paths.
+ */
+export function switchKeys(svc: {
+  script: string;
+  preStart: string;
+  reload: string;
+  restartIfChanged: boolean;
+  reloadIfChanged: boolean;
+  stopIfChanged: boolean;
+  restartTriggers: string[];
+  reloadTriggers: string[];
+}): Record<string, UnitValue | undefined> {
+  const digest = (parts: string[]) => createHash("sha256").update(JSON.stringify(parts)).digest("hex").slice(0, 16);
+  const restart = [svc.script, svc.preStart, ...svc.restartTriggers];
+  return {
+    "X-RestartIfChanged": svc.restartIfChanged ? undefined : false,
+    "X-ReloadIfChanged": svc.reloadIfChanged ? true : undefined,
+    "X-StopIfChanged": svc.stopIfChanged ? undefined : false,
+    "X-Restart-Triggers": restart.some(Boolean) ? digest(restart) : undefined,
+    "X-Reload-Triggers":
+      svc.reload || svc.reloadTriggers.length ? digest([svc.reload, ...svc.reloadTriggers]) : undefined,
+  };
 }
 
 /**

@@ -23,6 +23,7 @@ describe("examples from the seeds and SPEC §5 (real VMs)", () => {
     "client-server-mixed",
     "etcd-partition",
     "bittorrent",
+    "specialisation",
     // nixpkgs tests with their Python scripts verbatim (SPEC §11)
     "nixos/lighttpd",
     "nixos/rsyncd",
