@@ -119,7 +119,14 @@ export function systemFiles(
   specialisations: Record<string, Patch>,
   switchScript: Buffer,
 ): FileOp[] {
-  const out: FileOp[] = [file(SWITCH_SCRIPT, switchScript, 0o755)];
+  const out: FileOp[] = [
+    file(SWITCH_SCRIPT, switchScript, 0o755),
+    // NixOS's names for the configuration the machine booted and the one it runs now
+    file(
+      "/etc/tmpfiles.d/vmrig-system.conf",
+      `L /run/booted-system - - - - ${TOPLEVEL}\nL /run/current-system - - - - ${TOPLEVEL}\n`,
+    ),
+  ];
   const seen = new Set<string>();
   const add = (dir: string, patch: Patch, where: string) => {
     const m = manifest(patch, where);

@@ -39,6 +39,7 @@ export async function expectStatus(
             status: r.status,
             output: shown(r),
             location,
+            ...switchHint(m, cmd, r.status),
           },
         );
       }
@@ -46,6 +47,18 @@ export async function expectStatus(
     });
   }
   return output;
+}
+
+/** A switch to a specialisation the node does not have: say which ones it has. */
+function switchHint(m: MachineCore, cmd: string, status: number): { hint?: string } {
+  const wanted = /\/specialisation\/([^/\s]+)\/bin\/switch-to-configuration/.exec(cmd)?.[1];
+  const have = m.ctx.specialisations ?? [];
+  if (wanted === undefined || status !== 127 || have.includes(wanted)) return {};
+  return {
+    hint: have.length
+      ? `${m.name} has no specialisation "${wanted}"; its specialisations: ${have.join(", ")}`
+      : `${m.name} has no specialisations: define specialisation.${wanted}.configuration in its node`,
+  };
 }
 
 /** waitUntilSucceeds()/waitUntilFails(): retry `cmd` every second until its status is what `want` asks for. */

@@ -57,6 +57,8 @@ export interface MachineContext {
   coldBoots?: Slots;
   /** `--video`: records the screen while a VM runs */
   recorder?: ScreenRecorder;
+  /** the names of the node's specialisations, for the report of a switch to one that does not exist */
+  specialisations?: string[];
 }
 
 export const DEFAULT_TIMEOUT = 900;

@@ -178,6 +178,7 @@ function newMachine(name: string, index: number, c: EvaluatedConfig, img: NodeIm
   const common = {
     logger: opts.logger,
     resultDir: opts.resultDir,
+    specialisations: Object.keys(c.specialisation),
     ...(opts.beforeCommand ? { beforeCommand: opts.beforeCommand } : {}),
     ...(opts.terminal ? { terminal: opts.terminal } : {}),
   };
