@@ -154,6 +154,47 @@ export const serviceOptions = {
       "Debian's redis-server binary; Debian's own redis-server.service is masked; /etc/vmrig/redis/redis-NAME.conf; the server's group may use its socket",
     ),
   },
+  keepalived: {
+    enable: option(
+      t.bool,
+      false,
+      "Run keepalived (VRRP: a virtual address that moves to another machine when its holder fails).",
+      "Debian's keepalived, started 5 s after boot by keepalived-boot-delay.timer as in NixOS",
+    ),
+    openFirewall: option(t.bool, false, "Accept VRRP (IP protocol 112) in the firewall."),
+    snmp: {
+      enable: option(t.bool, false, "Start keepalived with its SNMP subsystem (`--snmp`).", "--snmp"),
+    },
+    extraGlobalDefs: option(t.str, "", "Lines added to the `global_defs` block."),
+    extraConfig: option(t.str, "", "Lines added to the end of keepalived.conf."),
+    vrrpInstances: option(
+      t.attrsOf(
+        t.submodule({
+          interface: option(t.str, "", "The interface VRRP runs on (eth1, …)."),
+          state: option(t.enum(["MASTER", "BACKUP"]), "BACKUP", "The state the instance starts in."),
+          priority: option(t.int, 100, "The instance's priority: the highest one holds the addresses."),
+          virtualRouterId: option(t.int, 0, "The VRRP router id (1–255), the same on every peer."),
+          noPreempt: option(t.bool, false, "Do not take the addresses back from a lower priority master."),
+          unicastPeers: option(t.listOf(t.str), [], "Peers to send adverts to directly instead of by multicast."),
+          virtualIps: option(
+            t.listOf(
+              t.submodule({
+                addr: option(t.str, "", "The address, with a prefix length or without (/32)."),
+                dev: option(t.nullOr(t.str), null, "The interface (default: the instance's)."),
+                scope: option(t.nullOr(t.str), null, "The address's scope."),
+              }),
+            ),
+            [],
+            "The virtual addresses the master holds.",
+          ),
+          extraConfig: option(t.str, "", "Lines added to the instance's block."),
+        }),
+      ),
+      {},
+      "VRRP instances by name.",
+      "`vrrp_instance NAME { … }` in /etc/keepalived/keepalived.conf",
+    ),
+  },
   nfs: {
     server: {
       enable: option(

@@ -75,6 +75,9 @@ export function renderFirewall(config: EvaluatedConfig, patch: Patch): void {
     if (fw.allowedUDPPorts.length) rules.push(`    udp dport ${set(fw.allowedUDPPorts)} accept`);
     for (const r of fw.allowedTCPPortRanges) rules.push(`    tcp dport ${r.from}-${r.to} accept`);
     for (const r of fw.allowedUDPPortRanges) rules.push(`    udp dport ${r.from}-${r.to} accept`);
+    // services.keepalived.openFirewall (NixOS: `-p vrrp -j ACCEPT`)
+    if (config.services.keepalived.enable && config.services.keepalived.openFirewall)
+      rules.push("    ip protocol vrrp accept");
     for (const [iface, open] of Object.entries(fw.interfaces)) {
       if (open.allowedTCPPorts.length)
         rules.push(`    iifname ${JSON.stringify(iface)} tcp dport ${set(open.allowedTCPPorts)} accept`);

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import type { EvaluatedConfig } from "../config/eval.js";
 import { configError } from "../util/errors.js";
 import { enable, file, unit, type Patch, type UnitValue } from "./patch.js";
+import { renderKeepalived } from "./services/keepalived.js";
 import { renderMysql } from "./services/mysql.js";
 import { renderNginx } from "./services/nginx.js";
 import { renderNfsServer } from "./services/nfs.js";
@@ -100,6 +101,7 @@ export function ownPackages(config: EvaluatedConfig): string[] {
   if (Object.keys(config.services.phpfpm.pools).length) pkgs.add("php-fpm");
   if (config.services.openssh.enable) pkgs.add("openssh-server");
   if (config.services.nfs.server.enable) pkgs.add("nfs-kernel-server");
+  if (config.services.keepalived.enable) pkgs.add("keepalived");
   if (redisServers(config).length) pkgs.add("redis-server");
   for (const p of xserverPackages(config)) pkgs.add(p);
   // what mounts a network file system (NixOS: boot.supportedFilesystems)
@@ -137,6 +139,7 @@ export function renderNode(
   renderOpenssh(config, patch);
   renderNfsServer(config, patch);
   renderRedis(config, patch);
+  renderKeepalived(config, patch);
   renderXserver(config, patch);
   renderUnits(config, tree, patch, switchable);
   renderSystem(config, patch);

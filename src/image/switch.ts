@@ -23,14 +23,15 @@ export const SWITCH_SCRIPT = "/usr/lib/vmrig/switch-to-configuration";
 /**
  * Units of vmrig's own modules whose configuration is a file in /etc rather than part of
  * the unit (NixOS puts it in the store, so the unit changes with it): a drop-in carries a
- * hash of those files, so the unit changes when they do. `reload`: NixOS reloads it
- * (`reloadIfChanged`), as its firewall.
+ * hash of those files, so the unit changes when they do: as a restart trigger, or a reload
+ * trigger (a change of that file alone reloads the unit, NixOS's reloadTriggers), and
+ * `reloadIfChanged` where NixOS sets it (its firewall).
  */
-const CONFIG_FILES: { unit: string; prefix: string; reload: boolean }[] = [
-  { unit: "nftables.service", prefix: "/etc/nftables.conf", reload: true },
-  { unit: "nginx.service", prefix: "/etc/nginx/", reload: false },
-  { unit: "nfs-server.service", prefix: "/etc/exports", reload: false },
-  { unit: "redis-server.service", prefix: "/etc/vmrig/redis/", reload: false },
+const CONFIG_FILES: { unit: string; prefix: string; on: "reload" | "restart"; reloadIfChanged?: boolean }[] = [
+  { unit: "nftables.service", prefix: "/etc/nftables.conf", on: "reload", reloadIfChanged: true },
+  { unit: "nginx.service", prefix: "/etc/nginx/", on: "restart" },
+  { unit: "nfs-server.service", prefix: "/etc/exports", on: "restart" },
+  { unit: "keepalived.service", prefix: "/etc/keepalived/", on: "reload" },
 ];
 
 function sha(data: string | Buffer): string {
@@ -47,9 +48,10 @@ export function addConfigTriggers(patch: Patch): void {
       file(
         `/etc/systemd/system/${c.unit}.d/vmrig-switch.conf`,
         unit({
-          Unit: c.reload
-            ? { "X-ReloadIfChanged": true, "X-Reload-Triggers": digest }
-            : { "X-Restart-Triggers": digest },
+          Unit: {
+            "X-ReloadIfChanged": c.reloadIfChanged,
+            [c.on === "reload" ? "X-Reload-Triggers" : "X-Restart-Triggers"]: digest,
+          },
         }),
       ),
     );
