@@ -28,9 +28,7 @@ export function renderKeepalived(config: EvaluatedConfig, patch: Patch): void {
       ...(i.noPreempt ? ["  nopreempt"] : []),
       ...(i.unicastPeers.length ? ["  unicast_peer {", ...i.unicastPeers.map((p) => `    ${p}`), "  }"] : []),
       "  virtual_ipaddress {",
-      ...i.virtualIps.map(
-        (v) => `    ${v.addr}${v.dev ? ` dev ${v.dev}` : ""}${v.scope ? ` scope ${v.scope}` : ""}`,
-      ),
+      ...i.virtualIps.map((v) => `    ${v.addr}${v.dev ? ` dev ${v.dev}` : ""}${v.scope ? ` scope ${v.scope}` : ""}`),
       "  }",
       ...indent(i.extraConfig, 2),
       "}",
@@ -70,5 +68,10 @@ export function renderKeepalived(config: EvaluatedConfig, patch: Patch): void {
 }
 
 function indent(text: string, n: number): string[] {
-  return text.trim() ? text.trimEnd().split("\n").map((l) => `${" ".repeat(n)}${l.trim()}`) : [];
+  return text.trim()
+    ? text
+        .trimEnd()
+        .split("\n")
+        .map((l) => `${" ".repeat(n)}${l.trim()}`)
+    : [];
 }
