@@ -30,6 +30,7 @@ describe("examples from the seeds and SPEC §5 (real VMs)", () => {
     "nixos/memcached",
     "nixos/nfs",
     "nixos/redis",
+    "nixos/keepalived",
     // graphical machines (SPEC §8); x11-terminal below, with a video
     "nixos/sgtpuzzles",
   ]) {
