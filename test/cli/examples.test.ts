@@ -132,9 +132,11 @@ describe("vmrig run --video (SPEC §8)", () => {
     };
     const [stream] = probe.streams;
     expect(stream).toMatchObject({ codec_name: "vp8", width: 1024, height: 768 });
-    // the script runs for ~15-25 s under TCG: 2 frames a second of it (the capture rate)
-    expect(Number(probe.format.duration)).toBeGreaterThan(10);
-    expect(Number(stream!.nb_read_frames)).toBeGreaterThan(20);
+    // the whole script, ~6-25 s under TCG (its desktop is restored drawn), at the capture
+    // rate of 2 frames a second
+    const seconds = Number(probe.format.duration);
+    expect(seconds).toBeGreaterThan(3);
+    expect(Number(stream!.nb_read_frames)).toBeGreaterThan(seconds * 1.5);
     const result = JSON.parse(fs.readFileSync(path.join(r.out, "x11-terminal/result.json"), "utf8")) as {
       videos: { machine: string; file: string; frames: number }[];
       calls: { label: string }[];
