@@ -2,7 +2,7 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import { checkTestFile, reportFindings } from "../runner/check.js";
 import { doctor } from "../runner/doctor.js";
-import { gc } from "../runner/gc.js";
+import { gc, keepStoreInBudget, storeBudget, storeSize } from "../runner/gc.js";
 import { loadTest } from "../runner/load.js";
 import { buildTestImages } from "../runner/run.js";
 import { checkBeforeRun, endReport, listTests, runSuite } from "../runner/suite.js";
@@ -225,6 +225,12 @@ program
           ? `; ${o.dryRun ? "would remove" : "removed"} ${r.removedLogs} failed-build logs older than a week`
           : "") +
         "\n",
+    );
+    if (!o.dryRun) await keepStoreInBudget((l) => process.stdout.write(l + "\n"));
+    const size = await storeSize();
+    const budget = await storeBudget();
+    process.stdout.write(
+      `store: ${(size.totalKib / 1024 / 1024).toFixed(1)} GiB in ${size.entries} entries; budget ${(budget.kib / 1024 / 1024).toFixed(1)} GiB (${budget.from})\n`,
     );
   });
 

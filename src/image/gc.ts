@@ -3,7 +3,9 @@ import fsp from "node:fs/promises";
 import path from "node:path";
 import { hostLockHeld, tryHostLock } from "../util/host-lock.js";
 import { run } from "../util/proc.js";
-import { storeDir } from "./store.js";
+import { VmrigError } from "../util/errors.js";
+import { entriesInUse } from "./in-use.js";
+import { cacheRoot, storeDir } from "./store.js";
 
 export interface StoreGcResult {
   removed: { name: string; kib: number }[];
@@ -11,9 +13,140 @@ export interface StoreGcResult {
   keptKib: number;
 }
 
-async function sizeKib(p: string): Promise<number> {
-  const r = await run("du", ["-sk", p]).catch(() => undefined);
-  return Number(r?.stdout.split(/\s/)[0] ?? 0);
+/**
+ * An entry's size in KiB. A published entry never changes, so its size is measured once
+ * (`du`) and remembered in `<cache>/store-sizes.json`: a budget check after every run
+ * costs a directory listing, not a walk of every file.
+ */
+async function sizeKib(entry: string, sizes: Record<string, number>): Promise<number> {
+  const name = path.basename(entry);
+  const known = sizes[name];
+  if (known !== undefined) return known;
+  const r = await run("du", ["-sk", entry]).catch(() => undefined);
+  const kib = Number(r?.stdout.split(/\s/)[0] ?? 0);
+  sizes[name] = kib;
+  return kib;
+}
+
+const sizesFile = () => path.join(cacheRoot(), "store-sizes.json");
+
+function readSizes(): Record<string, number> {
+  try {
+    return JSON.parse(fs.readFileSync(sizesFile(), "utf8")) as Record<string, number>;
+  } catch {
+    return {};
+  }
+}
+
+/** Remember the sizes of the entries that still exist. */
+function writeSizes(sizes: Record<string, number>, names: Set<string>): void {
+  const kept = Object.fromEntries(Object.entries(sizes).filter(([n]) => names.has(n)));
+  fs.mkdirSync(cacheRoot(), { recursive: true });
+  const tmp = `${sizesFile()}.${process.pid}`;
+  fs.writeFileSync(tmp, JSON.stringify(kept));
+  fs.renameSync(tmp, sizesFile());
+}
+
+/** The published entries of the store (not locks, half-built or stale folders), with when each was last used. */
+async function listEntries(): Promise<{ name: string; path: string; usedMs: number }[]> {
+  const dir = storeDir();
+  const out: { name: string; path: string; usedMs: number }[] = [];
+  for (const name of fs.existsSync(dir) ? (await fsp.readdir(dir)).sort() : []) {
+    if (name.endsWith(".lock") || name.includes(".tmp-") || name.includes(".stale-")) continue;
+    const st = await fsp.stat(path.join(dir, name)).catch(() => undefined);
+    if (st?.isDirectory()) out.push({ name, path: path.join(dir, name), usedMs: st.mtimeMs });
+  }
+  return out;
+}
+
+/** Remove a published entry, and its lock file: only while holding that lock (nobody is making it). */
+async function removeEntry(entry: string): Promise<boolean> {
+  const release = await tryHostLock(`${entry}.lock`);
+  if (!release) return false;
+  try {
+    await fsp.rm(entry, { recursive: true, force: true });
+    fs.rmSync(`${entry}.lock`, { force: true });
+  } finally {
+    release();
+  }
+  return true;
+}
+
+const GIB = 1024 * 1024;
+
+/**
+ * The store's size budget in KiB: `VMRIG_STORE_BUDGET` (`40G`, `500M`, or KiB with a `K`),
+ * else half of what the cache's file system has for the store (its size now plus the free
+ * space), and at least 10 GiB. Half: the other half is for the runs' own disks and RAM files,
+ * and for everything else on the disk.
+ */
+export async function storeBudget(): Promise<{ kib: number; from: string }> {
+  const env = process.env.VMRIG_STORE_BUDGET;
+  if (env !== undefined && env !== "") {
+    const m = /^(\d+(?:\.\d+)?)\s*([KMGT])i?B?$/i.exec(env.trim());
+    if (!m)
+      throw new VmrigError(`VMRIG_STORE_BUDGET=${env}: not a size`, {
+        hint: "give a size with its unit: VMRIG_STORE_BUDGET=40G (or 500M, 2T)",
+      });
+    const unit = { K: 1, M: 1024, G: GIB, T: 1024 * GIB }[m[2]!.toUpperCase() as "K" | "M" | "G" | "T"];
+    return { kib: Math.round(Number(m[1]) * unit), from: "VMRIG_STORE_BUDGET" };
+  }
+  fs.mkdirSync(storeDir(), { recursive: true });
+  const fsStat = await fsp.statfs(storeDir());
+  const freeKib = (fsStat.bavail * fsStat.bsize) / 1024;
+  const { totalKib } = await storeSize();
+  return {
+    kib: Math.max(10 * GIB, Math.round((totalKib + freeKib) / 2)),
+    from: "half of the store's size plus the free space on its disk (VMRIG_STORE_BUDGET overrides it)",
+  };
+}
+
+/** The store's size in KiB, entry by entry. */
+export async function storeSize(): Promise<{ totalKib: number; entries: number }> {
+  const sizes = readSizes();
+  const entries = await listEntries();
+  let totalKib = 0;
+  for (const e of entries) totalKib += await sizeKib(e.path, sizes);
+  writeSizes(sizes, new Set(entries.map((e) => e.name)));
+  return { totalKib, entries: entries.length };
+}
+
+export interface BudgetResult {
+  budgetKib: number;
+  /** the store's size before and after */
+  beforeKib: number;
+  afterKib: number;
+  removed: { name: string; kib: number }[];
+}
+
+/** Entries used this recently are never removed for the budget. */
+const BUDGET_GRACE_MS = 60 * 60_000;
+
+/**
+ * Keep the store within `budgetKib`: remove the least recently used entries until it fits.
+ * Never an entry a running test holds (image/in-use.ts), one being made (its lock is held),
+ * or one used in the last hour (a run that is still building may be about to hold it).
+ */
+export async function enforceBudget(budgetKib: number): Promise<BudgetResult> {
+  const sizes = readSizes();
+  const entries = await listEntries();
+  let total = 0;
+  for (const e of entries) total += await sizeKib(e.path, sizes);
+  const out: BudgetResult = { budgetKib, beforeKib: total, afterKib: total, removed: [] };
+  if (total > budgetKib) {
+    const inUse = await entriesInUse();
+    for (const e of [...entries].sort((a, b) => a.usedMs - b.usedMs)) {
+      if (out.afterKib <= budgetKib) break;
+      if (inUse.has(e.path) || Date.now() - e.usedMs < BUDGET_GRACE_MS) continue;
+      const kib = sizes[e.name] ?? 0;
+      if (!(await removeEntry(e.path))) continue;
+      out.afterKib -= kib;
+      out.removed.push({ name: e.name, kib });
+    }
+  }
+  const removed = new Set(out.removed.map((r) => r.name));
+  writeSizes(sizes, new Set(entries.map((e) => e.name).filter((n) => !removed.has(n))));
+  return out;
 }
 
 /**
@@ -27,6 +160,8 @@ export async function collectStore(
 ): Promise<StoreGcResult> {
   const dir = storeDir();
   const out: StoreGcResult = { removed: [], kept: 0, keptKib: 0 };
+  const sizes = readSizes();
+  const inUse = await entriesInUse();
   const names = fs.existsSync(dir) ? (await fsp.readdir(dir)).sort() : [];
   for (const name of names) {
     if (name.endsWith(".lock")) {
@@ -42,10 +177,10 @@ export async function collectStore(
     const entry = path.join(dir, name);
     const st = await fsp.stat(entry).catch(() => undefined);
     if (!st?.isDirectory()) continue;
-    const kib = await sizeKib(entry);
+    const kib = await sizeKib(entry, sizes);
     // an entry whose lock another process holds is being built: not ours to remove
     const lock = `${entry}.lock`;
-    if (live.has(entry) || Date.now() - st.mtimeMs < opts.graceMs || (await hostLockHeld(lock))) {
+    if (live.has(entry) || inUse.has(entry) || Date.now() - st.mtimeMs < opts.graceMs || (await hostLockHeld(lock))) {
       out.kept++;
       out.keptKib += kib;
       continue;
@@ -55,6 +190,10 @@ export async function collectStore(
       fs.rmSync(lock, { force: true });
     }
     out.removed.push({ name, kib });
+  }
+  if (!opts.dryRun) {
+    const removed = new Set(out.removed.map((r) => r.name));
+    writeSizes(sizes, new Set(names.filter((n) => !removed.has(n))));
   }
   return out;
 }

@@ -99,7 +99,7 @@ export async function ensureEntry(
   const hash = hashInputs(inputs);
   const dir = storeDir();
   const final = path.join(dir, `${hash}-${name}`);
-  if (fs.existsSync(final)) return { path: final, hash, built: false };
+  if (used(final)) return { path: final, hash, built: false };
   await fsp.mkdir(dir, { recursive: true });
   return withLock(
     `${final}.lock`,
@@ -134,7 +134,7 @@ export async function createEntryUnlessBusy(
 ): Promise<string | undefined> {
   const dir = storeDir();
   const final = path.join(dir, `${hash}-${name}`);
-  if (fs.existsSync(final)) return final;
+  if (used(final)) return final;
   await fsp.mkdir(dir, { recursive: true });
   const release = await tryHostLock(`${final}.lock`);
   if (!release) return undefined;
@@ -159,5 +159,20 @@ export async function createEntryUnlessBusy(
 /** `<store>/<hash>-<name>` if it exists. */
 export function findEntry(hash: string, name: string): string | undefined {
   const p = path.join(storeDir(), `${hash}-${name}`);
-  return fs.existsSync(p) ? p : undefined;
+  return used(p) ? p : undefined;
+}
+
+/**
+ * Does the entry exist? If so, it is being used now: its directory's modification time
+ * says when it was last used (a published entry's contents never change), which is what
+ * the store's budget removes the least recently used entries by (image/gc.ts).
+ */
+function used(entry: string): boolean {
+  try {
+    const now = new Date();
+    fs.utimesSync(entry, now, now);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -1,6 +1,8 @@
 import fs from "node:fs";
 import path from "node:path";
-import { collectStore } from "../image/gc.js";
+import { collectStore, enforceBudget, storeBudget, storeSize, type BudgetResult } from "../image/gc.js";
+
+export { storeBudget, storeSize };
 import { readJson, readRoots, removeRoot } from "../image/roots.js";
 import { cacheRoot } from "../image/store.js";
 import type { CachedPass } from "./cache.js";
@@ -69,4 +71,30 @@ export async function gc(opts: { graceMs?: number; dryRun?: boolean } = {}): Pro
     removedResults,
     removedLogs,
   };
+}
+
+const gib = (kib: number) => `${(kib / 1024 / 1024).toFixed(1)} GiB`;
+
+/**
+ * After a run: keep the store within its budget (image/gc.ts), least recently used first.
+ * Says what it removed; a store that cannot fit (everything in it used in the last hour)
+ * is said too, with what to do. Never fails the run.
+ */
+export async function keepStoreInBudget(print: (l: string) => void): Promise<BudgetResult | undefined> {
+  try {
+    const budget = await storeBudget();
+    const r = await enforceBudget(budget.kib);
+    if (r.removed.length)
+      print(
+        `store: ${gib(r.beforeKib)} was over its budget of ${gib(r.budgetKib)}: removed the ${r.removed.length} least recently used entries (${gib(r.beforeKib - r.afterKib)}); they are rebuilt when a test needs them again`,
+      );
+    if (r.afterKib > r.budgetKib)
+      print(
+        `store: ${gib(r.afterKib)}, over its budget of ${gib(r.budgetKib)}, and every entry left was used in the last hour or is in use: raise VMRIG_STORE_BUDGET, or free space on the disk`,
+      );
+    return r;
+  } catch (e) {
+    print(`store: could not check its size against its budget: ${e instanceof Error ? e.message : String(e)}`);
+    return undefined;
+  }
 }

@@ -1,3 +1,4 @@
+import { keepStoreInBudget } from "./gc.js";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -171,6 +172,7 @@ export async function runSuite(paths: string[], o: SuiteOptions): Promise<SuiteO
   );
   const summary = endReport(results, o.outputDir, o.reporters, print, o.signal?.aborted ?? false);
   if (summary.interrupted) worse(1);
+  else await keepStoreInBudget(print);
   return { results, exitCode: exit };
 }
 

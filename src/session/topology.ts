@@ -12,6 +12,7 @@ import type { SnapshotStore } from "../vm/snapshot.js";
 
 export type { Accel };
 import { VlanSwitch } from "../vm/vlan.js";
+import { holdEntries } from "../image/in-use.js";
 import { addToRoot, recordRoot } from "../image/roots.js";
 import { storeSnapshots } from "./snapshots.js";
 import { claim } from "../util/owned-dir.js";
@@ -246,6 +247,8 @@ export async function createTopology(def: TopologyDefinition, opts: TopologyOpti
   const accel = vmImage ? await resolveAccel(opts.accel, vmImage.kernel, accelMemo()) : "tcg";
   if (vmImage) logger.log(`accelerator: ${accel}${accel === "tcg" ? " (software emulation: no usable KVM)" : ""}`);
 
+  // While they run, the machines' store entries are never removed (by `vmrig gc` or the store's budget).
+  const hold = await holdEntries(Object.values(images).flatMap((i) => i.entries));
   const stateDir = newStateDir(def, opts.keepVmState);
   const switches: VlanSwitch[] = [];
   const machines: Machine[] = [];
@@ -255,6 +258,7 @@ export async function createTopology(def: TopologyDefinition, opts: TopologyOpti
     await Promise.all(switches.map((s) => s.stop().catch(() => undefined)));
     if (opts.video) videos.push(...(await encodeVideos(machines, opts.resultDir, logger)));
     if (!opts.keepVmState) fs.rmSync(stateDir, { recursive: true, force: true });
+    hold.release();
   };
   try {
     const names = Object.keys(configs).sort();
@@ -267,7 +271,10 @@ export async function createTopology(def: TopologyDefinition, opts: TopologyOpti
     // Boot snapshots restore a pristine disk: with disks kept between runs they would not be.
     const snapshots =
       (opts.snapshots ?? true) && !opts.keepVmState
-        ? storeSnapshots((entry) => opts.testFile && addToRoot(opts.testFile, [entry]))
+        ? storeSnapshots((entry) => {
+            hold.add([entry]);
+            if (opts.testFile) addToRoot(opts.testFile, [entry]);
+          })
         : undefined;
     const shared: Shared = { opts, stateDir, accel, switches, snapshots };
     for (const [i, name] of names.entries()) machines.push(newMachine(name, i, configs[name]!, images[name]!, shared));

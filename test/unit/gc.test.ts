@@ -97,3 +97,60 @@ describe("vmrig gc", () => {
     building!();
   });
 });
+
+describe("the store's budget", () => {
+  it("removes the least recently used entries until the store fits, never one a running test holds or one being made", async () => {
+    const { enforceBudget, storeBudget } = await import("../../src/image/gc.js");
+    const { holdEntries } = await import("../../src/image/in-use.js");
+    const { findEntry } = await import("../../src/image/store.js");
+    const oldest = entry("a1-oldest", 50, 64);
+    const held = entry("a2-held", 40, 64);
+    const building = entry("a3-building", 30, 64);
+    const older = entry("a4-older", 20, 64);
+    const used = entry("a5-used-now", 10, 64);
+    const fresh = entry("a6-fresh", 0.1, 64);
+    // a running test holds one entry; another vmrig is making one (its lock is held)
+    const hold = await holdEntries([held]);
+    const lock = await tryHostLock(`${building}.lock`);
+    // one old entry is used again now: that makes it the most recently used
+    expect(findEntry("a5", "used-now")).toBe(used);
+    try {
+      // 6 entries of ≥64 KiB; a budget of 200 KiB keeps three at most
+      const r = await enforceBudget(200);
+      expect(r.removed.map((e) => e.name)).toEqual(["a1-oldest", "a4-older"]);
+      for (const p of [held, building, used, fresh]) expect(fs.existsSync(p)).toBe(true);
+      expect(fs.existsSync(oldest) || fs.existsSync(older)).toBe(false);
+      // still over: the rest is held, being made, or used within the hour
+      expect(r.afterKib).toBeGreaterThan(200);
+      // once the holder lets go, its entry may go too
+      hold.release();
+      lock?.();
+      // (a released flock's helper exits a moment later)
+      await new Promise((r) => setTimeout(r, 300));
+      const again = await enforceBudget(200);
+      expect(again.removed.map((e) => e.name)).toEqual(["a2-held", "a3-building"]);
+      expect(again.afterKib).toBeLessThanOrEqual(200);
+    } finally {
+      hold.release();
+      lock?.();
+    }
+    process.env.VMRIG_STORE_BUDGET = "3G";
+    expect((await storeBudget()).kib).toBe(3 * 1024 * 1024);
+    process.env.VMRIG_STORE_BUDGET = "lots";
+    await expect(storeBudget()).rejects.toThrow(/VMRIG_STORE_BUDGET=lots: not a size/);
+    delete process.env.VMRIG_STORE_BUDGET;
+    // the default: half of the store plus the free space, at least 10 GiB
+    expect((await storeBudget()).kib).toBeGreaterThanOrEqual(10 * 1024 * 1024);
+  });
+
+  it("forgets a holder that was killed: its entries count as unused at once", async () => {
+    const { entriesInUse } = await import("../../src/image/in-use.js");
+    const dir = path.join(process.env.VMRIG_CACHE_DIR!, "in-use");
+    fs.mkdirSync(dir, { recursive: true });
+    // what a SIGKILLed holder leaves: its list, and a lock file nobody holds
+    fs.writeFileSync(path.join(dir, "999-dead.json"), JSON.stringify(["/x/store/e"]));
+    fs.writeFileSync(path.join(dir, "999-dead.lock"), "");
+    expect([...(await entriesInUse())]).toEqual([]);
+    expect(fs.readdirSync(dir)).toEqual([]);
+  });
+});
