@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { coldBoot, createDisks, secs } from "./boot.js";
@@ -46,6 +47,15 @@ export async function startFromSnapshot(
   const store = m.ctx.snapshots!;
   const key = snapshotKey(spec, await qemuInfo());
   let saved = store.find(key, m.name);
+  const damaged = saved?.meta.ok ? damage(saved) : undefined;
+  if (saved && damaged) {
+    m.log.log(
+      `the boot snapshot ${path.basename(saved.dir).slice(0, 12)} is damaged (${damaged}): removed; this start boots and saves a new one`,
+      m.name,
+    );
+    store.discard(saved);
+    saved = undefined;
+  }
   if (!saved) {
     try {
       saved = await store.create(key, m.name, (dir) =>
@@ -68,10 +78,43 @@ export async function startFromSnapshot(
   try {
     return await resumed(await restoreBoot(m, spec, saved));
   } catch (e) {
-    m.log.log(`could not restore the boot snapshot (${errorMessage(e).split("\n")[0]}); booting instead`, m.name);
+    // A snapshot QEMU cannot load would fail every run the same way: removed, so the next start saves a new one.
+    m.log.log(
+      `could not restore the boot snapshot ${path.basename(saved.dir).slice(0, 12)} (${errorMessage(e).split("\n")[0]}): removed it; booting instead, and the next start saves a new one`,
+      m.name,
+    );
+    store.discard(saved);
     m.disks = undefined;
     return undefined;
   }
+}
+
+/** What is wrong with a saved boot's files, if anything (sizes, and the device state's hash). */
+function damage(saved: SavedBoot): string | undefined {
+  for (const [name, want] of Object.entries(saved.meta.files ?? {})) {
+    const file = path.join(saved.dir, name);
+    let bytes: number;
+    try {
+      bytes = fs.statSync(file).size;
+    } catch {
+      return `${name} is missing`;
+    }
+    if (bytes !== want.bytes) return `${name} is ${bytes} bytes, ${want.bytes} when saved`;
+    if (want.sha256 && sha256(file) !== want.sha256) return `${name} is not what was saved (its SHA-256 differs)`;
+  }
+  return undefined;
+}
+
+const sha256 = (file: string) => createHash("sha256").update(fs.readFileSync(file)).digest("hex");
+
+/** The sizes of a saved boot's files, and the hash of its device state (small: the RAM is a file of its own). */
+function fileRecord(dir: string): Record<string, { bytes: number; sha256?: string }> {
+  const out: Record<string, { bytes: number; sha256?: string }> = {};
+  for (const name of fs.readdirSync(dir).sort()) {
+    const file = path.join(dir, name);
+    out[name] = { bytes: fs.statSync(file).size, ...(name === "state" ? { sha256: sha256(file) } : {}) };
+  }
+  return out;
 }
 
 /**
@@ -136,7 +179,7 @@ async function saveBoot(
     vm = undefined;
     await run("cp", ["--sparse=always", path.join(shm, "ram"), path.join(dir, "ram")]);
     m.log.log(`saved a boot snapshot (isolated boot finished in ${secs(bootMs)})`, m.name);
-    return { ...meta, ok: true, ...(bootId ? { bootId } : {}), bootMs };
+    return { ...meta, ok: true, ...(bootId ? { bootId } : {}), bootMs, files: fileRecord(dir) };
   } finally {
     await vm?.kill();
     fs.rmSync(shm, { recursive: true, force: true });

@@ -33,6 +33,16 @@ export function storeSnapshots(onEntry: (entryPath: string) => void): SnapshotSt
       if (saved) onEntry(saved.dir);
       return saved;
     },
+    discard(saved) {
+      // renamed first (atomic): a run looking for it now finds nothing rather than half a snapshot
+      const stale = `${saved.dir}.stale-${process.pid}`;
+      try {
+        fs.renameSync(saved.dir, stale);
+      } catch {
+        return; // another run removed it already
+      }
+      fs.rmSync(stale, { recursive: true, force: true });
+    },
     async create(key, machine, save) {
       const dir = await createEntryUnlessBusy(key, `snapshot-${machine}`, async (tmp) => {
         const meta = await save(tmp);

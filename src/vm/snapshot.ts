@@ -23,6 +23,8 @@ export interface SnapshotMeta {
   /** how long the boot that was saved took, ms */
   bootMs?: number;
   createdAt: string;
+  /** the saved files' sizes (and the small device state's hash), to tell a damaged snapshot before loading it */
+  files?: Record<string, { bytes: number; sha256?: string }>;
 }
 
 export interface SavedBoot {
@@ -41,6 +43,8 @@ export interface SnapshotStore {
    * (then `undefined`: boot without one). A thrown error leaves no entry behind.
    */
   create(key: string, machine: string, save: (dir: string) => Promise<SnapshotMeta>): Promise<SavedBoot | undefined>;
+  /** Remove a snapshot found damaged or unloadable, so the next start saves a new one. */
+  discard(saved: SavedBoot): void;
   /** Count one more isolated first boot of this configuration that ran out of time; returns the count so far. */
   strike(key: string, machine: string): number;
 }

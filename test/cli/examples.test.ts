@@ -33,6 +33,7 @@ describe("examples from the seeds and SPEC §5 (real VMs)", () => {
     "nixos/keepalived",
     // graphical machines (SPEC §8); x11-terminal below, with a video
     "nixos/sgtpuzzles",
+    "firefox",
   ]) {
     it(`examples/${name}.vmrig.ts passes`, () => {
       const r = run(path.join(root, "examples", `${name}.vmrig.ts`));

@@ -1,10 +1,13 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { spawn } from "node:child_process";
 import { beforeEach, describe, expect, it } from "vitest";
 import { canonicalJson, createEntryUnlessBusy, ensureEntry, findEntry, hashInputs } from "../../src/image/store.js";
 import { sweepLeftovers } from "../../src/session/leftovers.js";
 import { tryHostLock } from "../../src/util/host-lock.js";
+
+const root = path.resolve(import.meta.dirname, "../..");
 
 beforeEach(() => {
   process.env.VMRIG_CACHE_DIR = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-store-"));
@@ -96,5 +99,49 @@ describe("content-addressed store", () => {
     expect(removed).toContain(path.join(dir, "aaa-t.tmp-999999999"));
     expect(fs.existsSync(path.join(dir, "bbb-t.tmp-999999998"))).toBe(true);
     busy();
+  });
+
+  it("builds an entry once when two vmrig processes in different PID namespaces ask for it on one cache", async () => {
+    // Each builder runs in a PID namespace of its own (unshare --pid --fork), where both may
+    // have the same PID: a lock judged by PIDs would let both build, or take a live one over.
+    const store = path.join(root, "dist/image/store.js");
+    const builder = (who: string) =>
+      new Promise<{ code: number | null; out: string }>((resolve) => {
+        const script = `
+          import fs from "node:fs";
+          import path from "node:path";
+          const { ensureEntry } = await import(${JSON.stringify(store)});
+          const e = await ensureEntry("shared", { k: "pidns" }, async (tmp) => {
+            fs.appendFileSync(path.join(process.env.VMRIG_CACHE_DIR, "builds"), ${JSON.stringify(who)} + " pid " + process.pid + "\\n");
+            await new Promise((r) => setTimeout(r, 1500));
+            fs.writeFileSync(path.join(tmp, "by"), ${JSON.stringify(who)});
+          });
+          console.log(JSON.stringify({ path: e.path, built: e.built }));
+        `;
+        const child = spawn(
+          "unshare",
+          ["--pid", "--fork", "--mount-proc", "node", "--input-type=module", "-e", script],
+          {
+            env: process.env,
+          },
+        );
+        let out = "";
+        child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+        child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+        child.on("close", (code) => resolve({ code, out }));
+      });
+    const [a, b] = await Promise.all([builder("a"), builder("b")]);
+    expect(a.code, a.out).toBe(0);
+    expect(b.code, b.out).toBe(0);
+    const ra = JSON.parse(a.out) as { path: string; built: boolean };
+    const rb = JSON.parse(b.out) as { path: string; built: boolean };
+    expect(ra.path).toBe(rb.path);
+    // exactly one of them built it; the other waited and used it
+    expect([ra.built, rb.built].sort()).toEqual([false, true]);
+    const builds = fs.readFileSync(path.join(process.env.VMRIG_CACHE_DIR!, "builds"), "utf8").trim().split("\n");
+    expect(builds).toHaveLength(1);
+    // both ran as PID 1 of their namespace, so a PID would not have told them apart
+    expect(builds[0]).toMatch(/pid 1$/);
+    expect(fs.readFileSync(path.join(ra.path, "by"), "utf8")).toBe(ra.built ? "a" : "b");
   });
 });

@@ -147,3 +147,43 @@ describe("checkpoints", () => {
     await a1.fail("test -e /root/later2");
   });
 });
+
+describe("a damaged boot snapshot", () => {
+  it("is found before it is loaded, removed, booted instead and saved anew", async () => {
+    // a configuration of its own (a file with this run's time), so its snapshot is this test's
+    const nodes = { damaged: { environment: { etc: { "probe-damage": { text: `${Date.now()}\n` } } } } };
+    const first = await topology("damaged", nodes);
+    const [m1] = first.machines as [Machine];
+    await m1.start();
+    expect(m1.origin).toMatch(/^from boot snapshot /);
+    await first.close();
+    const saved = /damaged: restored from boot snapshot (\w+)/.exec(lines.join("\n"))?.[1];
+    expect(saved).toBeDefined();
+    const store = path.join(process.env.VMRIG_CACHE_DIR ?? path.join(os.homedir(), ".cache/vmrig"), "store");
+    const entry = fs.readdirSync(store).find((e) => e.startsWith(saved!) && e.endsWith("-snapshot-damaged"));
+    expect(entry).toBeDefined();
+    // a disk that filled up while it was copied: the RAM file is cut short
+    const ram = path.join(store, entry!, "ram");
+    fs.truncateSync(ram, Math.floor(fs.statSync(ram).size / 2));
+
+    const from = lines.length;
+    const second = await topology("damaged", nodes);
+    const [m2] = second.machines as [Machine];
+    await m2.start();
+    const said = lines.slice(from).join("\n");
+    expect(said).toMatch(
+      new RegExp(`damaged: the boot snapshot ${saved} is damaged \\(ram is \\d+ bytes, \\d+ when saved\\): removed`),
+    );
+    expect(said).toMatch(/damaged: saved a boot snapshot/);
+    expect((await m2.succeed("cat /etc/probe-damage")).trim()).toBe(
+      nodes.damaged.environment.etc["probe-damage"].text.trim(),
+    );
+    await second.close();
+    // the new snapshot is whole: the next start restores it
+    const third = await topology("damaged", nodes);
+    const [m3] = third.machines as [Machine];
+    await m3.start();
+    expect(m3.origin).toMatch(/^from boot snapshot /);
+    await third.close();
+  });
+});
