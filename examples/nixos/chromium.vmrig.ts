@@ -7,7 +7,11 @@
 // and IceWM here; each `${xdo "name" ''…''}` (an xdotool script in the Nix store) is a file
 // in /etc/xdo; the startup page's NixOS logo (fetched from nixos.org, which a guest cannot
 // reach) is left out.
-// Edited in the script: chrome://version is matched against the version Debian installed
+// Edited in the script: test_new_win waits until the page's own text is on the screen
+// (its new `loaded` argument) before it copies the page: under software emulation the
+// window's title changes seconds before the page's script has filled it in. Debian's new tab page is a blank third-party page under Debian's
+// bookmarks, with no "Web Store" tile to wait for, so the script waits for the "Debian.org"
+// bookmark instead. chrome://version is matched against the version Debian installed
 // (`dpkg-query`) instead of `${chromiumPkg.version}`, which vmrig cannot know before the image
 // is built.
 import { defineTest } from "vmrig";
@@ -123,11 +127,12 @@ windowactivate --sync
 
 
     @contextmanager
-    def test_new_win(description, url, window_name):
+    def test_new_win(description, url, window_name, loaded):
         create_new_win()
         machine.wait_for_window("New Tab")
         machine.send_chars(f"{url}\\n")
         machine.wait_for_window(window_name)
+        machine.wait_for_text(loaded)
         machine.screenshot(description)
         machine.succeed(
             ru(
@@ -165,13 +170,13 @@ windowactivate --sync
 
     create_new_win()
     # Optional: Wait for the new tab page to fully load before taking the screenshot:
-    machine.wait_for_text("Web Store")
+    machine.wait_for_text("Debian.org")
     machine.screenshot("empty_windows")
     close_new_tab_win()
 
     machine.screenshot("startup_done")
 
-    with test_new_win("sandbox_info", "chrome://sandbox", "Sandbox Status") as clipboard:
+    with test_new_win("sandbox_info", "chrome://sandbox", "Sandbox Status", "sandboxed") as clipboard:
         filters = [
             "layer 1 sandbox.*namespace",
             "pid namespaces.*yes",
@@ -215,12 +220,12 @@ windowactivate --sync
         machine.screenshot("after_copy_from_chromium")
 
 
-    with test_new_win("gpu_info", "chrome://gpu", "chrome://gpu"):
+    with test_new_win("gpu_info", "chrome://gpu", "chrome://gpu", "Graphics Feature Status"):
         # To check the text rendering (catches regressions like #131074):
         machine.wait_for_text("Graphics Feature Status")
 
 
-    with test_new_win("version_info", "chrome://version", "About Version") as clipboard:
+    with test_new_win("version_info", "chrome://version", "About Version", "Command Line") as clipboard:
         filters = [
             re.escape(machine.succeed("dpkg-query -W -f '\${Version}' chromium").split("-")[0]) + r" \\(Official Build",
         ]

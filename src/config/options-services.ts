@@ -195,6 +195,21 @@ export const serviceOptions = {
       "`vrrp_instance NAME { … }` in /etc/keepalived/keepalived.conf",
     ),
   },
+  teeworlds: {
+    enable: option(
+      t.bool,
+      false,
+      "Run a Teeworlds game server.",
+      "Debian's teeworlds-server as teeworlds.service (DynamicUser, as NixOS); /etc/teeworlds/teeworlds.cfg",
+    ),
+    openPorts: option(t.bool, false, "Open the server's UDP port in the firewall."),
+    name: option(t.nullOr(t.str), null, "The server's name (`sv_name`)."),
+    motd: option(t.nullOr(t.str), null, "The message of the day (`sv_motd`)."),
+    password: option(t.nullOr(t.str), null, "The password players must give (`password`)."),
+    rconPassword: option(t.nullOr(t.str), null, "The remote console's password (`sv_rcon_password`)."),
+    port: option(t.int, 8303, "The UDP port (`sv_port`)."),
+    extraOptions: option(t.listOf(t.str), [], "More lines for teeworlds.cfg."),
+  },
   nfs: {
     server: {
       enable: option(

@@ -3,6 +3,7 @@ import type { EvaluatedConfig } from "../config/eval.js";
 import { configError } from "../util/errors.js";
 import { enable, file, unit, type Patch, type UnitValue } from "./patch.js";
 import { renderKeepalived } from "./services/keepalived.js";
+import { renderTeeworlds } from "./services/teeworlds.js";
 import { renderMysql } from "./services/mysql.js";
 import { renderNginx } from "./services/nginx.js";
 import { renderNfsServer } from "./services/nfs.js";
@@ -102,6 +103,7 @@ export function ownPackages(config: EvaluatedConfig): string[] {
   if (config.services.openssh.enable) pkgs.add("openssh-server");
   if (config.services.nfs.server.enable) pkgs.add("nfs-kernel-server");
   if (config.services.keepalived.enable) pkgs.add("keepalived");
+  if (config.services.teeworlds.enable) pkgs.add("teeworlds-server");
   if (redisServers(config).length) pkgs.add("redis-server");
   for (const p of xserverPackages(config)) pkgs.add(p);
   // what mounts a network file system (NixOS: boot.supportedFilesystems)
@@ -140,6 +142,7 @@ export function renderNode(
   renderNfsServer(config, patch);
   renderRedis(config, patch);
   renderKeepalived(config, patch);
+  renderTeeworlds(config, patch);
   renderXserver(config, patch);
   renderUnits(config, tree, patch, switchable);
   renderSystem(config, patch);
