@@ -16,6 +16,12 @@ const client = defineModule({
 
 export default defineTest({
   name: "teeworlds",
+  // Under software emulation (no KVM) the clients do not stay in the game yet: Alice's
+  // client connects and the server logs "player is ready", but rendering with llvmpipe
+  // on an emulated CPU starves its network loop, and the server drops it after 10 s
+  // ("Too weak connection (not acked for 10 seconds)") before it joins a team. Until the
+  // clients draw less (a lower resolution and frame rate), it is skipped, not run.
+  meta: { broken: true },
   enableOCR: true,
   nodes: {
     server: {

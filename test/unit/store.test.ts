@@ -46,12 +46,13 @@ describe("content-addressed store", () => {
   });
 
   it("makes an entry only-if-free (boot snapshots): a second maker gets undefined at once, a dead maker's lock is taken over", async () => {
-    let release: () => void = () => undefined;
+    let release: (() => void) | undefined;
     const slow = createEntryUnlessBusy("abc", "snapshot-m", (tmp) => {
       fs.writeFileSync(path.join(tmp, "state"), "s");
       return new Promise<void>((r) => (release = r));
     });
-    await new Promise((r) => setTimeout(r, 50));
+    // (until the first maker is building: on a loaded host taking the lock may take a while)
+    while (!release) await new Promise((r) => setTimeout(r, 20));
     expect(await createEntryUnlessBusy("abc", "snapshot-m", () => Promise.resolve())).toBeUndefined();
     release();
     const made = await slow;
