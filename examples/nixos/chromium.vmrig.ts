@@ -10,7 +10,8 @@
 // Left out: the last two subtests (chrome://gpu and chrome://version). Each opens one more
 // window and reads it by OCR, minutes under software emulation; the sandbox is what this
 // example is for.
-// Edited in the script: test_new_win waits until the page's own text is on the screen
+// Edited in the script: test_new_win waits for the new window's bookmarks bar before it
+// types the URL (typed into a window still loading, the URL was lost once), and it waits until the page's own text is on the screen
 // (its new `loaded` argument) before it copies the page: under software emulation the
 // window's title changes seconds before the page's script has filled it in. Debian's new tab page is a blank third-party page under Debian's
 // bookmarks, with no "Web Store" tile to wait for, so the script waits for the "Debian.org"
@@ -133,6 +134,7 @@ windowactivate --sync
     def test_new_win(description, url, window_name, loaded):
         create_new_win()
         machine.wait_for_window("New Tab")
+        machine.wait_for_text("Debian.org")
         machine.send_chars(f"{url}\\n")
         machine.wait_for_window(window_name)
         machine.wait_for_text(loaded)
