@@ -111,6 +111,9 @@ export async function createDisks(
   return o.drives;
 }
 
+/** How long a cold boot may take to reach the guest's shell (minutes under TCG on a loaded host). */
+const BOOT_DEADLINE_S = 600;
+
 /**
  * One cold boot: QEMU up, backdoor answering, systemd taking requests; a kernel crash on
  * the console ends it at once. Waits for a cold-boot slot: boots at once on few cores
@@ -133,6 +136,21 @@ export async function coldBoot(
   );
   crashed.catch(() => undefined);
   let consoleText = "";
+  // A boot that never reaches the guest's shell (a kernel that hangs, a root it cannot
+  // mount) ends here, not at the test's global timeout, and says what the console showed.
+  const deadline = setTimeout(
+    () =>
+      ac.abort(
+        new VmrigError(`the machine's shell did not answer within ${BOOT_DEADLINE_S} s of starting QEMU`, {
+          machine: m.name,
+          call: "start()",
+          ...(location ? { location } : {}),
+          output: tail(consoleText, 30),
+          hint: "the console log in the result folder shows how far the boot got; on a busy host without KVM, run fewer tests at once (--jobs)",
+        }),
+      ),
+    BOOT_DEADLINE_S * 1000,
+  );
   const onLine = (line: string) => {
     m.log.consoleLine(m.name, line);
     if (!watching) return;
@@ -160,6 +178,7 @@ export async function coldBoot(
     await vm?.kill();
     throw e;
   } finally {
+    clearTimeout(deadline);
     watching = false;
     release();
   }

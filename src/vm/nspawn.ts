@@ -53,6 +53,9 @@ export interface ContainerLaunchOptions {
   signal?: AbortSignal | undefined;
 }
 
+/** How long a container may take to reach its shell (seconds even under load: no kernel boots). */
+const START_DEADLINE_S = 300;
+
 /**
  * Start a container and resolve once its backdoor answers. The container's root is an
  * overlay (the store's tree below, the run's writable layer above) mounted in a private
@@ -103,7 +106,27 @@ export async function launchContainer(spec: ContainerSpec, opts: ContainerLaunch
     );
     died.catch(() => undefined);
     const aborted = rejectOnAbort(opts.signal);
-    await Promise.race([ready, died, aborted]);
+    // a container whose shell never answers (systemd stuck before it) fails here, not at the test's timeout
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new VmrigError(`the container's shell did not answer within ${START_DEADLINE_S} s`, {
+              machine: spec.name,
+              call: "start()",
+              output: tail(consoleLog.all, 30),
+              hint: "the console log in the result folder shows how far systemd got",
+            }),
+          ),
+        START_DEADLINE_S * 1000,
+      );
+    });
+    try {
+      await Promise.race([ready, died, aborted, late]);
+    } finally {
+      clearTimeout(timer);
+    }
     ct.bootMs = Date.now() - ct.startedAt;
     return ct;
   } catch (e) {
