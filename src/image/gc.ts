@@ -76,9 +76,11 @@ const GIB = 1024 * 1024;
 
 /**
  * The store's size budget in KiB: `VMRIG_STORE_BUDGET` (`40G`, `500M`, or KiB with a `K`),
- * else half of what the cache's file system has for the store (its size now plus the free
- * space), and at least 10 GiB. Half: the other half is for the runs' own disks and RAM files,
- * and for everything else on the disk.
+ * else all the space the cache's file system has for the store (its size now plus the free
+ * space) but a reserve left free: a tenth of that, and at least 10 GiB, for the runs' own
+ * disks and RAM files and for everything else on the disk. So the store is trimmed when the
+ * disk would fill, not before: a smaller default would evict, in a suite run, the entries of
+ * the tests that have not run yet, and rebuild them every run.
  */
 export async function storeBudget(): Promise<{ kib: number; from: string }> {
   const env = process.env.VMRIG_STORE_BUDGET;
@@ -95,9 +97,10 @@ export async function storeBudget(): Promise<{ kib: number; from: string }> {
   const fsStat = await fsp.statfs(storeDir());
   const freeKib = (fsStat.bavail * fsStat.bsize) / 1024;
   const { totalKib } = await storeSize();
+  const room = totalKib + freeKib;
   return {
-    kib: Math.max(10 * GIB, Math.round((totalKib + freeKib) / 2)),
-    from: "half of the store's size plus the free space on its disk (VMRIG_STORE_BUDGET overrides it)",
+    kib: Math.max(GIB, Math.round(room - Math.max(10 * GIB, room / 10))),
+    from: "the store's size plus the free space on its disk, less 10 % and at least 10 GiB left free (VMRIG_STORE_BUDGET overrides it)",
   };
 }
 

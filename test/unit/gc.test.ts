@@ -139,8 +139,12 @@ describe("the store's budget", () => {
     process.env.VMRIG_STORE_BUDGET = "lots";
     await expect(storeBudget()).rejects.toThrow(/VMRIG_STORE_BUDGET=lots: not a size/);
     delete process.env.VMRIG_STORE_BUDGET;
-    // the default: half of the store plus the free space, at least 10 GiB
-    expect((await storeBudget()).kib).toBeGreaterThanOrEqual(10 * 1024 * 1024);
+    // the default: the store plus the free space, less a reserve of 10 % (at least 10 GiB)
+    const st = fs.statfsSync(storeDir());
+    const free = (st.bavail * st.bsize) / 1024;
+    const dflt = (await storeBudget()).kib;
+    expect(dflt).toBeLessThanOrEqual(free - 10 * 1024 * 1024 + 1024 * 1024);
+    expect(dflt).toBeGreaterThanOrEqual(Math.min(free * 0.9 - 10 * 1024 * 1024, free - 10 * 1024 * 1024 - 1024 * 1024));
   });
 
   it("forgets a holder that was killed: its entries count as unused at once", async () => {
