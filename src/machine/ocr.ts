@@ -219,10 +219,50 @@ function* wordReadings(screen: Gray): Generator<{ img: Gray; psm: string }> {
     yield { img: base, psm: "3" };
     yield { img: base, psm: "11" };
     yield { img: upscale(base, 2), psm: "11" };
+    // light windows on a dark desktop: inverted as a whole, a window becomes a dark block
+    // tesseract cannot read into; the desktop's own colour turned white instead keeps them as drawn
+    const lifted = whitenBackground(screen);
+    yield { img: lifted, psm: "11" };
+    yield { img: upscale(lifted, 2), psm: "11" };
   } else {
     yield { img: upscale(base, 3), psm: "3" };
     yield { img: screen, psm: "3" };
   }
+}
+
+/**
+ * The screen with its desktop made white: the most common grey level, where it reaches the
+ * screen's edge (a flood fill from the border), so text of the same colour inside windows stays.
+ */
+function whitenBackground(screen: Gray): Gray {
+  const { width: w, height: h } = screen;
+  const hist = new Array<number>(256).fill(0);
+  for (const v of screen.data) hist[v]!++;
+  const mode = hist.indexOf(Math.max(...hist));
+  const data = Uint8Array.from(screen.data);
+  const stack: number[] = [];
+  const visit = (i: number) => {
+    if (data[i] !== mode) return;
+    data[i] = 255;
+    stack.push(i);
+  };
+  if (mode === 255) return screen;
+  for (let x = 0; x < w; x++) {
+    visit(x);
+    visit((h - 1) * w + x);
+  }
+  for (let y = 0; y < h; y++) {
+    visit(y * w);
+    visit(y * w + w - 1);
+  }
+  for (let i = stack.pop(); i !== undefined; i = stack.pop()) {
+    const x = i % w;
+    if (x > 0) visit(i - 1);
+    if (x < w - 1) visit(i + 1);
+    if (i >= w) visit(i - w);
+    if (i < (h - 1) * w) visit(i + w);
+  }
+  return { ...screen, data };
 }
 
 /** A button's or a tab's outline read as part of its label: "(Accept", "[OK]", "Decline)". */

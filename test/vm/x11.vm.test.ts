@@ -103,11 +103,7 @@ describe("an X11 desktop (SPEC §8, real VM)", () => {
     await m.waitUntilSucceeds("grep -A3 ButtonRelease /tmp/xev.log | grep -q '(200,150)'", 30);
   });
 
-  // SKIPPED (session 12, named in the issue note): since this session tesseract reads
-  // nothing but the title of xmessage's window on the black IceWM desktop ("Cho ox"), so
-  // clickText(/Decline/) times out, on every reading variant, even with a 10x20 font and
-  // cropped. clickText on web pages (examples/firefox.vmrig.ts) passes. To be fixed in ocr.ts.
-  it.skip("clicks a button by its label (clickText), and the program acts on it", async () => {
+  it("clicks a button by its label (clickText), and the program acts on it", async () => {
     await m.succeed("xmessage -name ChoiceProbe -buttons Accept,Decline -print 'Do you accept?' > /tmp/choice 2>&1 &");
     await m.waitForWindow(/ChoiceProbe|xmessage/, 60);
     await m.clickText(/Decline/, { timeout: 60 });
