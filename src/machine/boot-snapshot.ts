@@ -7,7 +7,7 @@ import { parsePnm, type Gray } from "./ocr.js";
 import { launchQemu, resumeRestored, type QemuVm } from "../vm/qemu.js";
 import { driveIds, socketPaths, type Layout, type VmSpec } from "../vm/qemu-args.js";
 import { qemuInfo } from "../vm/qemu-info.js";
-import { snapshotKey, type SavedBoot, type SnapshotMeta } from "../vm/snapshot.js";
+import { snapshotKey, type SavedBoot, type SnapshotMeta, type SnapshotStore } from "../vm/snapshot.js";
 import { errorMessage } from "../util/errors.js";
 import { ownedTempDir } from "../util/owned-dir.js";
 import { poll } from "../util/poll.js";
@@ -46,16 +46,7 @@ export async function startFromSnapshot(
   }
   const store = m.ctx.snapshots!;
   const key = snapshotKey(spec, await qemuInfo());
-  let saved = store.find(key, m.name);
-  const damaged = saved?.meta.ok ? damage(saved) : undefined;
-  if (saved && damaged) {
-    m.log.log(
-      `the boot snapshot ${path.basename(saved.dir).slice(0, 12)} is damaged (${damaged}): removed; this start boots and saves a new one`,
-      m.name,
-    );
-    store.discard(saved);
-    saved = undefined;
-  }
+  let saved = findIntact(m, store, key);
   if (!saved) {
     try {
       saved = await store.create(key, m.name, (dir) =>
@@ -87,6 +78,23 @@ export async function startFromSnapshot(
     m.disks = undefined;
     return undefined;
   }
+}
+
+/**
+ * The machine's saved boot, unless its files are not what was saved: then it is removed (the
+ * caller boots and saves a new one) and the log says why. Both ways to a restore (`prepare`
+ * ahead of time, `startFromSnapshot`) find snapshots through this.
+ */
+function findIntact(m: MachineCore, store: SnapshotStore, key: string): SavedBoot | undefined {
+  const saved = store.find(key, m.name);
+  const damaged = saved?.meta.ok ? damage(saved) : undefined;
+  if (!saved || !damaged) return saved;
+  m.log.log(
+    `the boot snapshot ${path.basename(saved.dir).slice(0, 12)} is damaged (${damaged}): removed; this start boots and saves a new one`,
+    m.name,
+  );
+  store.discard(saved);
+  return undefined;
 }
 
 /** What is wrong with a saved boot's files, if anything (sizes, and the device state's hash). */
@@ -282,7 +290,7 @@ export function prepare(m: MachineCore): void {
   const store = m.ctx.snapshots;
   m.prepared = (async () => {
     const spec = m.vmSpec("start()");
-    const saved = store.find(snapshotKey(spec, await qemuInfo()), m.name);
+    const saved = findIntact(m, store, snapshotKey(spec, await qemuInfo()));
     return saved?.meta.ok ? await restoreBoot(m, spec, saved) : undefined;
   })().catch((e: unknown) => {
     m.log.detail(`could not load the boot snapshot ahead of time: ${errorMessage(e)}`, m.name);
