@@ -2,7 +2,7 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import { checkTestFile, reportFindings } from "../runner/check.js";
 import { doctor } from "../runner/doctor.js";
-import { gc, keepStoreInBudget, storeBudget, storeSize } from "../runner/gc.js";
+import { gc, gib, keepStoreInBudget, storeStatus } from "../runner/gc.js";
 import { loadTest } from "../runner/load.js";
 import { buildTestImages } from "../runner/run.js";
 import { checkBeforeRun, endReport, listTests, runSuite } from "../runner/suite.js";
@@ -226,12 +226,11 @@ program
           : "") +
         "\n",
     );
-    if (!o.dryRun) await keepStoreInBudget((l) => process.stdout.write(l + "\n"));
-    const size = await storeSize();
-    const budget = await storeBudget();
-    process.stdout.write(
-      `store: ${(size.totalKib / 1024 / 1024).toFixed(1)} GiB in ${size.entries} entries; budget ${(budget.kib / 1024 / 1024).toFixed(1)} GiB (${budget.from})\n`,
-    );
+    const store = o.dryRun ? await storeStatus() : await keepStoreInBudget((l) => process.stdout.write(l + "\n"));
+    if (store)
+      process.stdout.write(
+        `store: ${gib(store.totalKib)} in ${store.entries} entries; budget ${gib(store.budget.kib)} (${store.budget.from})\n`,
+      );
   });
 
 program

@@ -47,16 +47,39 @@ function writeSizes(sizes: Record<string, number>, names: Set<string>): void {
   fs.renameSync(tmp, sizesFile());
 }
 
-/** The published entries of the store (not locks, half-built or stale folders), with when each was last used. */
-async function listEntries(): Promise<{ name: string; path: string; usedMs: number }[]> {
+/** A published entry of the store, with when it was last used and its size. */
+export interface MeasuredEntry {
+  name: string;
+  path: string;
+  usedMs: number;
+  kib: number;
+}
+
+/**
+ * The store's published entries (not locks, half-built or stale folders), each with when
+ * it was last used and its size, and their total: one listing for whatever asks (the
+ * budget, `vmrig gc`, `vmrig doctor`).
+ */
+export async function measureStore(): Promise<{ entries: MeasuredEntry[]; totalKib: number }> {
   const dir = storeDir();
-  const out: { name: string; path: string; usedMs: number }[] = [];
+  const sizes = readSizes();
+  const entries: MeasuredEntry[] = [];
   for (const name of fs.existsSync(dir) ? (await fsp.readdir(dir)).sort() : []) {
     if (name.endsWith(".lock") || name.includes(".tmp-") || name.includes(".stale-")) continue;
-    const st = await fsp.stat(path.join(dir, name)).catch(() => undefined);
-    if (st?.isDirectory()) out.push({ name, path: path.join(dir, name), usedMs: st.mtimeMs });
+    const p = path.join(dir, name);
+    const st = await fsp.stat(p).catch(() => undefined);
+    if (st?.isDirectory()) entries.push({ name, path: p, usedMs: st.mtimeMs, kib: await sizeKib(p, sizes) });
   }
-  return out;
+  writeSizes(sizes, new Set(entries.map((e) => e.name)));
+  return { entries, totalKib: entries.reduce((a, e) => a + e.kib, 0) };
+}
+
+/** Forget the sizes of entries that were removed. */
+function forgetSizes(removed: { name: string }[]): void {
+  if (!removed.length) return;
+  const gone = new Set(removed.map((r) => r.name));
+  const sizes = readSizes();
+  writeSizes(sizes, new Set(Object.keys(sizes).filter((n) => !gone.has(n))));
 }
 
 /** Remove a published entry, and its lock file: only while holding that lock (nobody is making it). */
@@ -82,7 +105,7 @@ const GIB = 1024 * 1024;
  * disk would fill, not before: a smaller default would evict, in a suite run, the entries of
  * the tests that have not run yet, and rebuild them every run.
  */
-export async function storeBudget(): Promise<{ kib: number; from: string }> {
+export async function storeBudget(storeKib?: number): Promise<{ kib: number; from: string }> {
   const env = process.env.VMRIG_STORE_BUDGET;
   if (env !== undefined && env !== "") {
     const m = /^(\d+(?:\.\d+)?)\s*([KMGT])i?B?$/i.exec(env.trim());
@@ -96,22 +119,11 @@ export async function storeBudget(): Promise<{ kib: number; from: string }> {
   fs.mkdirSync(storeDir(), { recursive: true });
   const fsStat = await fsp.statfs(storeDir());
   const freeKib = (fsStat.bavail * fsStat.bsize) / 1024;
-  const { totalKib } = await storeSize();
-  const room = totalKib + freeKib;
+  const room = (storeKib ?? (await measureStore()).totalKib) + freeKib;
   return {
     kib: Math.max(GIB, Math.round(room - Math.max(10 * GIB, room / 10))),
     from: "the store's size plus the free space on its disk, less 10 % and at least 10 GiB left free (VMRIG_STORE_BUDGET overrides it)",
   };
-}
-
-/** The store's size in KiB, entry by entry. */
-export async function storeSize(): Promise<{ totalKib: number; entries: number }> {
-  const sizes = readSizes();
-  const entries = await listEntries();
-  let totalKib = 0;
-  for (const e of entries) totalKib += await sizeKib(e.path, sizes);
-  writeSizes(sizes, new Set(entries.map((e) => e.name)));
-  return { totalKib, entries: entries.length };
 }
 
 export interface BudgetResult {
@@ -130,25 +142,22 @@ const BUDGET_GRACE_MS = 60 * 60_000;
  * Never an entry a running test holds (image/in-use.ts), one being made (its lock is held),
  * or one used in the last hour (a run that is still building may be about to hold it).
  */
-export async function enforceBudget(budgetKib: number): Promise<BudgetResult> {
-  const sizes = readSizes();
-  const entries = await listEntries();
-  let total = 0;
-  for (const e of entries) total += await sizeKib(e.path, sizes);
-  const out: BudgetResult = { budgetKib, beforeKib: total, afterKib: total, removed: [] };
-  if (total > budgetKib) {
-    const inUse = await entriesInUse();
-    for (const e of [...entries].sort((a, b) => a.usedMs - b.usedMs)) {
-      if (out.afterKib <= budgetKib) break;
-      if (inUse.has(e.path) || Date.now() - e.usedMs < BUDGET_GRACE_MS) continue;
-      const kib = sizes[e.name] ?? 0;
-      if (!(await removeEntry(e.path))) continue;
-      out.afterKib -= kib;
-      out.removed.push({ name: e.name, kib });
-    }
+export async function enforceBudget(
+  budgetKib: number,
+  store?: { entries: MeasuredEntry[]; totalKib: number },
+): Promise<BudgetResult> {
+  store ??= await measureStore();
+  const out: BudgetResult = { budgetKib, beforeKib: store.totalKib, afterKib: store.totalKib, removed: [] };
+  if (store.totalKib <= budgetKib) return out;
+  const inUse = await entriesInUse();
+  for (const e of [...store.entries].sort((a, b) => a.usedMs - b.usedMs)) {
+    if (out.afterKib <= budgetKib) break;
+    if (inUse.has(e.path) || Date.now() - e.usedMs < BUDGET_GRACE_MS) continue;
+    if (!(await removeEntry(e.path))) continue;
+    out.afterKib -= e.kib;
+    out.removed.push({ name: e.name, kib: e.kib });
   }
-  const removed = new Set(out.removed.map((r) => r.name));
-  writeSizes(sizes, new Set(entries.map((e) => e.name).filter((n) => !removed.has(n))));
+  forgetSizes(out.removed);
   return out;
 }
 
@@ -163,40 +172,32 @@ export async function collectStore(
 ): Promise<StoreGcResult> {
   const dir = storeDir();
   const out: StoreGcResult = { removed: [], kept: 0, keptKib: 0 };
-  const sizes = readSizes();
+  if (!opts.dryRun) await removeOrphanLocks(dir);
   const inUse = await entriesInUse();
-  const names = fs.existsSync(dir) ? (await fsp.readdir(dir)).sort() : [];
-  for (const name of names) {
-    if (name.endsWith(".lock")) {
-      // the lock of an entry that is gone, and that nobody is building: removed while held
-      const entry = path.join(dir, name.slice(0, -".lock".length));
-      if (opts.dryRun || fs.existsSync(entry)) continue;
-      const release = await tryHostLock(path.join(dir, name));
-      if (release && !fs.existsSync(entry)) fs.rmSync(path.join(dir, name), { force: true });
-      release?.();
-      continue;
-    }
-    if (name.includes(".tmp-") || name.includes(".stale-")) continue;
-    const entry = path.join(dir, name);
-    const st = await fsp.stat(entry).catch(() => undefined);
-    if (!st?.isDirectory()) continue;
-    const kib = await sizeKib(entry, sizes);
-    // an entry whose lock another process holds is being built: not ours to remove
-    const lock = `${entry}.lock`;
-    if (live.has(entry) || inUse.has(entry) || Date.now() - st.mtimeMs < opts.graceMs || (await hostLockHeld(lock))) {
+  for (const e of (await measureStore()).entries) {
+    const keep =
+      live.has(e.path) ||
+      inUse.has(e.path) ||
+      Date.now() - e.usedMs < opts.graceMs ||
+      // an entry whose lock another process holds is being built: not ours to remove
+      (opts.dryRun ? await hostLockHeld(`${e.path}.lock`) : !(await removeEntry(e.path)));
+    if (keep) {
       out.kept++;
-      out.keptKib += kib;
-      continue;
-    }
-    if (!opts.dryRun) {
-      await fsp.rm(entry, { recursive: true, force: true });
-      fs.rmSync(lock, { force: true });
-    }
-    out.removed.push({ name, kib });
+      out.keptKib += e.kib;
+    } else out.removed.push({ name: e.name, kib: e.kib });
   }
-  if (!opts.dryRun) {
-    const removed = new Set(out.removed.map((r) => r.name));
-    writeSizes(sizes, new Set(names.filter((n) => !removed.has(n))));
-  }
+  if (!opts.dryRun) forgetSizes(out.removed);
   return out;
+}
+
+/** The locks of entries that are gone and that nobody is building: removed while held. */
+async function removeOrphanLocks(dir: string): Promise<void> {
+  for (const name of fs.existsSync(dir) ? await fsp.readdir(dir) : []) {
+    if (!name.endsWith(".lock")) continue;
+    const entry = path.join(dir, name.slice(0, -".lock".length));
+    if (fs.existsSync(entry)) continue;
+    const release = await tryHostLock(path.join(dir, name));
+    if (release && !fs.existsSync(entry)) fs.rmSync(path.join(dir, name), { force: true });
+    release?.();
+  }
 }

@@ -3,7 +3,7 @@ import path from "node:path";
 import { probeAccel } from "../vm/accel.js";
 import { qemuInfo } from "../vm/qemu-info.js";
 import { storeDir } from "../image/store.js";
-import { storeBudget, storeSize } from "../image/gc.js";
+import { gib, storeStatus } from "./gc.js";
 import { commandExists } from "../util/proc.js";
 
 function findKernel(): string | undefined {
@@ -62,10 +62,9 @@ export async function doctor(print: (l: string) => void = (l) => process.stdout.
     print("MISSING root: building images (mmdebstrap --mode=root, chroot) needs root for now");
     ok = false;
   }
-  const size = await storeSize();
-  const budget = await storeBudget();
+  const store = await storeStatus();
   print(
-    `${size.totalKib > budget.kib ? "over   " : "ok     "} store: ${(size.totalKib / 1024 / 1024).toFixed(1)} GiB in ${size.entries} entries, budget ${(budget.kib / 1024 / 1024).toFixed(1)} GiB (${budget.from}); kept within it after every run, least recently used first`,
+    `${store.totalKib > store.budget.kib ? "over   " : "ok     "} store: ${gib(store.totalKib)} in ${store.entries} entries, budget ${gib(store.budget.kib)} (${store.budget.from}); kept within it after every run, least recently used first`,
   );
   if (missing.length) print(`\nto install: apt-get install -y ${[...new Set(missing)].join(" ")}`);
   if (commandExists("qemu-system-x86_64")) {

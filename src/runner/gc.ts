@@ -1,8 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
-import { collectStore, enforceBudget, storeBudget, storeSize, type BudgetResult } from "../image/gc.js";
-
-export { storeBudget, storeSize };
+import { collectStore, enforceBudget, measureStore, storeBudget, type BudgetResult } from "../image/gc.js";
 import { readJson, readRoots, removeRoot } from "../image/roots.js";
 import { cacheRoot } from "../image/store.js";
 import type { CachedPass } from "./cache.js";
@@ -73,17 +71,32 @@ export async function gc(opts: { graceMs?: number; dryRun?: boolean } = {}): Pro
   };
 }
 
-const gib = (kib: number) => `${(kib / 1024 / 1024).toFixed(1)} GiB`;
+/** A size in KiB as vmrig prints store sizes. */
+export const gib = (kib: number) => `${(kib / 1024 / 1024).toFixed(1)} GiB`;
+
+export interface StoreStatus {
+  totalKib: number;
+  entries: number;
+  budget: { kib: number; from: string };
+}
+
+/** The store's size and budget, for `vmrig doctor` and `vmrig gc --dry-run`. */
+export async function storeStatus(): Promise<StoreStatus> {
+  const store = await measureStore();
+  return { totalKib: store.totalKib, entries: store.entries.length, budget: await storeBudget(store.totalKib) };
+}
 
 /**
  * After a run: keep the store within its budget (image/gc.ts), least recently used first.
  * Says what it removed; a store that cannot fit (everything in it used in the last hour)
- * is said too, with what to do. Never fails the run.
+ * is said too, with what to do. Never fails the run. Resolves to the store's size and
+ * budget afterwards (undefined if it could not tell).
  */
-export async function keepStoreInBudget(print: (l: string) => void): Promise<BudgetResult | undefined> {
+export async function keepStoreInBudget(print: (l: string) => void): Promise<StoreStatus | undefined> {
   try {
-    const budget = await storeBudget();
-    const r = await enforceBudget(budget.kib);
+    const store = await measureStore();
+    const budget = await storeBudget(store.totalKib);
+    const r: BudgetResult = await enforceBudget(budget.kib, store);
     if (r.removed.length)
       print(
         `store: ${gib(r.beforeKib)} was over its budget of ${gib(r.budgetKib)}: removed the ${r.removed.length} least recently used entries (${gib(r.beforeKib - r.afterKib)}); they are rebuilt when a test needs them again`,
@@ -92,7 +105,7 @@ export async function keepStoreInBudget(print: (l: string) => void): Promise<Bud
       print(
         `store: ${gib(r.afterKib)}, over its budget of ${gib(r.budgetKib)}, and every entry left was used in the last hour or is in use: raise VMRIG_STORE_BUDGET, or free space on the disk`,
       );
-    return r;
+    return { totalKib: r.afterKib, entries: store.entries.length - r.removed.length, budget };
   } catch (e) {
     print(`store: could not check its size against its budget: ${e instanceof Error ? e.message : String(e)}`);
     return undefined;
