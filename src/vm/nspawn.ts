@@ -10,7 +10,17 @@ import { ConsoleLog } from "./console.js";
 import type { Guest } from "./guest.js";
 import { NetNamespace } from "./netns.js";
 import { macFor, type NicSpec } from "./nics.js";
-import { childPids, exited, isRunning, rejectOnAbort, run, shellQuote, sleep, spawnOwned } from "../util/proc.js";
+import {
+  childPids,
+  exited,
+  isRunning,
+  rejectOnAbort,
+  run,
+  shellQuote,
+  sleep,
+  spawnOwned,
+  within,
+} from "../util/proc.js";
 import { VmrigError, tail } from "../util/errors.js";
 
 /** Everything that decides how one container is started. */
@@ -107,26 +117,17 @@ export async function launchContainer(spec: ContainerSpec, opts: ContainerLaunch
     died.catch(() => undefined);
     const aborted = rejectOnAbort(opts.signal);
     // a container whose shell never answers (systemd stuck before it) fails here, not at the test's timeout
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new VmrigError(`the container's shell did not answer within ${START_DEADLINE_S} s`, {
-              machine: spec.name,
-              call: "start()",
-              output: tail(consoleLog.all, 30),
-              hint: "the console log in the result folder shows how far systemd got",
-            }),
-          ),
-        START_DEADLINE_S * 1000,
-      );
-    });
-    try {
-      await Promise.race([ready, died, aborted, late]);
-    } finally {
-      clearTimeout(timer);
-    }
+    const answered = await within(
+      Promise.race([ready, died, aborted]).then(() => true),
+      START_DEADLINE_S * 1000,
+    );
+    if (!answered)
+      throw new VmrigError(`the container's shell did not answer within ${START_DEADLINE_S} s`, {
+        machine: spec.name,
+        call: "start()",
+        output: tail(consoleLog.all, 30),
+        hint: "the console log in the result folder shows how far systemd got",
+      });
     ct.bootMs = Date.now() - ct.startedAt;
     return ct;
   } catch (e) {
