@@ -5,6 +5,7 @@
 // not by waiting them out. (Debian's firefox-esr reads /etc/firefox/policies, not
 // /etc/firefox-esr: the folder is named after the application, "Firefox".)
 import { defineModule, defineTest } from "vmrig";
+import { desktop } from "./x11-terminal.vmrig.js";
 
 /** A page with a heading and one link, large enough for OCR and each on one line at 1024×768. */
 const page = (title: string, body: string) =>
@@ -43,16 +44,9 @@ const policies = {
   },
 };
 
-/** alice's IceWM desktop, as in x11-terminal, with Firefox ESR. */
+/** alice's IceWM desktop of the x11-terminal example, with Firefox ESR. */
 const browser = defineModule({
-  users: { users: { alice: { isNormalUser: true } } },
-  services: {
-    xserver: {
-      enable: true,
-      displayManager: { autoLogin: { enable: true, user: "alice" } },
-      windowManager: { icewm: { enable: true } },
-    },
-  },
+  imports: [desktop],
   environment: {
     systemPackages: ["firefox-esr"],
     etc: {
