@@ -222,6 +222,7 @@ function builtinModule(name: string, index: number): NodeModule {
       };
     });
     const ssh = config.services.openssh;
+    const tw = config.services.teeworlds;
     return {
       // Graphical machines need a DRM driver and input devices: Debian's full kernel (SPEC §2).
       boot: { kernelPackages: lib.mkDefault(config.services.xserver.enable ? "full" : "cloud") },
@@ -262,6 +263,7 @@ function builtinModule(name: string, index: number): NodeModule {
         hostName: lib.mkDefault(name),
         firewall: {
           allowedTCPPorts: ssh.enable && ssh.openFirewall ? ssh.ports : [],
+          allowedUDPPorts: tw.enable && tw.openPorts ? [tw.port] : [],
           trustedInterfaces: forwarding ? [HOST_NIC.name] : [],
         },
         interfaces,

@@ -72,10 +72,7 @@ export function renderFirewall(config: EvaluatedConfig, patch: Patch): void {
     if (fw.allowPing) rules.push("    icmp type echo-request accept", "    icmpv6 type echo-request accept");
     for (const i of fw.trustedInterfaces) rules.push(`    iifname ${JSON.stringify(i)} accept`);
     if (fw.allowedTCPPorts.length) rules.push(`    tcp dport ${set(fw.allowedTCPPorts)} accept`);
-    // services.teeworlds.openPorts (NixOS adds its port to allowedUDPPorts)
-    const tw = config.services.teeworlds;
-    const udp = [...fw.allowedUDPPorts, ...(tw.enable && tw.openPorts ? [tw.port] : [])];
-    if (udp.length) rules.push(`    udp dport ${set(udp)} accept`);
+    if (fw.allowedUDPPorts.length) rules.push(`    udp dport ${set(fw.allowedUDPPorts)} accept`);
     for (const r of fw.allowedTCPPortRanges) rules.push(`    tcp dport ${r.from}-${r.to} accept`);
     for (const r of fw.allowedUDPPortRanges) rules.push(`    udp dport ${r.from}-${r.to} accept`);
     // services.keepalived.openFirewall (NixOS: `-p vrrp -j ACCEPT`)
