@@ -3,7 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { coldBoot, createDisks, secs } from "./boot.js";
 import type { MachineCore } from "./core.js";
-import { parsePnm, type Gray } from "./ocr.js";
+import { histogram, parsePnm, type Gray } from "./ocr.js";
 import { launchQemu, resumeRestored, type QemuVm } from "../vm/qemu.js";
 import { driveIds, socketPaths, type Layout, type VmSpec } from "../vm/qemu-args.js";
 import { qemuInfo } from "../vm/qemu-info.js";
@@ -233,9 +233,7 @@ async function settleDesktop(m: MachineCore, vm: QemuVm): Promise<void> {
 
 /** The share of pixels whose grey level is not the most common one. */
 function shareOffMode(img: Gray): number {
-  const hist = new Array<number>(256).fill(0);
-  for (const v of img.data) hist[v]!++;
-  return 1 - Math.max(...hist) / img.data.length;
+  return 1 - Math.max(...histogram(img)) / img.data.length;
 }
 
 /** The share of pixels that differ between two screens of one size (all of them if the size changed). */

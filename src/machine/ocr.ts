@@ -94,10 +94,16 @@ export function upscale(img: Gray, factor: number): Gray {
   return { width, height, data };
 }
 
-/** Black and white at Otsu's threshold (the one that best separates two grey populations). */
-export function binarize(img: Gray): Gray {
+/** How many pixels have each grey level. */
+export function histogram(img: Gray): number[] {
   const hist = new Array<number>(256).fill(0);
   for (const v of img.data) hist[v]!++;
+  return hist;
+}
+
+/** Black and white at Otsu's threshold (the one that best separates two grey populations). */
+export function binarize(img: Gray): Gray {
+  const hist = histogram(img);
   const total = img.data.length;
   let sumAll = 0;
   for (let i = 0; i < 256; i++) sumAll += i * hist[i]!;
@@ -236,8 +242,7 @@ function* wordReadings(screen: Gray): Generator<{ img: Gray; psm: string }> {
  */
 function whitenBackground(screen: Gray): Gray {
   const { width: w, height: h } = screen;
-  const hist = new Array<number>(256).fill(0);
-  for (const v of screen.data) hist[v]!++;
+  const hist = histogram(screen);
   const mode = hist.indexOf(Math.max(...hist));
   const data = Uint8Array.from(screen.data);
   const stack: number[] = [];
