@@ -46,7 +46,7 @@ export async function startFromSnapshot(
   }
   const store = m.ctx.snapshots!;
   const key = snapshotKey(spec, await qemuInfo());
-  let saved = findIntact(m, store, key);
+  let saved = findIntact(m, store, key, spec.disk);
   if (!saved) {
     try {
       saved = await store.create(key, m.name, (dir) =>
@@ -81,16 +81,19 @@ export async function startFromSnapshot(
 }
 
 /**
- * The machine's saved boot, unless its files are not what was saved: then it is removed (the
- * caller boots and saves a new one) and the log says why. Both ways to a restore (`prepare`
- * ahead of time, `startFromSnapshot`) find snapshots through this.
+ * The machine's saved boot, unless its files are not what was saved or its disk image was
+ * built again since: then it is removed (the caller boots and saves a new one) and the log
+ * says why. Both ways to a restore (`prepare` ahead of time, `startFromSnapshot`) find
+ * snapshots through this.
  */
-function findIntact(m: MachineCore, store: SnapshotStore, key: string): SavedBoot | undefined {
+function findIntact(m: MachineCore, store: SnapshotStore, key: string, disk: string): SavedBoot | undefined {
   const saved = store.find(key, m.name);
-  const damaged = saved?.meta.ok ? damage(saved) : undefined;
-  if (!saved || !damaged) return saved;
+  if (!saved?.meta.ok) return saved;
+  const damaged = damage(saved);
+  const stale = damaged ? undefined : staleDisk(saved, disk);
+  if (!damaged && !stale) return saved;
   m.log.log(
-    `the boot snapshot ${path.basename(saved.dir).slice(0, 12)} is damaged (${damaged}): removed; this start boots and saves a new one`,
+    `the boot snapshot ${path.basename(saved.dir).slice(0, 12)} is ${damaged ? `damaged (${damaged})` : `stale (${stale})`}: removed; this start boots and saves a new one`,
     m.name,
   );
   store.discard(saved);
@@ -111,6 +114,27 @@ function damage(saved: SavedBoot): string | undefined {
     if (want.sha256 && sha256(file) !== want.sha256) return `${name} is not what was saved (its SHA-256 differs)`;
   }
   return undefined;
+}
+
+/**
+ * Why a saved boot no longer fits the machine's disk image, if it does not. Its root
+ * overlay holds only the clusters the boot changed, over that image; an image built anew
+ * since (evicted by the store budget and rebuilt, or removed by `vmrig gc`) has the same
+ * path but not the same bytes, since builds are not reproducible byte for byte, and the
+ * overlay over it is a corrupt file system (the guest sees ext4 checksum errors). An
+ * image is written before any boot of it starts, so one newer than the snapshot is
+ * another build.
+ */
+function staleDisk(saved: SavedBoot, disk: string): string | undefined {
+  let built: number;
+  try {
+    built = fs.statSync(disk).mtimeMs;
+  } catch {
+    return `its disk image ${disk} is missing`;
+  }
+  const savedAt = Date.parse(saved.meta.createdAt);
+  if (!(built > savedAt)) return undefined;
+  return `its disk image was built again after it was saved (image ${new Date(built).toISOString()}, snapshot ${saved.meta.createdAt}), so its disk overlay no longer fits`;
 }
 
 const sha256 = (file: string) => createHash("sha256").update(fs.readFileSync(file)).digest("hex");
@@ -288,7 +312,7 @@ export function prepare(m: MachineCore): void {
   const store = m.ctx.snapshots;
   m.prepared = (async () => {
     const spec = m.vmSpec("start()");
-    const saved = findIntact(m, store, snapshotKey(spec, await qemuInfo()));
+    const saved = findIntact(m, store, snapshotKey(spec, await qemuInfo()), spec.disk);
     return saved?.meta.ok ? await restoreBoot(m, spec, saved) : undefined;
   })().catch((e: unknown) => {
     m.log.detail(`could not load the boot snapshot ahead of time: ${errorMessage(e)}`, m.name);

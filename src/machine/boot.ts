@@ -102,7 +102,9 @@ export async function createDisks(
   o: { drives: Record<string, string>; keep: boolean; backing?: Record<string, string> },
 ): Promise<Record<string, string>> {
   for (const [id, file] of Object.entries(o.drives)) {
-    if (o.keep && fs.existsSync(file)) continue;
+    // A kept root overlay over an image built again since it was last written is a corrupt
+    // file system (builds are not reproducible byte for byte): made anew instead.
+    if (o.keep && fs.existsSync(file) && !(id === "root" && mtime(spec.disk) > mtime(file))) continue;
     const backing = o.backing?.[id];
     if (backing) await run("qemu-img", ["create", "-q", "-f", "qcow2", "-b", backing, "-F", "qcow2", file]);
     else if (id === "root") await run("qemu-img", ["create", "-q", "-f", "qcow2", "-b", spec.disk, "-F", "raw", file]);
@@ -110,6 +112,8 @@ export async function createDisks(
   }
   return o.drives;
 }
+
+const mtime = (file: string) => fs.statSync(file).mtimeMs;
 
 /** How long a cold boot may take to reach the guest's shell (minutes under TCG on a loaded host). */
 const BOOT_DEADLINE_S = 600;

@@ -148,8 +148,8 @@ describe("checkpoints", () => {
   });
 });
 
-describe("a damaged boot snapshot", () => {
-  it("is found before it is loaded, removed, booted instead and saved anew", async () => {
+describe("a damaged or stale boot snapshot", () => {
+  it("is found before it is loaded, removed, booted instead and saved anew (damaged files; an image built again)", async () => {
     // a configuration of its own (a file with this run's time), so its snapshot is this test's
     const nodes = { damaged: { environment: { etc: { "probe-damage": { text: `${Date.now()}\n` } } } } };
     const first = await topology("damaged", nodes);
@@ -185,5 +185,26 @@ describe("a damaged boot snapshot", () => {
     await m3.start();
     expect(m3.origin).toMatch(/^from boot snapshot /);
     await third.close();
+
+    // The store budget evicted the image and a later run built it again: same path, other
+    // bytes (builds are not reproducible). The snapshot's overlay no longer fits it.
+    const image = fs
+      .readdirSync(store)
+      .filter((e) => e.endsWith("-image-damaged"))
+      .map((e) => path.join(store, e, "root.img"))
+      .filter((f) => fs.existsSync(f))
+      .sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs)[0];
+    expect(image).toBeDefined();
+    const now = new Date();
+    fs.utimesSync(image!, now, now);
+    const at = lines.length;
+    const fourth = await topology("damaged", nodes);
+    const [m4] = fourth.machines as [Machine];
+    await m4.start();
+    const told = lines.slice(at).join("\n");
+    expect(told).toMatch(/damaged: the boot snapshot \w+ is stale \(its disk image was built again after it was saved/);
+    expect(told).toMatch(/damaged: saved a boot snapshot/);
+    await m4.succeed("test -f /etc/probe-damage");
+    await fourth.close();
   });
 });
