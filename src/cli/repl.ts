@@ -125,6 +125,7 @@ export async function replOver(keyboard: KeyboardRouter, scope: object): Promise
   const onTerm = () => server.close();
   process.once("SIGTERM", onTerm);
   process.once("SIGHUP", onTerm);
+  // bounded: by the user, who ends the prompt (Ctrl-D)
   await new Promise<void>((resolve) => {
     server.on("exit", () => resolve());
   });

@@ -191,9 +191,7 @@ function treeInfo(rootfs: string, sourceDir: string): TreeInfo {
       execFileSync(
         "openssl",
         ["passwd", "-6", "-salt", createHash("sha256").update(salt).digest("hex").slice(0, 16), "-stdin"],
-        {
-          input: password,
-        },
+        { input: password, timeout: 10_000 },
       )
         .toString()
         .trim(),

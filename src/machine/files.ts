@@ -1,12 +1,10 @@
-import { execFile } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { promisify } from "node:util";
 import { DEFAULT_TIMEOUT, quote, shown, type MachineCore } from "./core.js";
 import { waitFor } from "./waiting.js";
 import { errorMessage } from "../util/errors.js";
-import { shellQuote } from "../util/proc.js";
+import { run, shellQuote } from "../util/proc.js";
 
 /** A host file or directory into the guest: a tar streamed into the transfer port, unpacked beside the target, then moved over it. */
 export async function copyFromHost(
@@ -23,7 +21,7 @@ export async function copyFromHost(
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-xfer-"));
     try {
       const tar = path.join(tmp, "x.tar");
-      await promisify(execFile)("tar", ["-cf", tar, "-C", path.dirname(src), path.basename(src)]);
+      await run("tar", ["-cf", tar, "-C", path.dirname(src), path.basename(src)]);
       const size = fs.statSync(tar).size;
       // The guest reads exactly `size` bytes from the transfer port while we stream the archive into it.
       const dst = shellQuote(target);
@@ -38,13 +36,18 @@ export async function copyFromHost(
         `rmdir "$t"`,
       ].join("; ");
       const running = m.run(cmd, call, location, Math.max(120, size / 1e6));
-      await new Promise<void>((resolve, reject) => {
-        const rs = fs.createReadStream(tar);
+      const rs = fs.createReadStream(tar);
+      // bounded: raced with the guest command, which has its timeout
+      const piped = new Promise<void>((resolve, reject) => {
         rs.on("error", reject);
         rs.on("end", () => resolve());
         rs.pipe(g.xfer, { end: false });
       });
-      const r = await running;
+      // The guest's command has a deadline; the pipe has none of its own (a guest that stops
+      // reading stalls it), so the command's end ends the wait, and a host read error at once.
+      const r = await Promise.race([running, piped.then(() => running)]);
+      rs.unpipe(g.xfer);
+      rs.destroy();
       if (r.status !== 0)
         throw m.fail(`copy failed with exit status ${r.status}`, call, {
           command: cmd,
@@ -84,7 +87,7 @@ export async function copyFromMachine(
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-xfer-"));
     try {
       fs.writeFileSync(path.join(tmp, "x.tar"), r.stdout);
-      await promisify(execFile)("tar", ["-xf", path.join(tmp, "x.tar"), "-C", dir]);
+      await run("tar", ["-xf", path.join(tmp, "x.tar"), "-C", dir]);
     } finally {
       fs.rmSync(tmp, { recursive: true, force: true });
     }

@@ -56,6 +56,7 @@ export async function forwardPort(
 
 /** A TCP port on 127.0.0.1 that nothing listens on just now. */
 function freeHostPort(): Promise<number> {
+  // bounded: a listen on 127.0.0.1 answers at once
   return new Promise((resolve, reject) => {
     const s = net.createServer();
     s.once("error", reject);

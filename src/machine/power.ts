@@ -141,6 +141,7 @@ export async function reboot(m: MachineCore, location: string | undefined, timeo
   const g = await m.up();
   await m.nested("rebooting", async () => {
     const before = g.backdoor.bootId;
+    // bounded: `within(…, timeout)` below
     const rebooted = new Promise<void>((resolve) => {
       const onReady = (id: string) => {
         if (id === before) return;

@@ -19,6 +19,7 @@ export async function waitForConsoleText(
   const found = (): string | undefined => re.exec(g.console.all)?.[0];
   const hit = found();
   if (hit !== undefined) return hit;
+  // bounded: the timer below
   return new Promise((resolve, reject) => {
     const onData = () => {
       const match = found();

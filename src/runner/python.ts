@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -88,22 +87,16 @@ export async function checkPythonScript(
       const machines = machineNames(def);
       const names = [...PYTHON_GLOBALS, ...machines.map((n) => n.replace(/-/g, "_"))];
       if (machines.length === 1) names.push("machine");
-      const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
-        const child = spawn(PYTHON, ["-m", "pyflakes", py], {
-          env: { ...process.env, PYFLAKES_BUILTINS: names.join(",") },
-          stdio: ["ignore", "pipe", "pipe"],
-        });
-        let out = "";
-        child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-        child.stderr.on("data", (d: Buffer) => (out += d.toString()));
-        child.on("error", () => resolve({ code: -1, out: "" }));
-        child.on("close", (code) => resolve({ code, out }));
-      });
-      if (/No module named pyflakes/.test(r.out))
+      const r = await run(PYTHON, ["-m", "pyflakes", py], {
+        env: { ...process.env, PYFLAKES_BUILTINS: names.join(",") },
+        okStatus: [1],
+        timeoutS: 60,
+      }).catch((e: unknown) => ({ output: e instanceof VmrigError ? (e.output ?? "") : "" }));
+      if (/No module named pyflakes/.test(r.output))
         throw configError("the Python test script cannot be linted: pyflakes is not installed", {
           hint: "apt install python3-pyflakes (scripts/setup.sh does), or set skipLint: true",
         });
-      for (const l of r.out.split("\n")) {
+      for (const l of r.output.split("\n")) {
         const m = /^.*?testScript\.py:(\d+):(?:\d+:)? (.*)$/.exec(l);
         if (m) findings.push(`${at(Number(m[1]))}: ${m[2]}`);
       }
@@ -165,6 +158,7 @@ export async function runPythonScript(
   const open: { end: (error?: string) => void }[] = [];
   const block = (start: (body: () => Promise<void>) => Promise<unknown>) => {
     let end!: (error?: string) => void;
+    // bounded: ended by the script's end request, or by the script's end (every open block is ended then)
     const body = new Promise<void>((resolve, reject) => {
       end = (error) => (error ? reject(new Error(error)) : resolve());
     });
@@ -235,6 +229,7 @@ export async function runPythonScript(
       answers.write(JSON.stringify(answer) + "\n");
     }
   })();
+  // bounded: the run's deadline and Ctrl-C kill the script (`ended` above)
   const code = await new Promise<number | null>((resolve) => child.on("close", (c) => resolve(c)));
   await served.catch(() => undefined);
   for (const o of open.reverse()) o.end("the script ended inside it");

@@ -28,6 +28,7 @@ export class MemoryBudget {
   constructor(private readonly totalMiB: number) {}
 
   async take(mib: number): Promise<() => void> {
+    // bounded: a waiter is woken when a running test ends, and each has its deadline
     while (this.running > 0 && this.inUse + mib > this.totalMiB) await new Promise<void>((r) => this.waiters.push(r));
     this.inUse += mib;
     this.running++;

@@ -88,6 +88,7 @@ export class Logger implements Log {
   }
 
   close(): Promise<void> {
+    // bounded: a local file's flush
     return new Promise((r) => (this.file ? this.file.end(() => r()) : r()));
   }
 }

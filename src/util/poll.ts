@@ -15,7 +15,7 @@ export interface Attempt {
  */
 export async function poll(
   timeoutS: number,
-  attempt: (lastTry: boolean) => Promise<Attempt>,
+  attempt: (lastTry: boolean) => Attempt | Promise<Attempt>,
   onTimeout: (last: string) => Error,
   intervalMs = 1000,
 ): Promise<void> {

@@ -22,7 +22,18 @@ export interface RunOptions {
    * starts dies with it, and it with vmrig (even by SIGKILL).
    */
   isolate?: boolean;
+  /** exit statuses besides 0 that are answers, not failures (pyflakes: 1 = it found something) */
+  okStatus?: readonly number[];
+  /** killed (its whole tree, when isolated) and an error after this long; RUN_DEADLINE_S unless given */
+  timeoutS?: number;
 }
+
+/**
+ * The longest any host command may run: an image build with a desktop's packages takes
+ * ~10 min here. A command still running after this is hung (a stuck mount, a lock), and a
+ * report beats waiting for ever.
+ */
+export const RUN_DEADLINE_S = 3600;
 
 /**
  * Cancellation for every host command started inside `fn` (image builds, within a boot):
@@ -62,6 +73,9 @@ function isolated(cmd: string, args: readonly string[]): [string, string[]] {
 export interface RunResult {
   stdout: string;
   stderr: string;
+  /** both streams, in the order they came */
+  output: string;
+  status: number;
 }
 
 /** The output's last lines, after the lines that `explains` picks out of the rest (with the line before each). */
@@ -95,10 +109,29 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
       cwd: opts.cwd,
       env: opts.env ?? process.env,
       stdio: [opts.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+      detached: true,
     });
-    const onAbort = () => child.kill("SIGKILL");
+    // Stopped with its process group (it leads one: `detached`), so a shell's children go
+    // too; "close" would otherwise wait for the pipes they hold open.
+    const stop = () => {
+      try {
+        process.kill(-child.pid!, "SIGKILL");
+      } catch {
+        child.kill("SIGKILL"); // not started, or already gone
+      }
+    };
+    const onAbort = stop;
     signal?.addEventListener("abort", onAbort, { once: true });
-    child.once("close", () => signal?.removeEventListener("abort", onAbort));
+    const limitS = opts.timeoutS ?? RUN_DEADLINE_S;
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      stop();
+    }, limitS * 1000);
+    child.once("close", () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+    });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     // both streams in the order they came: an error report must show a tool's errors
@@ -128,9 +161,18 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
     child.on("close", (code, killedBy) => {
       const stdout = Buffer.concat(out).toString();
       const stderr = Buffer.concat(err).toString();
-      if (code === 0) return resolve({ stdout, stderr });
-      if (signal?.aborted) return reject(interrupted(cmd, signal));
       const combined = Buffer.concat(both).toString();
+      if (code === 0 || (code !== null && opts.okStatus?.includes(code)))
+        return resolve({ stdout, stderr, output: combined, status: code });
+      if (signal?.aborted) return reject(interrupted(cmd, signal));
+      if (timedOut)
+        return reject(
+          new VmrigError(`host command did not finish within ${limitS} s: stopped`, {
+            command: shown,
+            output: explained(combined, opts.explains),
+            hint: "it hung or the host is overloaded; the output above shows where it stopped",
+          }),
+        );
       if (opts.failureLog) {
         fs.mkdirSync(path.dirname(opts.failureLog), { recursive: true });
         fs.writeFileSync(opts.failureLog, combined);
@@ -193,6 +235,19 @@ export async function within<T>(p: Promise<T>, ms: number): Promise<T | undefine
   let timer: NodeJS.Timeout | undefined;
   try {
     return await Promise.race([p, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** `p`, or a rejection with `onTimeout()` once `ms` have passed; the timer is cleared either way. */
+export async function deadline<T>(p: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(onTimeout()), ms))),
+    ]);
   } finally {
     clearTimeout(timer);
   }

@@ -39,6 +39,7 @@ export function probeAccel(accel: Accel, kernel?: string, timeoutMs = kernel ? 8
     ? ["-kernel", kernel, "-append", "console=ttyS0 panic=-1", "-m", "256"]
     : ["-bios", bios, "-m", "16"];
   const expect = kernel ? "Linux version" : "K";
+  // bounded: the timer below
   return new Promise((resolve) => {
     const child = spawn(
       "setpriv",
@@ -62,6 +63,7 @@ export function probeAccel(accel: Accel, kernel?: string, timeoutMs = kernel ? 8
     let seen = "";
     let stderr = "";
     let done = false;
+    // bounded: `within(exited, 5000)` below
     const exited = new Promise<void>((r) => child.once("close", () => r()));
     const finish = (result: ProbeResult) => {
       if (done) return;

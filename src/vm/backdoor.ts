@@ -280,6 +280,7 @@ export class Backdoor extends EventEmitter {
   private runNow(command: string, timeoutSec?: number, onOutput?: OutputListener): Promise<CommandResult> {
     if (this.closed) return Promise.reject(this.closed);
     const id = randomBytes(8).toString("hex");
+    // bounded: the timer below, when the caller gives a timeout (every Machine call does)
     return new Promise<CommandResult>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       let timedOut = false;
@@ -336,6 +337,7 @@ export class Backdoor extends EventEmitter {
     const nonce = randomBytes(6).toString("hex");
     const job = this.queue.then(
       () =>
+        // bounded: the timer below
         new Promise<void>((resolve, reject) => {
           const onPong = (n: string) => {
             if (n !== nonce) return;

@@ -66,6 +66,7 @@ export class ConsoleLog extends EventEmitter {
     }
     if (this.partial) this.emit("line", this.partial);
     this.partial = "";
+    // bounded: a local file's flush
     return new Promise((r) => this.file.end(() => r()));
   }
 }

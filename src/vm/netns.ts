@@ -1,7 +1,8 @@
 import type { ChildProcess } from "node:child_process";
 import { readFile, readlink } from "node:fs/promises";
-import { run, sleep, spawnOwned, terminate } from "../util/proc.js";
-import { VmrigError } from "../util/errors.js";
+import { run, spawnOwned, terminate } from "../util/proc.js";
+import { errorMessage, VmrigError } from "../util/errors.js";
+import { poll } from "../util/poll.js";
 
 /**
  * A private network namespace for one container: held open by a sleeping child of ours
@@ -19,20 +20,27 @@ export class NetNamespace {
     const ns = new NetNamespace(holder);
     // unshare has made the namespace once it has exec'd sleep: its net namespace differs from ours
     const own = await readlink("/proc/self/ns/net");
-    for (let i = 0; i < 200; i++) {
-      if (holder.exitCode !== null) break;
+    const made = async (): Promise<boolean> => {
       const theirs = await readlink(`/proc/${holder.pid}/ns/net`).catch(() => own);
-      if (theirs !== own && (await comm(holder.pid!)) === "sleep") {
-        await ns.ip("link", "set", "lo", "up");
-        return ns;
-      }
-      await sleep(5);
+      return theirs !== own && (await comm(holder.pid!)) === "sleep";
+    };
+    try {
+      await poll(
+        2,
+        async () => ({ done: await made(), fatal: holder.exitCode !== null ? new Error("unshare exited") : undefined }),
+        () => new Error("unshare did not make the namespace within 2 s"),
+        5,
+      );
+      await ns.ip("link", "set", "lo", "up");
+      return ns;
+    } catch (e) {
+      await ns.close();
+      throw new VmrigError("could not create a network namespace for a container", {
+        command: "unshare --net sleep infinity",
+        output: errorMessage(e),
+        hint: "vmrig needs root (or CAP_SYS_ADMIN) for containers; `vmrig doctor` checks",
+      });
     }
-    await ns.close();
-    throw new VmrigError("could not create a network namespace for a container", {
-      command: "unshare --net sleep infinity",
-      hint: "vmrig needs root (or CAP_SYS_ADMIN) for containers; `vmrig doctor` checks",
-    });
   }
 
   /** `/proc/PID/ns/net`, for nspawn's --network-namespace-path and nsenter */
@@ -53,19 +61,20 @@ export class NetNamespace {
     this.plugs.push(plug);
     let stderr = "";
     plug.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
-    for (let i = 0; i < 400; i++) {
-      if (plug.exitCode !== null) break;
+    const ready = async () => {
       try {
         await this.ip("link", "set", name, "address", mac);
-        return;
-      } catch {
-        await sleep(5);
+        return { done: true };
+      } catch (e) {
+        return { done: false, last: errorMessage(e), fatal: plug.exitCode !== null ? new Error("exited") : undefined };
       }
-    }
-    throw new VmrigError(`could not plug ${name} into the vlan switch`, {
-      command: `vde_plug2tap -s ${switchPath} ${name}`,
-      output: stderr,
-      hint: "vde_plug2tap (vde2) needs /dev/net/tun; `vmrig doctor` checks",
+    };
+    await poll(3, ready, (last) => new Error(last), 5).catch((e: unknown) => {
+      throw new VmrigError(`could not plug ${name} into the vlan switch`, {
+        command: `vde_plug2tap -s ${switchPath} ${name}`,
+        output: stderr || errorMessage(e),
+        hint: "vde_plug2tap (vde2) needs /dev/net/tun; `vmrig doctor` checks",
+      });
     });
   }
 

@@ -10,18 +10,9 @@ import { ConsoleLog } from "./console.js";
 import type { Guest } from "./guest.js";
 import { NetNamespace } from "./netns.js";
 import { macFor, type NicSpec } from "./nics.js";
-import {
-  childPids,
-  exited,
-  isRunning,
-  rejectOnAbort,
-  run,
-  shellQuote,
-  sleep,
-  spawnOwned,
-  within,
-} from "../util/proc.js";
+import { childPids, exited, isRunning, rejectOnAbort, run, shellQuote, spawnOwned, within } from "../util/proc.js";
 import { VmrigError, tail } from "../util/errors.js";
+import { poll } from "../util/poll.js";
 
 /** Everything that decides how one container is started. */
 export interface ContainerSpec {
@@ -100,6 +91,7 @@ export async function launchContainer(spec: ContainerSpec, opts: ContainerLaunch
   const ct = new Container(spec, { root, ports, disk: opts.disk }, netns, fifos, consoleLog);
   try {
     for (const nic of spec.nics) await netns.addTap(`eth${nic.slot}`, macFor(nic), nic.switchPath);
+    // bounded: `within(…, START_DEADLINE_S)` below
     const ready = new Promise<void>((resolve) => ct.backdoor.once("ready", () => resolve()));
     ct.launch();
     const died = new Promise<never>((_, reject) =>
@@ -244,6 +236,7 @@ export class Container extends EventEmitter implements Guest {
       relay.once("exit", () => conn.destroy());
       conn.once("close", () => relay.kill("SIGTERM"));
     });
+    // bounded: a listen on 127.0.0.1 answers at once
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(hostPort, "127.0.0.1", () => resolve());
@@ -286,6 +279,7 @@ export class Container extends EventEmitter implements Guest {
 
   async waitForExit(): Promise<void> {
     if (this.finished !== undefined) return;
+    // bounded: by the callers (`within` in power.ts)
     await new Promise<void>((resolve) => this.once("exit", () => resolve()));
   }
 
@@ -299,7 +293,12 @@ export class Container extends EventEmitter implements Guest {
       await exited(child);
       // PID 1 gets its parent-death signal now; once it is gone, so is every process of its
       // namespace (the kernel kills and waits for them before PID 1's exit completes)
-      for (let i = 0; i < 500 && leaders.some(isRunning); i++) await sleep(10);
+      await poll(
+        5,
+        () => ({ done: !leaders.some(isRunning) }),
+        () => new Error("the container's processes outlived its PID 1 by 5 s"),
+        10,
+      ).catch(() => undefined); // finish() below still sweeps; the kernel ends them
     }
     await this.finish();
   }

@@ -8,17 +8,21 @@ import type { Guest } from "./guest.js";
 import { qemuArgs, SOCKET_NAMES, type Layout, type SocketName, type VmSpec } from "./qemu-args.js";
 import { qemuInfo } from "./qemu-info.js";
 import { Qmp } from "./qmp.js";
-import { exited, rejectOnAbort, shellQuote, spawnOwned, terminate, within } from "../util/proc.js";
+import { deadline, exited, rejectOnAbort, shellQuote, spawnOwned, terminate, within } from "../util/proc.js";
 import { VmrigError, tail } from "../util/errors.js";
 import { poll } from "../util/poll.js";
 
 /** A save or load of a machine's state: ~0.2 s for a boot snapshot, seconds for a checkpoint's whole RAM. */
 const MIGRATION_TIMEOUT_S = 300;
 
+/** From QEMU's start to its sockets connected and QMP greeted (~0.1 s when well). */
+const CONNECT_S = 60;
+
 /** Listen on a unix socket and resolve with the one connection QEMU makes to it. */
 function acceptOne(sockPath: string): { server: net.Server; connection: Promise<net.Socket> } {
   fs.rmSync(sockPath, { force: true });
   const server = net.createServer();
+  // bounded: `deadline(…, CONNECT_S)` in launchQemu
   const connection = new Promise<net.Socket>((resolve, reject) => {
     server.once("connection", (s) => {
       server.close();
@@ -66,6 +70,7 @@ export async function launchQemu(spec: VmSpec, opts: LaunchOptions): Promise<Qem
   >;
   const servers = Object.values(accepts).map((a) => a.server);
   const closeServers = () => servers.forEach((s) => s.close());
+  // bounded: a listen on a local socket answers at once
   await Promise.all(servers.map((s) => new Promise((r) => (s.listening ? r(undefined) : s.once("listening", r)))));
 
   const consoleLog = new ConsoleLog(spec.consoleLog);
@@ -103,11 +108,25 @@ export async function launchQemu(spec: VmSpec, opts: LaunchOptions): Promise<Qem
   const race = <T>(p: Promise<T>) => Promise.race([p, died, aborted]);
 
   try {
-    const c = await race(Promise.all(SOCKET_NAMES.map((k) => accepts[k].connection)));
-    const sock = Object.fromEntries(SOCKET_NAMES.map((k, i) => [k, c[i]!])) as Record<SocketName, net.Socket>;
-    const vm = new QemuVm(spec, layout, child, sock, consoleLog, started, opts.restore?.origin ?? "booted");
+    // QEMU connects its sockets and greets on QMP before it runs a single guest instruction:
+    // one that has not within a minute is stuck (a full disk under its state dir, a lock).
+    const connected = async () => {
+      const c = await Promise.all(SOCKET_NAMES.map((k) => accepts[k].connection));
+      const sock = Object.fromEntries(SOCKET_NAMES.map((k, i) => [k, c[i]!])) as Record<SocketName, net.Socket>;
+      const vm = new QemuVm(spec, layout, child, sock, consoleLog, started, opts.restore?.origin ?? "booted");
+      await vm.qmp.handshake();
+      return vm;
+    };
+    const stuck = () =>
+      new VmrigError(`QEMU did not connect to vmrig within ${CONNECT_S} s of starting`, {
+        machine: spec.name,
+        call: "start()",
+        output: tail(stderr || "(QEMU printed nothing)", 30),
+        hint: "QEMU started but never reached its monitor: check the host's load and free space under the run's state directory",
+      });
+    const vm = await race(deadline(connected(), CONNECT_S * 1000, stuck));
+    // bounded: raced with `died` and the caller's signal (coldBoot's BOOT_DEADLINE_S)
     const ready = new Promise<void>((resolve) => vm.backdoor.once("ready", () => resolve()));
-    await race(vm.qmp.handshake());
     if (opts.restore) {
       await race(vm.loadState(opts.restore.state));
       vm.backdoor.bootId = opts.restore.bootId;

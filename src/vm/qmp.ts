@@ -42,6 +42,7 @@ export class Qmp extends EventEmitter {
   constructor(private readonly socket: Socket) {
     super();
     socket.setEncoding("utf8");
+    // bounded: `launchQemu` gives the greeting CONNECT_S
     this.greeted = new Promise((resolve, reject) => {
       this.once("greeting", () => resolve());
       socket.once("close", () => reject(new Error("QMP socket closed before the greeting")));
@@ -98,6 +99,7 @@ export class Qmp extends EventEmitter {
    */
   execute<T = unknown>(command: string, args?: Record<string, unknown>, timeoutMs = QMP_TIMEOUT_MS): Promise<T> {
     if (this.closedError) return Promise.reject(this.closedError);
+    // bounded: the timer below
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(
         () => reject(new Error(`QEMU did not answer the QMP command ${command} within ${timeoutMs / 1000} s`)),
@@ -123,6 +125,7 @@ export class Qmp extends EventEmitter {
   waitForEvent(match: (e: QmpEvent) => boolean, since = 0, signal?: AbortSignal): Promise<QmpEvent> {
     const seen = this.history.slice(since).find(match);
     if (seen) return Promise.resolve(seen);
+    // bounded: by `signal`, which every caller has on a timer
     return new Promise((resolve, reject) => {
       const onEvent = (e: QmpEvent) => {
         if (!match(e)) return;

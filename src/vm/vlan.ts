@@ -1,8 +1,9 @@
 import type { ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { spawnOwned, sleep, terminate } from "../util/proc.js";
-import { VmrigError } from "../util/errors.js";
+import { spawnOwned, terminate } from "../util/proc.js";
+import { errorMessage, VmrigError } from "../util/errors.js";
+import { poll } from "../util/poll.js";
 
 /**
  * One private switch per vlan: a vde_switch in the foreground as our child
@@ -27,15 +28,17 @@ export class VlanSwitch {
     this.child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
     // vde_switch exits when its stdin closes, unless it has one: keep it open.
     const ctl = path.join(this.path, "ctl");
-    for (let i = 0; i < 100; i++) {
-      if (fs.existsSync(ctl)) return;
-      if (this.child.exitCode !== null) break;
-      await sleep(20);
-    }
-    throw new VmrigError(`the switch for vlan ${this.vlan} did not start`, {
-      command: `vde_switch --sock ${this.path}`,
-      output: stderr,
-      hint: "is vde2 installed? `vmrig doctor` checks",
+    const child = this.child;
+    const up = () => ({
+      done: fs.existsSync(ctl),
+      fatal: child.exitCode !== null ? new Error(`vde_switch exited (${child.exitCode})`) : undefined,
+    });
+    await poll(5, up, () => new Error("no control socket within 5 s"), 20).catch((e: unknown) => {
+      throw new VmrigError(`the switch for vlan ${this.vlan} did not start`, {
+        command: `vde_switch --sock ${this.path}`,
+        output: stderr || errorMessage(e),
+        hint: "is vde2 installed? `vmrig doctor` checks",
+      });
     });
   }
 

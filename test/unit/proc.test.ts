@@ -30,6 +30,20 @@ describe("host commands", () => {
     expect(e.hint).toMatch(/the disk is full: `vmrig gc`/);
   });
 
+  it("stops a command that runs past its deadline, and says which command and how far it got", async () => {
+    const t0 = Date.now();
+    const e = (await run("sh", ["-c", "echo started; sleep 29"], { timeoutS: 0.3 }).catch(
+      (x: unknown) => x,
+    )) as VmrigError;
+    expect(e).toBeInstanceOf(VmrigError);
+    expect(e.message).toContain("host command did not finish within 0.3 s: stopped");
+    expect(e.command).toBe("sh -c 'echo started; sleep 29'");
+    expect(e.output).toContain("started");
+    expect(Date.now() - t0).toBeLessThan(5000);
+    // the shell's child went with it (its process group)
+    expect(hostSleep(29)).toEqual([]);
+  });
+
   it("stops a command at once when its scope is cancelled, and says it was interrupted", async () => {
     const ac = new AbortController();
     const t0 = Date.now();
@@ -63,14 +77,14 @@ describe("host commands", () => {
   });
 });
 
-/** PIDs of host processes running `sleep 300` that a test started. */
-function hostSleep(): number[] {
+/** PIDs of host processes running `sleep SECS` (300 unless given) that a test started. */
+function hostSleep(secs = 300): number[] {
   return fs
     .readdirSync("/proc")
     .filter((p) => /^\d+$/.test(p))
     .filter((p) => {
       try {
-        return fs.readFileSync(`/proc/${p}/cmdline`, "utf8") === "sleep\u0000300\u0000" && isRunning(Number(p));
+        return fs.readFileSync(`/proc/${p}/cmdline`, "utf8") === `sleep\u0000${secs}\u0000` && isRunning(Number(p));
       } catch {
         return false;
       }
