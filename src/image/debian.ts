@@ -155,7 +155,7 @@ export async function baseLayer(suite: string, mirror: string, progress: Progres
         if (f.startsWith("initrd.img-")) await fsp.rm(path.join(root, "boot", f));
       }
     },
-    () => progress("waiting for another vmrig run that is building the same base layer"),
+    { what: `the Debian ${suite} base layer`, progress },
   );
   const rootfs = path.join(entry.path, "root");
   const boot = await bootFiles({ rootfs, hash: entry.hash }, "cloud");
@@ -303,7 +303,7 @@ export async function packageLayer(base: BaseLayer, packages: string[], progress
         }
       }
     },
-    () => progress("waiting for another vmrig run that is installing the same packages"),
+    { what: `the package layer (${wanted.join(" ")})`, progress },
   );
   return { ...entry, rootfs: path.join(entry.path, "root") };
 }

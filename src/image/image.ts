@@ -137,7 +137,7 @@ export async function buildNodeImage(
       });
       await fsp.rm(work, { recursive: true, force: true });
     },
-    () => progress(`waiting for another vmrig run that is assembling ${name}'s image`),
+    { what: format === "disk" ? `${name}'s disk image` : `${name}'s container tree`, progress },
   );
   const entries = [
     ...new Set([base.path, path.dirname(base.kernel), path.dirname(boot.kernel), pkgs.path, entry.path]),

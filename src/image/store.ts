@@ -85,32 +85,44 @@ export async function withLock<T>(lockPath: string, fn: () => Promise<T>, onWait
   }
 }
 
+/** How a build in progress is named to the user (`what`: "the Debian trixie base layer"). */
+export interface BuildNotes {
+  what: string;
+  progress: (line: string) => void;
+}
+
 /**
- * Get the entry for `inputs`, building it with `build(tmpDir)` if it is missing.
- * Builds go to a temporary directory renamed into place, so a store path either
+ * Get the entry for `inputs`, building it with `build(tmpDir)` if it is missing or
+ * damaged. Builds go to a temporary directory renamed into place, so a store path either
  * is complete or does not exist; concurrent runs wait on a per-entry lock.
  */
 export async function ensureEntry(
   name: string,
   inputs: unknown,
   build: (tmpDir: string) => Promise<void>,
-  onWait?: () => void,
+  notes?: BuildNotes,
 ): Promise<StoreEntry> {
   const hash = hashInputs(inputs);
   const dir = storeDir();
   const final = path.join(dir, `${hash}-${name}`);
-  if (used(final)) return { path: final, hash, built: false };
+  if (used(final) && !entryDamage(final)) return { path: final, hash, built: false };
   await fsp.mkdir(dir, { recursive: true });
   return withLock(
     `${final}.lock`,
     async () => {
-      if (fs.existsSync(final)) return { path: final, hash, built: false };
+      if (fs.existsSync(final)) {
+        const damage = entryDamage(final);
+        if (!damage) return { path: final, hash, built: false };
+        notes?.progress(`${notes.what} in the store is damaged (${damage}): building it again`);
+        discardEntry(final);
+      }
       const tmp = `${final}.tmp-${process.pid}`;
       await fsp.rm(tmp, { recursive: true, force: true });
       await fsp.mkdir(tmp);
       try {
         await build(tmp);
         await fsp.writeFile(path.join(tmp, ".inputs.json"), JSON.stringify(inputs, null, 2));
+        await fsp.writeFile(path.join(tmp, MANIFEST), JSON.stringify(fileSizes(tmp)));
         await fsp.rename(tmp, final);
       } catch (e) {
         await fsp.rm(tmp, { recursive: true, force: true });
@@ -118,8 +130,54 @@ export async function ensureEntry(
       }
       return { path: final, hash, built: true };
     },
-    onWait,
+    notes && (() => notes.progress(`waiting for another vmrig run that is building ${notes.what}`)),
   );
+}
+
+/**
+ * Each built entry's top-level files and their sizes, checked whenever the entry is used:
+ * a file cut short (a disk that filled while it was written or copied, a partial restore
+ * of a cache) is found before a machine boots from it, and the entry is built again. The
+ * contents are not hashed: that would read gigabytes on every use.
+ */
+const MANIFEST = ".files.json";
+
+function fileSizes(dir: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const e of fs.readdirSync(dir, { withFileTypes: true }))
+    if (e.isFile() && !e.name.startsWith(".")) out[e.name] = fs.statSync(path.join(dir, e.name)).size;
+  return out;
+}
+
+/** What is wrong with a published entry's files, if anything (an entry from before manifests is trusted). */
+export function entryDamage(entry: string): string | undefined {
+  let want: Record<string, number>;
+  try {
+    want = JSON.parse(fs.readFileSync(path.join(entry, MANIFEST), "utf8")) as Record<string, number>;
+  } catch {
+    return undefined;
+  }
+  for (const [name, bytes] of Object.entries(want)) {
+    const st = fs.statSync(path.join(entry, name), { throwIfNoEntry: false });
+    if (!st) return `${name} is missing`;
+    if (st.size !== bytes) return `${name} is ${st.size} bytes, ${bytes} when built`;
+  }
+  return undefined;
+}
+
+/**
+ * Take an entry out of the store (damaged, or a snapshot that no longer fits): renamed
+ * aside first (atomic), so a run looking for it now finds nothing rather than half an
+ * entry, then removed.
+ */
+export function discardEntry(entry: string): void {
+  const aside = `${entry}.stale-${process.pid}-${Date.now()}`;
+  try {
+    fs.renameSync(entry, aside);
+  } catch {
+    return; // another run removed it already
+  }
+  fs.rmSync(aside, { recursive: true, force: true });
 }
 
 /**

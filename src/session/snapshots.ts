@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
-import { cacheRoot, createEntryUnlessBusy, findEntry } from "../image/store.js";
+import { cacheRoot, createEntryUnlessBusy, discardEntry, findEntry } from "../image/store.js";
 import type { SavedBoot, SnapshotMeta, SnapshotStore } from "../vm/snapshot.js";
 
 const META = "meta.json";
@@ -34,14 +34,7 @@ export function storeSnapshots(onEntry: (entryPath: string) => void): SnapshotSt
       return saved;
     },
     discard(saved) {
-      // renamed first (atomic): a run looking for it now finds nothing rather than half a snapshot
-      const stale = `${saved.dir}.stale-${process.pid}`;
-      try {
-        fs.renameSync(saved.dir, stale);
-      } catch {
-        return; // another run removed it already
-      }
-      fs.rmSync(stale, { recursive: true, force: true });
+      discardEntry(saved.dir);
     },
     async create(key, machine, save) {
       const dir = await createEntryUnlessBusy(key, `snapshot-${machine}`, async (tmp) => {

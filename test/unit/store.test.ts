@@ -35,6 +35,33 @@ describe("content-addressed store", () => {
     expect(fs.readFileSync(path.join(c.path, "out"), "utf8")).toBe("x");
   });
 
+  it("finds an entry whose file was cut short, says so, and builds it again", async () => {
+    let builds = 0;
+    const build = (dir: string) => {
+      builds++;
+      fs.writeFileSync(path.join(dir, "root.img"), Buffer.alloc(4096, builds));
+      return Promise.resolve();
+    };
+    const said: string[] = [];
+    const notes = { what: "m's disk image", progress: (l: string) => said.push(l) };
+    const first = await ensureEntry("image-m", { k: "cut" }, build, notes);
+    // a disk that filled while the image was copied in
+    fs.truncateSync(path.join(first.path, "root.img"), 1000);
+    const second = await ensureEntry("image-m", { k: "cut" }, build, notes);
+    expect(second.built).toBe(true);
+    expect(said).toEqual([
+      "m's disk image in the store is damaged (root.img is 1000 bytes, 4096 when built): building it again",
+    ]);
+    expect(fs.statSync(path.join(second.path, "root.img")).size).toBe(4096);
+    // whole again: used as it is
+    expect((await ensureEntry("image-m", { k: "cut" }, build, notes)).built).toBe(false);
+    fs.rmSync(path.join(second.path, "root.img"));
+    await ensureEntry("image-m", { k: "cut" }, build, notes);
+    expect(said[1]).toContain("(root.img is missing)");
+    expect(builds).toBe(3);
+    expect(fs.readdirSync(path.dirname(second.path)).filter((e) => e.includes(".stale-"))).toEqual([]);
+  });
+
   it("leaves no entry behind when a build fails, and takes over a dead process's lock", async () => {
     await expect(ensureEntry("t", { k: 2 }, () => Promise.reject(new Error("boom")))).rejects.toThrow("boom");
     const dir = path.join(process.env.VMRIG_CACHE_DIR!, "store");
@@ -78,12 +105,7 @@ describe("content-addressed store", () => {
     fs.writeFileSync(lock, "999999999");
     const held = (await tryHostLock(lock))!;
     let waited = false;
-    const built = ensureEntry(
-      "t",
-      { k: 4 },
-      () => Promise.resolve(),
-      () => (waited = true),
-    );
+    const built = ensureEntry("t", { k: 4 }, () => Promise.resolve(), { what: "t", progress: () => (waited = true) });
     await new Promise((r) => setTimeout(r, 600));
     expect(waited).toBe(true);
     expect(findEntry(hash, "t")).toBeUndefined();
