@@ -53,10 +53,14 @@ def _request(op, **fields):
     if "kwargs" in fields:
         fields["kwargs"] = {k: _seconds(v) for k, v in fields["kwargs"].items()}
     _requests.write(json.dumps({"id": _next_id, "op": op, "location": _script_line(), **fields}) + "\n")
-    line = _answers.readline()
-    if not line:
-        sys.exit(3)  # vmrig is gone
-    answer = json.loads(line)
+    while True:
+        line = _answers.readline()
+        if not line:
+            sys.exit(3)  # vmrig is gone
+        answer = json.loads(line)
+        # an answer to a call given up on (Ctrl-C at the interactive prompt) comes late: skipped
+        if answer.get("id") == _next_id:
+            break
     if "error" in answer:
         raise MachineError(answer["error"], answer.get("ref"))
     return answer.get("result")
@@ -316,10 +320,35 @@ def _failure(e):
     }
 
 
+def interact(info, code):
+    """NixOS's driverInteractive: a prompt with the machines and globals; test_script() runs the script."""
+    import code as console
+
+    try:
+        import readline  # noqa: F401  (line editing and history at the prompt)
+    except ImportError:
+        pass
+    g = _globals(info)
+    g["test_script"] = lambda: exec(code, g)
+    names = ", ".join(NAMES)
+    banner = "\n".join(
+        [
+            f"vmrig interactive (Python): {info['testName']}",
+            f"  machines: {names} (they boot on first use, or with start_all())",
+            "  test_script()       run the test script",
+            "  Ctrl-D              stop the machines and leave",
+        ]
+    )
+    console.interact(banner=banner, local=g, exitmsg="stopping the machines…")
+    return 0
+
+
 def main():
     info = _request("hello")
     with open(SCRIPT_FILE) as f:
         code = compile(f.read(), SCRIPT_FILE, "exec")
+    if sys.argv[5:] == ["interactive"]:
+        return interact(info, code)
     try:
         exec(code, _globals(info))
     except SystemExit as e:

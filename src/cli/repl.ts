@@ -6,6 +6,8 @@ import type { LoadedTest } from "../runner/load.js";
 import { Logger, runScript, startTestMachines, type Accel, type DebugFailure, type Terminal } from "../runner/run.js";
 import type { Rig } from "../runner/test.js";
 import { errorMessage } from "../util/errors.js";
+import { runPythonScript } from "../runner/python.js";
+import { isPythonTest, pythonScriptOf } from "../runner/test.js";
 
 export interface ReplOptions {
   outputDir: string;
@@ -58,6 +60,7 @@ export class KeyboardRouter {
  * top-level await, `testScript()` to run the script, `machine.shell()` for a root shell.
  */
 export async function startRepl(loaded: LoadedTest, opts: ReplOptions): Promise<void> {
+  if (isPythonTest(loaded.def)) return startPythonRepl(loaded, opts);
   const { def } = loaded;
   const resultDir = path.resolve(opts.outputDir, def.name);
   fs.mkdirSync(resultDir, { recursive: true });
@@ -167,4 +170,32 @@ export function debugOnFailure(): {
       }
     },
   };
+}
+
+/**
+ * `vmrig repl FILE` on a Python test: NixOS's driverInteractive, a Python prompt with the
+ * machines and globals, `test_script()` to run the script. The prompt owns the terminal
+ * (Python's own line editing); vmrig's log goes to stderr beside it.
+ */
+async function startPythonRepl(loaded: LoadedTest, opts: ReplOptions): Promise<void> {
+  const { def } = loaded;
+  const resultDir = path.resolve(opts.outputDir, def.name);
+  fs.mkdirSync(resultDir, { recursive: true });
+  const logger = new Logger(path.join(resultDir, "log.txt"), (line) => process.stderr.write(`${line}\n`));
+  logger.serialStdout = false;
+  // Ctrl-C at the prompt is Python's (KeyboardInterrupt, as in NixOS), not the end of vmrig:
+  // the terminal sends it to both processes
+  const keepGoing = () => undefined;
+  process.on("SIGINT", keepGoing);
+  let rig: Rig | undefined;
+  try {
+    rig = await startTestMachines(loaded, { ...opts, interactive: true }, logger, resultDir);
+    const ctx = rig;
+    const script = pythonScriptOf(def, () => ctx.nodes) ?? "";
+    await runPythonScript(script, loaded.file, ctx, logger, resultDir, { interactive: true });
+  } finally {
+    process.off("SIGINT", keepGoing);
+    await rig?.close();
+    await logger.close();
+  }
 }

@@ -80,6 +80,62 @@ export const serviceOptions = {
       "Virtual hosts by server name; the first one is also the default server.",
     ),
   },
+  httpd: {
+    enable: option(
+      t.bool,
+      false,
+      "Run the Apache HTTP server.",
+      "Debian package apache2; httpd.service is an alias of apache2.service; virtual hosts in /etc/apache2/sites-enabled/vmrig.conf",
+    ),
+    adminAddr: option(t.nullOr(t.str), null, "The server administrator's e-mail address (ServerAdmin)."),
+    extraModules: option(
+      t.listOf(t.str),
+      [],
+      'Apache modules to load beyond Debian\'s defaults, by name ("proxy", "proxy_http", "rewrite").',
+      "links in /etc/apache2/mods-enabled/, as a2enmod makes them",
+    ),
+    extraConfig: option(
+      t.str,
+      "",
+      "Lines added to the server's configuration.",
+      "/etc/apache2/conf-enabled/vmrig.conf",
+    ),
+    virtualHosts: option(
+      t.attrsOf(
+        t.submodule({
+          hostName: option(t.nullOr(t.str), null, "ServerName (default: the virtual host's name)."),
+          serverAliases: option(t.listOf(t.str), [], "ServerAlias names."),
+          adminAddr: option(t.nullOr(t.str), null, "ServerAdmin of this host (default: services.httpd.adminAddr)."),
+          documentRoot: option(t.nullOr(t.str), null, "DocumentRoot (default: Debian's /var/www/html)."),
+          listen: option(
+            t.listOf(
+              t.submodule({
+                ip: option(t.str, "*", "Address (`*`: every address)."),
+                port: option(t.int, 80, "TCP port."),
+              }),
+            ),
+            [{ ip: "*", port: 80 }],
+            "Where this host answers.",
+          ),
+          locations: option(
+            t.attrsOf(
+              t.submodule({
+                alias: option(t.nullOr(t.str), null, "Serve this directory at the location (Alias)."),
+                proxyPass: option(t.nullOr(t.str), null, "Upstream URL (ProxyPass; loads mod_proxy_http)."),
+                index: option(t.nullOr(t.str), null, "DirectoryIndex."),
+                extraConfig: option(t.str, "", "Raw directives inside the location's <Location> block."),
+              }),
+            ),
+            {},
+            "Locations by URL path.",
+          ),
+          extraConfig: option(t.str, "", "Raw directives inside the <VirtualHost> block."),
+        }),
+      ),
+      {},
+      "Virtual hosts by name; the first one answers requests for names no host claims. None: Debian's default site.",
+    ),
+  },
   postgresql: {
     enable: option(
       t.bool,

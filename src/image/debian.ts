@@ -3,7 +3,7 @@ import fsp from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { cacheRoot, ensureEntry, type StoreEntry } from "./store.js";
-import { run } from "../util/proc.js";
+import { Interrupted, run } from "../util/proc.js";
 import { VmrigError, configError } from "../util/errors.js";
 
 /**
@@ -297,7 +297,7 @@ export async function packageLayer(base: BaseLayer, packages: string[], progress
           });
           return;
         } catch (e) {
-          if (!(e instanceof VmrigError) || attempt >= 2) throw e;
+          if (!(e instanceof VmrigError) || e instanceof Interrupted || attempt >= 2) throw e;
           const why = /^(E: |dpkg: error).*$/m.exec(e.output ?? "")?.[0] ?? e.summary;
           progress(`  apt failed (${why.trim()}); once more from a clean copy (apt's whole output: ${log})`);
         }

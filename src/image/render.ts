@@ -6,6 +6,7 @@ import { renderKeepalived } from "./services/keepalived.js";
 import { renderTeeworlds } from "./services/teeworlds.js";
 import { renderMysql } from "./services/mysql.js";
 import { renderNginx } from "./services/nginx.js";
+import { renderHttpd } from "./services/httpd.js";
 import { renderNfsServer } from "./services/nfs.js";
 import { redisServers, renderRedis } from "./services/redis.js";
 import { renderAuthorizedKeys, renderOpenssh } from "./services/openssh.js";
@@ -97,6 +98,7 @@ export function ownPackages(config: EvaluatedConfig): string[] {
   const pkgs = new Set(config.environment.systemPackages);
   for (const u of Object.values(config.users.users)) for (const p of u.packages) pkgs.add(p);
   if (config.services.nginx.enable) pkgs.add("nginx");
+  if (config.services.httpd.enable) pkgs.add("apache2");
   if (config.services.mysql.enable) pkgs.add("mariadb-server");
   if (config.services.postgresql.enable) pkgs.add("postgresql");
   if (Object.keys(config.services.phpfpm.pools).length) pkgs.add("php-fpm");
@@ -134,6 +136,7 @@ export function renderNode(
   renderPamLimits(config, tree, patch);
   renderEnvironment(config, tree, patch);
   renderNginx(config, patch);
+  renderHttpd(config, tree, patch);
   renderMysql(config, patch);
   renderPostgresql(config, tree, patch);
   renderPhpfpm(config, tree, patch);

@@ -38,6 +38,7 @@ export async function startFromSnapshot(
     try {
       return await resumed(early);
     } catch (e) {
+      if (m.closing.signal.aborted) throw e;
       m.log.log(`could not resume the prepared restore (${errorMessage(e).split("\n")[0]}); booting instead`, m.name);
       await early.kill();
       m.disks = undefined;
@@ -69,6 +70,7 @@ export async function startFromSnapshot(
   try {
     return await resumed(await restoreBoot(m, spec, saved));
   } catch (e) {
+    if (m.closing.signal.aborted) throw e; // stopped by the run, not a bad snapshot: kept
     // A snapshot QEMU cannot load would fail every run the same way: removed, so the next start saves a new one.
     m.log.log(
       `could not restore the boot snapshot ${path.basename(saved.dir).slice(0, 12)} (${errorMessage(e).split("\n")[0]}): removed it; booting instead, and the next start saves a new one`,
@@ -292,6 +294,7 @@ async function restoreBoot(m: MachineCore, spec: VmSpec, saved: SavedBoot): Prom
       paused: true,
     },
     onConsoleLine: (line) => m.log.consoleLine(m.name, line),
+    signal: m.closing.signal,
   });
   return vm;
 }

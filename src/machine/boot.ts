@@ -166,7 +166,12 @@ export async function coldBoot(
   };
   try {
     try {
-      vm = await launchQemu(spec, { layout, linksDown: isolated, onConsoleLine: onLine, signal: ac.signal });
+      vm = await launchQemu(spec, {
+        layout,
+        linksDown: isolated,
+        onConsoleLine: onLine,
+        signal: AbortSignal.any([ac.signal, m.closing.signal]),
+      });
     } catch (e) {
       throw e instanceof VmrigError || e instanceof KernelCrash
         ? e

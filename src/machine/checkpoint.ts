@@ -91,6 +91,7 @@ export async function restoreCheckpoint(cp: Checkpoint, dir: string): Promise<vo
         await run("qemu-img", ["create", "-q", "-f", "qcow2", "-b", frozen, "-F", "qcow2", drives[id]]);
       }
       const vm = await launchQemu(spec, {
+        call: `restore(${JSON.stringify(cp.name)})`,
         layout: { ...s.layout, sockets: socketPaths(spec), drives, incoming: true },
         restore: {
           state: s.state,
@@ -101,6 +102,7 @@ export async function restoreCheckpoint(cp: Checkpoint, dir: string): Promise<vo
           paused: true,
         },
         onConsoleLine: (line) => m.log.consoleLine(m.name, line),
+        signal: m.closing.signal,
       });
       loaded.push([s, vm]);
     }

@@ -17,6 +17,7 @@ export async function startContainer(m: MachineCore, spec: ContainerSpec, locati
   const ct = await launchContainer(spec, {
     disk: { upper: m.disks.upper!, work: m.disks.work! },
     onConsoleLine: (line) => m.log.consoleLine(m.name, line),
+    signal: m.closing.signal,
   }).catch((e: unknown) => {
     throw e instanceof VmrigError
       ? e

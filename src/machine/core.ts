@@ -127,6 +127,8 @@ export class MachineCore {
   systemdReadyMs: number | undefined;
   /** the run has stopped the machine for good (power.kill): nothing may start it again */
   closed = false;
+  /** aborted by power.kill: a boot or restore still under way stops at once (its QEMU or container killed) */
+  readonly closing = new AbortController();
 
   constructor(
     readonly name: string,

@@ -88,6 +88,7 @@ async function startOnce(m: MachineCore, location: string | undefined): Promise<
 /** Stop the machine's QEMU, and a prepared restore nobody used. */
 export async function kill(m: MachineCore): Promise<void> {
   m.closed = true;
+  m.closing.abort(m.fail("stopped while it was starting: the run is ending", "start()"));
   const prepared = m.prepared;
   m.prepared = undefined;
   await (await prepared)?.kill();

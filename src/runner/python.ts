@@ -124,6 +124,14 @@ interface Failure {
   ref: number | null;
 }
 
+/** How the script's process is driven: run to its end (a test), or a prompt on the terminal (`vmrig repl`). */
+export interface PythonRunOptions {
+  /** aborted when the run no longer waits for the script (deadline, Ctrl-C): the process is killed */
+  ended?: AbortSignal;
+  /** NixOS's driverInteractive: a Python prompt with the machines, `test_script()` runs the script */
+  interactive?: boolean;
+}
+
 /** Run a Python test script against the script context's machines; resolves when it passes, throws its failure. */
 export async function runPythonScript(
   script: string,
@@ -131,66 +139,98 @@ export async function runPythonScript(
   ctx: TestContext,
   logger: Logger,
   resultDir: string,
-  /** aborted when the run no longer waits for the script (deadline, Ctrl-C): the process is killed */
-  ended?: AbortSignal,
+  opts: PythonRunOptions = {},
 ): Promise<void> {
   const first = scriptFirstLine(fs.readFileSync(testFile, "utf8"), script);
   const py = path.join(resultDir, "testScript.py");
   fs.writeFileSync(py, dedent(script));
   const shownFile = path.relative(process.cwd(), testFile) || testFile;
-  const byName = new Map<string, Machine>(ctx.machines.map((m) => [m.name, m]));
-  const child = spawnOwned(PYTHON, ["-u", RUNTIME, py, shownFile, String(first), JSON.stringify([...byName.keys()])], {
-    stdio: ["ignore", "pipe", "pipe", "pipe", "pipe"],
-    env: { ...process.env, PYTHONDONTWRITEBYTECODE: "1" },
-  });
-  ended?.addEventListener("abort", () => child.kill("SIGKILL"), { once: true });
-  const answers = child.stdio[4] as NodeJS.WritableStream;
-  const requests = child.stdio[3] as NodeJS.ReadableStream;
-  for (const [stream, tag] of [
-    [child.stdout!, "print"],
-    [child.stderr!, "stderr"],
-  ] as const) {
-    readline.createInterface({ input: stream }).on("line", (l) => (tag === "print" ? logger.log(l) : logger.detail(l)));
-  }
-  const errors = new Map<number, unknown>();
-  let failure: Failure | undefined;
+  const names = ctx.machines.map((m) => m.name);
+  const child = spawnOwned(
+    PYTHON,
+    ["-u", RUNTIME, py, shownFile, String(first), JSON.stringify(names), ...(opts.interactive ? ["interactive"] : [])],
+    {
+      // interactive: the prompt owns the terminal; vmrig's log goes on to stderr beside it
+      stdio: opts.interactive
+        ? ["inherit", "inherit", "inherit", "pipe", "pipe"]
+        : ["ignore", "pipe", "pipe", "pipe", "pipe"],
+      env: { ...process.env, PYTHONDONTWRITEBYTECODE: "1" },
+      // interactive: in the terminal's foreground group, so that it reads the terminal and Ctrl-C is its KeyboardInterrupt
+      detached: !opts.interactive,
+    },
+  );
+  opts.ended?.addEventListener("abort", () => child.kill("SIGKILL"), { once: true });
+  if (!opts.interactive)
+    for (const [stream, tag] of [
+      [child.stdout!, "print"],
+      [child.stderr!, "stderr"],
+    ] as const) {
+      readline
+        .createInterface({ input: stream })
+        .on("line", (l) => (tag === "print" ? logger.log(l) : logger.detail(l)));
+    }
+  const session = new ScriptSession(ctx, logger);
+  const served = session.serve(child.stdio[3] as NodeJS.ReadableStream, child.stdio[4] as NodeJS.WritableStream);
+  // bounded: the run's deadline and Ctrl-C kill the script (`ended` above); interactive: the user leaves
+  const code = await new Promise<number | null>((resolve) => child.on("close", (c) => resolve(c)));
+  await served.catch(() => undefined);
+  session.endOpenBlocks();
+  if (code === 0) return;
+  throw session.failureError(code, shownFile);
+}
+
+/** One script's requests to vmrig (machine calls, log blocks, subtests) and what it reported failing. */
+class ScriptSession {
+  private readonly byName: Map<string, Machine>;
+  private readonly errors = new Map<number, unknown>();
+  private failure: Failure | undefined;
   /** open nested log steps and subtests: each waits for its end request */
-  const open: { end: (error?: string) => void }[] = [];
-  const block = (start: (body: () => Promise<void>) => Promise<unknown>) => {
+  private readonly open: { end: (error?: string) => void }[] = [];
+
+  constructor(
+    private readonly ctx: TestContext,
+    private readonly logger: Logger,
+  ) {
+    this.byName = new Map(ctx.machines.map((m) => [m.name, m]));
+  }
+
+  /** Answer every request line on `requests` on `answers`, until the script closes its end. */
+  async serve(requests: NodeJS.ReadableStream, answers: NodeJS.WritableStream): Promise<void> {
+    for await (const line of readline.createInterface({ input: requests })) {
+      const req = JSON.parse(line) as Request;
+      let answer: object;
+      try {
+        answer = { id: req.id, result: (await this.handle(req)) ?? null };
+      } catch (e) {
+        if (e instanceof VmrigError && req.location) e.location = req.location;
+        this.errors.set(req.id, e);
+        answer = { id: req.id, error: errorMessage(e), ref: req.id };
+      }
+      answers.write(JSON.stringify(answer) + "\n");
+    }
+  }
+
+  endOpenBlocks(): void {
+    for (const o of this.open.reverse()) o.end("the script ended inside it");
+  }
+
+  private block(start: (body: () => Promise<void>) => Promise<unknown>): void {
     let end!: (error?: string) => void;
-    // bounded: ended by the script's end request, or by the script's end (every open block is ended then)
+    // bounded: ended by the script's end request, or by the script's end (endOpenBlocks)
     const body = new Promise<void>((resolve, reject) => {
       end = (error) => (error ? reject(new Error(error)) : resolve());
     });
     start(() => body).catch(() => undefined);
-    open.push({ end });
-  };
+    this.open.push({ end });
+  }
 
-  const handle = async (req: {
-    id: number;
-    op: string;
-    location: string | null;
-    [k: string]: unknown;
-  }): Promise<unknown> => {
+  private handle(req: Request): unknown {
+    const { ctx } = this;
     switch (req.op) {
       case "hello":
         return { testName: ctx.driver.testName, resultDir: ctx.driver.resultDir, vlans: ctx.vlans.map((v) => v.vlan) };
-      case "machine": {
-        const m = byName.get(String(req.machine));
-        const method = String(req.method);
-        const impl = PYTHON_METHODS[method];
-        if (!m) throw new VmrigError(`there is no machine called ${String(req.machine)}`, { call: method });
-        if (!impl)
-          throw new VmrigError(`Machine has no method ${method}()`, {
-            machine: m.name,
-            call: `${m.name}.${method}()`,
-            hint: `the NixOS driver's methods vmrig has: ${Object.keys(PYTHON_METHODS).join(", ")}`,
-          });
-        return impl(
-          m,
-          new PyArgs(method, (req.args as unknown[]) ?? [], (req.kwargs as Record<string, unknown>) ?? {}),
-        );
-      }
+      case "machine":
+        return this.machineCall(String(req.machine), String(req.method), req);
       case "start_all":
         return ctx.startAll();
       case "join_all":
@@ -200,56 +240,60 @@ export async function runPythonScript(
       case "log":
         return ctx.log(String(req.message));
       case "nested_begin":
-        return block((body) => logger.nested(String(req.message), body));
+        return this.block((body) => this.logger.nested(String(req.message), body));
       case "subtest_begin":
-        return block((body) => ctx.subtest(String(req.name), body));
+        return this.block((body) => ctx.subtest(String(req.name), body));
       case "nested_end":
       case "subtest_end":
-        open.pop()?.end(req.error as string | undefined);
+        this.open.pop()?.end(req.error as string | undefined);
         return undefined;
       case "failed":
-        failure = req.failure as Failure;
+        this.failure = req.failure as Failure;
         return undefined;
       default:
         throw new Error(`unknown request ${req.op}`);
     }
-  };
+  }
 
-  const served = (async () => {
-    for await (const line of readline.createInterface({ input: requests })) {
-      const req = JSON.parse(line) as { id: number; op: string; location: string | null };
-      let answer: object;
-      try {
-        answer = { id: req.id, result: (await handle(req)) ?? null };
-      } catch (e) {
-        if (e instanceof VmrigError && req.location) e.location = req.location;
-        errors.set(req.id, e);
-        answer = { id: req.id, error: errorMessage(e), ref: req.id };
-      }
-      answers.write(JSON.stringify(answer) + "\n");
-    }
-  })();
-  // bounded: the run's deadline and Ctrl-C kill the script (`ended` above)
-  const code = await new Promise<number | null>((resolve) => child.on("close", (c) => resolve(c)));
-  await served.catch(() => undefined);
-  for (const o of open.reverse()) o.end("the script ended inside it");
-  if (code === 0) return;
-  if (failure) {
+  private machineCall(name: string, method: string, req: Request): unknown {
+    const m = this.byName.get(name);
+    const impl = PYTHON_METHODS[method];
+    if (!m) throw new VmrigError(`there is no machine called ${name}`, { call: method });
+    if (!impl)
+      throw new VmrigError(`Machine has no method ${method}()`, {
+        machine: m.name,
+        call: `${m.name}.${method}()`,
+        hint: `the NixOS driver's methods vmrig has: ${Object.keys(PYTHON_METHODS).join(", ")}`,
+      });
+    return impl(m, new PyArgs(method, (req.args as unknown[]) ?? [], (req.kwargs as Record<string, unknown>) ?? {}));
+  }
+
+  /** The error for a script that exited with `code`: the machine call's own report when that is what failed. */
+  failureError(code: number | null, shownFile: string): VmrigError {
+    const failure = this.failure;
+    if (!failure)
+      return new VmrigError(`the Python test script exited with status ${code}`, {
+        call: "testScript",
+        hint: "its stderr is in log.txt",
+      });
     const location = failure.line ? `${shownFile}:${failure.line}` : undefined;
-    const original = failure.ref !== null ? errors.get(failure.ref) : undefined;
+    const original = failure.ref !== null ? this.errors.get(failure.ref) : undefined;
     if (original instanceof VmrigError) {
       if (location) original.location = location;
-      throw original;
+      return original;
     }
-    throw new VmrigError(
+    return new VmrigError(
       failure.type === "AssertionError"
         ? `assertion failed${failure.message ? `: ${failure.message}` : ""}${failure.source ? ` (${failure.source.trim()})` : ""}`
         : `the test script raised ${failure.type}: ${failure.message}`,
       { call: "testScript", ...(location ? { location } : {}), output: `Traceback:\n${failure.traceback}` },
     );
   }
-  throw new VmrigError(`the Python test script exited with status ${code}`, {
-    call: "testScript",
-    hint: "its stderr is in log.txt",
-  });
+}
+
+interface Request {
+  id: number;
+  op: string;
+  location: string | null;
+  [k: string]: unknown;
 }

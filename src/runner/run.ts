@@ -215,7 +215,7 @@ export async function runScript(
   const ended = new AbortController();
   try {
     return await withDeadline(
-      runPythonScript(python, loaded.file, ctx, logger, ctx.driver.resultDir, ended.signal),
+      runPythonScript(python, loaded.file, ctx, logger, ctx.driver.resultDir, { ended: ended.signal }),
       timeout,
       signal,
     );

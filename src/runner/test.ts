@@ -81,6 +81,11 @@ const isAsync = (fn: unknown): boolean =>
  * is not `async` is called with `nodes` only, before anything is built, and must return the
  * script.
  */
+/** A Python test (its script a string, or a plain function returning one), told before anything is evaluated. */
+export function isPythonTest(def: TestDefinition): boolean {
+  return typeof def.testScript === "string" || !isAsync(def.testScript);
+}
+
 /** `nodes` is asked for only when the script is a function that needs it: evaluating every node costs a check. */
 export function pythonScriptOf(def: TestDefinition, nodes: () => NodesInfo): string | undefined {
   const script = def.testScript;

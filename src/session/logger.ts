@@ -10,7 +10,7 @@ const MAX_CALLS = 2000;
  */
 export class Logger implements Log {
   private depth = 0;
-  private readonly file: fs.WriteStream | undefined;
+  private file: fs.WriteStream | undefined;
   private readonly t0 = Date.now();
   /** the timeline's events so far (the HTML report draws them) */
   readonly marks: Mark[] = [];
@@ -87,8 +87,11 @@ export class Logger implements Log {
     }
   }
 
+  /** Flush and close the log file; a line that comes later (a build still ending) goes to the screen only. */
   close(): Promise<void> {
+    const file = this.file;
+    this.file = undefined;
     // bounded: a local file's flush
-    return new Promise((r) => (this.file ? this.file.end(() => r()) : r()));
+    return new Promise((r) => (file ? file.end(() => r()) : r()));
   }
 }

@@ -144,6 +144,7 @@ export async function startMachines<const N extends string = never, const C exte
       signal,
       // a topology made after the abort is closed as soon as it exists
       (t) => void t.close(),
+      BUILD_SETTLE_MS,
     );
     const subtests: SubtestResult[] = [];
     const ctx = makeContext(topology.machines, topology.configs, logger, subtests, {
@@ -170,24 +171,39 @@ export async function startMachines<const N extends string = never, const C exte
   }
 }
 
-/** `p`, or a rejection as soon as `signal` aborts; `late` gets p's value if it comes after. */
-async function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined, late?: (v: T) => void): Promise<T> {
+/**
+ * `p`, or a rejection once `signal` aborts; `late` gets p's value if it comes after.
+ * `settleMs`: how long to let `p` end first (an image build stopped by the abort removes
+ * its half-made entry, and the run must not exit before it has).
+ */
+async function untilAborted<T>(
+  p: Promise<T>,
+  signal: AbortSignal | undefined,
+  late?: (v: T) => void,
+  settleMs = 0,
+): Promise<T> {
   if (!signal) return p;
   let onAbort: (() => void) | undefined;
   const aborted = new Promise<never>((_, reject) => {
     onAbort = () => {
-      void p.then((v) => late?.(v)).catch(() => undefined);
-      reject(new VmrigError(`interrupted while starting the machines (${String(signal.reason ?? "signal")})`));
+      const after = p.then((v) => late?.(v)).catch(() => undefined);
+      void within(after, settleMs).then(() =>
+        reject(new VmrigError(`interrupted while starting the machines (${String(signal.reason ?? "signal")})`)),
+      );
     };
     if (signal.aborted) onAbort();
     signal.addEventListener("abort", onAbort, { once: true });
   });
   try {
-    return await Promise.race([p, aborted]);
+    // what the abort stopped (a build: "sh was stopped") fails as the interruption it is
+    return await Promise.race([p.catch((e: unknown) => (signal.aborted ? aborted : Promise.reject(e))), aborted]);
   } finally {
     if (onAbort) signal.removeEventListener("abort", onAbort);
   }
 }
+
+/** How long an interrupted start waits for its stopped builds to clean up (they are killed at once). */
+const BUILD_SETTLE_MS = 10_000;
 
 /** OCR asked for without tesseract: bad input, said before anything is built. */
 async function checkOcr(name: string, enableOCR: boolean): Promise<void> {

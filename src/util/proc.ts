@@ -192,8 +192,11 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
   });
 }
 
+/** A host command stopped because its scope was cancelled (Ctrl-C): not a failure to retry. */
+export class Interrupted extends VmrigError {}
+
 function interrupted(cmd: string, signal: AbortSignal): VmrigError {
-  return new VmrigError(`interrupted (${String(signal.reason ?? "signal")}): ${cmd} was stopped`);
+  return new Interrupted(`interrupted (${String(signal.reason ?? "signal")}): ${cmd} was stopped`);
 }
 
 export function shellQuote(s: string): string {
@@ -202,10 +205,14 @@ export function shellQuote(s: string): string {
 
 /**
  * Start a long-lived helper (QEMU, a switch) that must never outlive vmrig:
- * the kernel kills it if our process dies, even by SIGKILL.
+ * the kernel kills it if our process dies, even by SIGKILL. It runs in a session of its
+ * own (`detached`), so a Ctrl-C at the terminal reaches vmrig alone, which stops its
+ * helpers in order, and not QEMU or a switch directly (a Python prompt's Ctrl-C killed
+ * the vlan switch under its machines). A helper that reads the terminal passes
+ * `detached: false`.
  */
 export function spawnOwned(cmd: string, args: readonly string[], opts: SpawnOptions = {}): ChildProcess {
-  return spawn("setpriv", ["--pdeathsig", "KILL", "--", cmd, ...args], { ...opts, detached: false });
+  return spawn("setpriv", ["--pdeathsig", "KILL", "--", cmd, ...args], { detached: true, ...opts });
 }
 
 /** Resolves when the child has exited (at once if it already has). */

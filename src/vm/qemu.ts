@@ -36,6 +36,8 @@ function acceptOne(sockPath: string): { server: net.Server; connection: Promise<
 
 export interface LaunchOptions {
   layout: Layout;
+  /** the Machine call this launch is part of, for errors ("start()" unless given) */
+  call?: string;
   signal?: AbortSignal | undefined;
   /** keep the vlan links down from the first instruction on (an isolated boot, for a boot snapshot) */
   linksDown?: boolean;
@@ -88,17 +90,16 @@ export async function launchQemu(spec: VmSpec, opts: LaunchOptions): Promise<Qem
   });
   const died = new Promise<never>((_, reject) => {
     child.once("exit", (code, sig) => {
+      // vmrig kills its QEMU here only when aborted, and then `aborted` has rejected first
+      const hint = sig
+        ? `QEMU was killed by ${sig}, and not by vmrig: the kernel's OOM killer (\`dmesg | grep -i oom\`) or another process`
+        : opts.restore
+          ? "the saved state did not load; `--no-snapshots` boots instead, and `vmrig gc` drops stale snapshots"
+          : "the console log in the result folder shows how far the boot got";
       reject(
         new VmrigError(
-          `QEMU exited during ${opts.restore ? "the restore" : "boot"} (${sig ?? `exit status ${code}`})`,
-          {
-            machine: spec.name,
-            call: "start()",
-            output: tail(stderr || consoleLog.all || "", 30),
-            hint: opts.restore
-              ? "the saved state did not load; `--no-snapshots` boots instead, and `vmrig gc` drops stale snapshots"
-              : "the console log in the result folder shows how far the boot got",
-          },
+          `QEMU exited during ${opts.restore ? "the restore" : "boot"} (${sig ? `killed by ${sig}` : `exit status ${code}`})`,
+          { machine: spec.name, call: opts.call ?? "start()", output: tail(stderr || consoleLog.all || "", 30), hint },
         ),
       );
     });

@@ -115,6 +115,62 @@ export default defineTest({
   });
 });
 
+describe("vmrig repl on a Python test (through tmux)", () => {
+  const pySession = `vmrig-pyrepl-${process.pid}`;
+  afterAll(() => {
+    spawnSync("tmux", ["kill-session", "-t", pySession]);
+  });
+
+  it("opens a Python prompt with the machines: calls, a failed call's report, Ctrl-C, test_script(), Ctrl-D", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-pyrepl-"));
+    fs.writeFileSync(
+      path.join(dir, "py.vmrig.ts"),
+      `import { defineTest } from "vmrig";
+export default defineTest({
+  name: "py",
+  nodes: { machine: {} },
+  testScript: \`
+machine.succeed("test -e /root/made-at-the-prompt")
+machine.log("the script saw the prompt's file")
+\`,
+});
+`,
+    );
+    const at = (...args: string[]) => execFileSync("tmux", args, { encoding: "utf8" });
+    at("new-session", "-d", "-s", pySession, "-x", "160", "-y", "50", "-c", dir);
+    at("send-keys", "-t", pySession, "-l", `node ${cli} repl py.vmrig.ts --output-dir out; echo REPL-EXITED-$?`);
+    at("send-keys", "-t", pySession, "Enter");
+    const shown = () => at("capture-pane", "-p", "-J", "-t", pySession, "-S", "-400");
+    const until = async (re: RegExp, seconds = 300) => {
+      const deadline = Date.now() + seconds * 1000;
+      while (!re.test(shown())) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${re}; the terminal shows:\n${shown()}`);
+        await new Promise((r) => setTimeout(r, 300));
+      }
+    };
+    const line = (text: string) => {
+      at("send-keys", "-t", pySession, "-l", text);
+      at("send-keys", "-t", pySession, "Enter");
+    };
+    await until(/vmrig interactive \(Python\): py/, 600);
+    await until(/^>>> $/m);
+    line('print("answer-" + machine.succeed("echo $((6*7))").strip())');
+    await until(/^answer-42$/m, 300);
+    // a failed call is a Python exception carrying vmrig's report, and the prompt goes on
+    line('machine.succeed("exit 3")');
+    await until(/MachineError: .*succeed\("exit 3"\)/s, 120);
+    // Ctrl-C is Python's: a KeyboardInterrupt at the prompt, vmrig and the machine stay
+    at("send-keys", "-t", pySession, "C-c");
+    await until(/KeyboardInterrupt/, 30);
+    line('machine.succeed("touch /root/made-at-the-prompt"); print("still-" + "up")');
+    await until(/^still-up$/m, 120);
+    line("test_script()");
+    await until(/the script saw the prompt's file/, 120);
+    at("send-keys", "-t", pySession, "C-d");
+    await until(/REPL-EXITED-0/, 120);
+  });
+});
+
 describe("vmrig run --debug (through tmux)", () => {
   const debugSession = `vmrig-debug-${process.pid}`;
   afterAll(() => {

@@ -16,6 +16,7 @@ export const tree: TreeInfo = {
       "/etc/php": ["8.4"],
       "/etc/php/8.4/fpm": ["pool.d"],
       "/etc/pam.d": ["login", "sshd", "su"],
+      "/etc/apache2/mods-available": ["headers.load", "proxy.load", "proxy.conf", "proxy_http.load"],
     })[p] ?? [],
   readFile: (p) =>
     p.endsWith("pg_hba.conf")

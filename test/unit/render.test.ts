@@ -567,4 +567,42 @@ describe("overriding a unit a package ships", () => {
     const p = render({ systemd: { services: { nginx: { serviceConfig: { ExecStart: ["", "/bin/true"] } } } } });
     expect(text(p, "/etc/systemd/system/nginx.service.d/vmrig.conf")).toMatch(/ExecStart=\nExecStart=\/bin\/true/);
   });
+
+  it("renders services.httpd: hosts with their Listen lines, ServerAdmin, modules linked as a2enmod does, NixOS's unit name", () => {
+    const p = render({
+      services: {
+        httpd: {
+          enable: true,
+          adminAddr: "admin@example.org",
+          extraModules: ["headers"],
+          virtualHosts: {
+            "web.test": {
+              documentRoot: "/srv/web",
+              listen: [{ port: 8080 }, { ip: "192.168.1.1", port: 8080 }, { ip: "192.168.1.1", port: 81 }],
+              locations: { "/app/": { proxyPass: "http://127.0.0.1:80/" } },
+            },
+            other: { hostName: "other.test", serverAliases: ["o.test"] },
+          },
+        },
+      },
+    });
+    expect(packagesOf(evalNodes({ m: { services: { httpd: { enable: true } } } }).m!)).toContain("apache2");
+    expect(p.symlinks).toContainEqual({
+      path: "/etc/systemd/system/httpd.service",
+      target: "/usr/lib/systemd/system/apache2.service",
+    });
+    // *:8080 covers 192.168.1.1:8080 (Apache cannot bind both)
+    expect(text(p, "/etc/apache2/ports.conf")).toMatch(/^Listen 8080\nListen 192\.168\.1\.1:81\nListen 80\n$/m);
+    const site = text(p, "/etc/apache2/sites-enabled/vmrig.conf");
+    expect(site).toContain("<VirtualHost *:8080 192.168.1.1:8080 192.168.1.1:81>\n  ServerName web.test");
+    expect(site).toContain("  ServerAdmin admin@example.org\n  DocumentRoot /srv/web");
+    expect(site).toContain("  ProxyPass /app/ http://127.0.0.1:80/");
+    expect(site).toContain("  ServerName other.test\n  ServerAlias o.test");
+    expect(p.removes).toContain("/etc/apache2/sites-enabled/000-default.conf");
+    for (const f of ["headers.load", "proxy.load", "proxy.conf", "proxy_http.load"])
+      expect(p.symlinks).toContainEqual({ path: `/etc/apache2/mods-enabled/${f}`, target: `../mods-available/${f}` });
+    const e = errorOf(() => render({ services: { httpd: { enable: true, extraModules: ["rewrit"] } } }));
+    expect(e.message).toContain("services.httpd.extraModules: Debian's apache2 has no module rewrit");
+    expect(e.hint).toContain("headers, proxy, proxy_http");
+  });
 });

@@ -37,7 +37,6 @@ export async function bootVm(name: string, module: NodeModule = {}): Promise<{ v
   return { vm, dir };
 }
 
-/** PIDs of every QEMU on the host, for "nothing left running" checks (compare before and after). */
 /** PIDs of running processes named `name` (all of them, whoever started them: compare before and after). */
 export function pidsOf(name: string): string[] {
   try {
@@ -47,7 +46,20 @@ export function pidsOf(name: string): string[] {
   }
 }
 
+/** PIDs of every QEMU on the host, for "nothing left running" checks (compare before and after). */
 export const qemuPids = (): string[] => pidsOf("qemu-system-x86");
+
+/** The QEMUs this test process started whose command line has every one of `words` (to kill one of ours, by PID). */
+export function ownQemus(...words: string[]): number[] {
+  return childPids(process.pid).filter((p) => {
+    try {
+      const argv = fs.readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0");
+      return argv[0]!.startsWith("qemu-system") && words.every((w) => argv.some((a) => a.includes(w))) && isRunning(p);
+    } catch {
+      return false;
+    }
+  });
+}
 
 /** Every process below `pid`, children first. */
 export function descendants(pid: number): number[] {

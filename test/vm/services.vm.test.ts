@@ -68,6 +68,21 @@ beforeAll(async () => {
                 },
               },
             },
+            httpd: {
+              enable: true,
+              adminAddr: "admin@example.org",
+              extraModules: ["headers"],
+              virtualHosts: {
+                // nginx has port 80: Apache answers on 8080, the first host for names no host claims
+                "web.test": {
+                  documentRoot: "/etc/vmrig-site",
+                  listen: [{ port: 8080 }],
+                  locations: { "/php/": { proxyPass: "http://127.0.0.1:80/" } },
+                  extraConfig: 'Header set X-Vmrig "from-apache"',
+                },
+                other: { hostName: "other.test", documentRoot: "/etc/vmrig-other", listen: [{ port: 8080 }] },
+              },
+            },
             openssh: {
               enable: true,
               settings: { PermitRootLogin: "no" },
@@ -94,13 +109,15 @@ beforeAll(async () => {
           },
           environment: {
             etc: {
+              "vmrig-site/index.html": { text: "the apache site\n" },
+              "vmrig-other/index.html": { text: "the other host\n" },
               "vmrig-app/index.php": {
                 text: '<?php echo php_sapi_name(), " ", getenv("GREETING"), " ", ini_get("memory_limit"), " ", posix_getpwuid(posix_geteuid())["name"], "\\n";',
               },
             },
           },
           systemd: { tmpfiles: { rules: ["L+ /var/www/app - - - - /etc/vmrig-app"] } },
-          networking: { firewall: { allowedTCPPorts: [80, config.services.postgresql.settings.port] } },
+          networking: { firewall: { allowedTCPPorts: [80, 8080, config.services.postgresql.settings.port] } },
           virtualisation: {
             emptyDiskImages: [64],
             resolution: { x: 1280, y: 800 },
@@ -161,6 +178,17 @@ describe("service modules on a real VM", () => {
     await server.waitForUnit("nginx");
     await server.waitForOpenUnixSocket("/run/phpfpm/web.sock");
     expect(await server.succeed("curl -sf http://localhost/index.php")).toBe("fpm-fcgi hi from phpEnv 77M www-data\n");
+  });
+
+  it("services.httpd: virtual hosts by name, a module, a proxied location, under NixOS's unit name", async () => {
+    await server.waitForUnit("httpd");
+    expect(await client.succeed("curl -sf http://server:8080/")).toBe("the apache site\n");
+    expect(await client.succeed("curl -sf -H 'Host: other.test' http://server:8080/")).toBe("the other host\n");
+    expect(await client.succeed("curl -sfI http://server:8080/")).toMatch(/^X-Vmrig: from-apache\r?$/m);
+    // through Apache's mod_proxy_http to nginx and PHP-FPM
+    expect(await client.succeed("curl -sf http://server:8080/php/index.php")).toMatch(/^fpm-fcgi hi from phpEnv/);
+    await server.succeed("apache2ctl -S 2>&1 | grep -q 'other.test'");
+    await server.succeed("grep -rq 'ServerAdmin admin@example.org' /etc/apache2/sites-enabled/");
   });
 
   it("services.openssh: key login through authorizedKeys, settings applied, a host key made on this node", async () => {
