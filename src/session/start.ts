@@ -196,7 +196,11 @@ async function untilAborted<T>(
   });
   try {
     // what the abort stopped (a build: "sh was stopped") fails as the interruption it is
-    return await Promise.race([p.catch((e: unknown) => (signal.aborted ? aborted : Promise.reject(e))), aborted]);
+    const stopped = p.catch((e: unknown) => {
+      if (signal.aborted) return aborted;
+      throw e;
+    });
+    return await Promise.race([stopped, aborted]);
   } finally {
     if (onAbort) signal.removeEventListener("abort", onAbort);
   }
