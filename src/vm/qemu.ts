@@ -125,7 +125,9 @@ export async function launchQemu(spec: VmSpec, opts: LaunchOptions): Promise<Qem
         output: tail(stderr || "(QEMU printed nothing)", 30),
         hint: "QEMU started but never reached its monitor: check the host's load and free space under the run's state directory",
       });
-    const vm = await race(deadline(connected(), CONNECT_S * 1000, stuck));
+    // (the deadline around the race, not inside it: a launch stopped by `aborted` or `died`
+    // must clear its timer, or the process lingers until it fires)
+    const vm = await deadline(race(connected()), CONNECT_S * 1000, stuck);
     // bounded: raced with `died` and the caller's signal (coldBoot's BOOT_DEADLINE_S)
     const ready = new Promise<void>((resolve) => vm.backdoor.once("ready", () => resolve()));
     if (opts.restore) {

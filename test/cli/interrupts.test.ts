@@ -180,3 +180,16 @@ describe("a disk that fills during a build", () => {
     fs.rmSync(cache, { recursive: true, force: true });
   });
 });
+
+describe("a run whose machine is never started", () => {
+  it("exits as soon as it is done: the restore prepared in the background is stopped, and no timer of it keeps vmrig alive", () => {
+    const dir = writeTests({
+      unused: `{ name: "unused", nodes: { m: {} }, async testScript({ log }) { log("done"); } }`,
+    });
+    const t0 = Date.now();
+    const r = runCli(["run", path.join(dir, "unused.vmrig.ts"), "--rerun", "--output-dir", path.join(dir, "out")], dir);
+    expect(r.status, r.output).toBe(0);
+    // a hang check, not a benchmark: a stopped launch's 60 s connect deadline once kept it alive
+    expect(Date.now() - t0).toBeLessThan(40_000);
+  });
+});
