@@ -46,3 +46,13 @@ export function unit(sections: Record<string, Record<string, UnitValue | undefin
   }
   return out.join("\n");
 }
+
+/** A raw block of configuration (a NixOS `extraConfig`) as lines indented by `n`, each trimmed; none if it is blank. */
+export function indent(text: string, n: number): string[] {
+  return text.trim()
+    ? text
+        .trimEnd()
+        .split("\n")
+        .map((l) => `${" ".repeat(n)}${l.trim()}`)
+    : [];
+}

@@ -1,7 +1,7 @@
 import type { EvaluatedConfig } from "../config/eval.js";
 import { configError } from "../util/errors.js";
 import { shellQuote } from "../util/proc.js";
-import { enable, file, unit, type Patch } from "./patch.js";
+import { enable, file, indent, unit, type Patch } from "./patch.js";
 import type { HostEntry } from "./render.js";
 
 // networking.*: the static network script, /etc/hosts, NAT, the nftables firewall.
@@ -84,13 +84,7 @@ export function renderFirewall(config: EvaluatedConfig, patch: Patch): void {
       if (open.allowedUDPPorts.length)
         rules.push(`    iifname ${JSON.stringify(iface)} udp dport ${set(open.allowedUDPPorts)} accept`);
     }
-    if (fw.extraInputRules.trim())
-      rules.push(
-        ...fw.extraInputRules
-          .trimEnd()
-          .split("\n")
-          .map((l) => `    ${l.trim()}`),
-      );
+    rules.push(...indent(fw.extraInputRules, 4));
     rules.push("  }", "}");
   }
   const nat = config.networking.nat;

@@ -1,6 +1,6 @@
 import type { EvaluatedConfig } from "../../config/eval.js";
 import { configError } from "../../util/errors.js";
-import { file, type Patch } from "../patch.js";
+import { file, indent, type Patch } from "../patch.js";
 import type { TreeInfo } from "../render.js";
 
 /**
@@ -88,11 +88,3 @@ export function renderHttpd(config: EvaluatedConfig, tree: TreeInfo, patch: Patc
   );
   patch.removes.push("/etc/apache2/sites-enabled/000-default.conf");
 }
-
-const indent = (text: string, n: number): string[] =>
-  text.trim()
-    ? text
-        .trimEnd()
-        .split("\n")
-        .map((l) => `${" ".repeat(n)}${l.trim()}`)
-    : [];

@@ -1,6 +1,6 @@
 import type { EvaluatedConfig } from "../../config/eval.js";
 import { configError } from "../../util/errors.js";
-import { enable, file, unit, type Patch } from "../patch.js";
+import { enable, file, indent, unit, type Patch } from "../patch.js";
 
 /**
  * services.keepalived → Debian's keepalived with NixOS's configuration and units: the
@@ -65,13 +65,4 @@ export function renderKeepalived(config: EvaluatedConfig, patch: Patch): void {
     ),
   );
   enable(patch, "keepalived-boot-delay.timer", "multi-user.target");
-}
-
-function indent(text: string, n: number): string[] {
-  return text.trim()
-    ? text
-        .trimEnd()
-        .split("\n")
-        .map((l) => `${" ".repeat(n)}${l.trim()}`)
-    : [];
 }
