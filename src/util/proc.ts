@@ -120,8 +120,7 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
         child.kill("SIGKILL"); // not started, or already gone
       }
     };
-    const onAbort = stop;
-    signal?.addEventListener("abort", onAbort, { once: true });
+    signal?.addEventListener("abort", stop, { once: true });
     const limitS = opts.timeoutS ?? RUN_DEADLINE_S;
     let timedOut = false;
     const timer = setTimeout(() => {
@@ -130,7 +129,7 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
     }, limitS * 1000);
     child.once("close", () => {
       clearTimeout(timer);
-      signal?.removeEventListener("abort", onAbort);
+      signal?.removeEventListener("abort", stop);
     });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
@@ -242,19 +241,6 @@ export async function within<T>(p: Promise<T>, ms: number): Promise<T | undefine
   let timer: NodeJS.Timeout | undefined;
   try {
     return await Promise.race([p, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** `p`, or a rejection with `onTimeout()` once `ms` have passed; the timer is cleared either way. */
-export async function deadline<T>(p: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      p,
-      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(onTimeout()), ms))),
-    ]);
   } finally {
     clearTimeout(timer);
   }

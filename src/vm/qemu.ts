@@ -8,7 +8,7 @@ import type { Guest } from "./guest.js";
 import { qemuArgs, SOCKET_NAMES, type Layout, type SocketName, type VmSpec } from "./qemu-args.js";
 import { qemuInfo } from "./qemu-info.js";
 import { Qmp } from "./qmp.js";
-import { deadline, exited, rejectOnAbort, shellQuote, spawnOwned, terminate, within } from "../util/proc.js";
+import { exited, rejectOnAbort, shellQuote, spawnOwned, terminate, within } from "../util/proc.js";
 import { VmrigError, tail } from "../util/errors.js";
 import { poll } from "../util/poll.js";
 
@@ -22,7 +22,7 @@ const CONNECT_S = 60;
 function acceptOne(sockPath: string): { server: net.Server; connection: Promise<net.Socket> } {
   fs.rmSync(sockPath, { force: true });
   const server = net.createServer();
-  // bounded: `deadline(…, CONNECT_S)` in launchQemu
+  // bounded: `within(…, CONNECT_S)` in launchQemu
   const connection = new Promise<net.Socket>((resolve, reject) => {
     server.once("connection", (s) => {
       server.close();
@@ -118,16 +118,16 @@ export async function launchQemu(spec: VmSpec, opts: LaunchOptions): Promise<Qem
       await vm.qmp.handshake();
       return vm;
     };
-    const stuck = () =>
-      new VmrigError(`QEMU did not connect to vmrig within ${CONNECT_S} s of starting`, {
+    // (the deadline around the race, not inside it: a launch stopped by `aborted` or `died`
+    // must clear its timer, or the process lingers until it fires)
+    const vm = await within(race(connected()), CONNECT_S * 1000);
+    if (!vm)
+      throw new VmrigError(`QEMU did not connect to vmrig within ${CONNECT_S} s of starting`, {
         machine: spec.name,
         call: "start()",
         output: tail(stderr || "(QEMU printed nothing)", 30),
         hint: "QEMU started but never reached its monitor: check the host's load and free space under the run's state directory",
       });
-    // (the deadline around the race, not inside it: a launch stopped by `aborted` or `died`
-    // must clear its timer, or the process lingers until it fires)
-    const vm = await deadline(race(connected()), CONNECT_S * 1000, stuck);
     // bounded: raced with `died` and the caller's signal (coldBoot's BOOT_DEADLINE_S)
     const ready = new Promise<void>((resolve) => vm.backdoor.once("ready", () => resolve()));
     if (opts.restore) {
