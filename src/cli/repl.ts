@@ -4,10 +4,9 @@ import repl from "node:repl";
 import { PassThrough } from "node:stream";
 import type { LoadedTest } from "../runner/load.js";
 import { Logger, runScript, startTestMachines, type Accel, type DebugFailure, type Terminal } from "../runner/run.js";
-import type { Rig } from "../runner/test.js";
-import { errorMessage } from "../util/errors.js";
 import { runPythonScript } from "../runner/python.js";
-import { isPythonTest, pythonScriptOf } from "../runner/test.js";
+import { isPythonTest, pythonScriptOf, type Rig } from "../runner/test.js";
+import { errorMessage } from "../util/errors.js";
 
 export interface ReplOptions {
   outputDir: string;

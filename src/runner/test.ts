@@ -74,23 +74,23 @@ export function validateDefinition(def: TestDefinition): void {
 const isAsync = (fn: unknown): boolean =>
   (fn as { constructor?: { name?: string } })?.constructor?.name === "AsyncFunction";
 
-/**
- * The Python text of a test, or undefined for a TypeScript script. A Python script may be
- * a function of the evaluated nodes, as NixOS's `testScript = { nodes, ... }: ''…''`
- * (`({ nodes }) => \`… ${nodes.machine.config.users.users.alice.uid} …\``): a function that
- * is not `async` is called with `nodes` only, before anything is built, and must return the
- * script.
- */
 /** A Python test (its script a string, or a plain function returning one), told before anything is evaluated. */
 export function isPythonTest(def: TestDefinition): boolean {
   return typeof def.testScript === "string" || !isAsync(def.testScript);
 }
 
-/** `nodes` is asked for only when the script is a function that needs it: evaluating every node costs a check. */
+/**
+ * The Python text of a test, or undefined for a TypeScript script. A Python script may be
+ * a function of the evaluated nodes, as NixOS's `testScript = { nodes, ... }: ''…''`
+ * (`({ nodes }) => \`… ${nodes.machine.config.users.users.alice.uid} …\``): a function that
+ * is not `async` is called with `nodes` only, before anything is built, and must return the
+ * script. `nodes` is asked for only when the script is a function that needs it:
+ * evaluating every node costs a check.
+ */
 export function pythonScriptOf(def: TestDefinition, nodes: () => NodesInfo): string | undefined {
+  if (!isPythonTest(def)) return undefined;
   const script = def.testScript;
   if (typeof script === "string") return script;
-  if (isAsync(script)) return undefined;
   const only = new Proxy(
     { nodes: nodes() },
     {
