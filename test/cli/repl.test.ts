@@ -8,29 +8,39 @@ import { cacheRoot } from "../../src/image/store.js";
 import { cli, runCli } from "./helpers.js";
 
 // `vmrig repl` driven through a real pseudo-terminal (tmux), as a person would use it.
-const session = `vmrig-repl-${process.pid}`;
-
 const tmux = (...args: string[]) => execFileSync("tmux", args, { encoding: "utf8" });
-const screen = () => tmux("capture-pane", "-p", "-J", "-t", session, "-S", "-400");
-const keys = (...k: string[]) => tmux("send-keys", "-t", session, ...k);
-const type = (line: string) => {
-  keys("-l", line);
-  keys("Enter");
-};
 
-async function waitFor(pattern: RegExp, seconds = 300): Promise<string> {
-  const deadline = Date.now() + seconds * 1000;
-  for (;;) {
-    const s = screen();
-    if (pattern.test(s)) return s;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${pattern} on the terminal; it shows:\n${s}`);
-    await new Promise((r) => setTimeout(r, 300));
-  }
+/** A tmux session of 160×50: `open` starts it in `dir` (running `command`, or a shell), then keys go in and the screen is read. */
+function terminal(name: string) {
+  const session = `${name}-${process.pid}`;
+  const screen = () => tmux("capture-pane", "-p", "-J", "-t", session, "-S", "-400");
+  const keys = (...k: string[]) => tmux("send-keys", "-t", session, ...k);
+  return {
+    session,
+    screen,
+    keys,
+    open: (dir: string, command?: string) =>
+      tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "50", "-c", dir, ...(command ? [command] : [])),
+    type: (line: string) => {
+      keys("-l", line);
+      keys("Enter");
+    },
+    waitFor: async (pattern: RegExp, seconds = 300): Promise<string> => {
+      const deadline = Date.now() + seconds * 1000;
+      for (;;) {
+        const s = screen();
+        if (pattern.test(s)) return s;
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${pattern} on the terminal; it shows:\n${s}`);
+        await new Promise((r) => setTimeout(r, 300));
+      }
+    },
+    close: () => spawnSync("tmux", ["kill-session", "-t", session]),
+  };
 }
 
-afterAll(() => {
-  spawnSync("tmux", ["kill-session", "-t", session]);
-});
+const term = terminal("vmrig-repl");
+const { screen, keys, type, waitFor } = term;
+afterAll(term.close);
 
 describe("vmrig repl (through tmux)", () => {
   it("starts a machine, runs commands in shell() with line editing and Ctrl-C, comes back, runs testScript()", async () => {
@@ -48,19 +58,7 @@ export default defineTest({
 });
 `,
     );
-    tmux(
-      "new-session",
-      "-d",
-      "-s",
-      session,
-      "-x",
-      "160",
-      "-y",
-      "50",
-      "-c",
-      dir,
-      `node ${cli} repl interactive.vmrig.ts --output-dir out; echo REPL-EXITED-$?; sleep 600`,
-    );
+    term.open(dir, `node ${cli} repl interactive.vmrig.ts --output-dir out; echo REPL-EXITED-$?; sleep 600`);
     await waitFor(/^vmrig> $/m, 600);
 
     type("await machine.start(); 'started-' + 6 * 7");
@@ -79,7 +77,7 @@ export default defineTest({
       c.once("error", reject);
     });
     expect(greeting).toMatch(/^RFB 003\.00\d\n/);
-    const panePid = tmux("display-message", "-p", "-t", session, "#{pane_pid}").trim();
+    const panePid = tmux("display-message", "-p", "-t", term.session, "#{pane_pid}").trim();
     const children = (pid: string, name: string) =>
       spawnSync("pgrep", ["-P", pid, "-x", name], { encoding: "utf8" }).stdout.split("\n").filter(Boolean);
     const qemu = children(children(panePid, "node")[0] ?? "0", "qemu-system-x86");
@@ -116,10 +114,8 @@ export default defineTest({
 });
 
 describe("vmrig repl on a Python test (through tmux)", () => {
-  const pySession = `vmrig-pyrepl-${process.pid}`;
-  afterAll(() => {
-    spawnSync("tmux", ["kill-session", "-t", pySession]);
-  });
+  const py = terminal("vmrig-pyrepl");
+  afterAll(py.close);
 
   it("opens a Python prompt with the machines: calls, a failed call's report, Ctrl-C, test_script(), Ctrl-D", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-pyrepl-"));
@@ -136,22 +132,11 @@ machine.log("the script saw the prompt's file")
 });
 `,
     );
-    const at = (...args: string[]) => execFileSync("tmux", args, { encoding: "utf8" });
-    at("new-session", "-d", "-s", pySession, "-x", "160", "-y", "50", "-c", dir);
-    at("send-keys", "-t", pySession, "-l", `node ${cli} repl py.vmrig.ts --output-dir out; echo REPL-EXITED-$?`);
-    at("send-keys", "-t", pySession, "Enter");
-    const shown = () => at("capture-pane", "-p", "-J", "-t", pySession, "-S", "-400");
-    const until = async (re: RegExp, seconds = 300) => {
-      const deadline = Date.now() + seconds * 1000;
-      while (!re.test(shown())) {
-        if (Date.now() > deadline) throw new Error(`timed out waiting for ${re}; the terminal shows:\n${shown()}`);
-        await new Promise((r) => setTimeout(r, 300));
-      }
-    };
-    const line = (text: string) => {
-      at("send-keys", "-t", pySession, "-l", text);
-      at("send-keys", "-t", pySession, "Enter");
-    };
+    // typed at a shell's prompt, as a person starts it
+    py.open(dir);
+    py.type(`node ${cli} repl py.vmrig.ts --output-dir out; echo REPL-EXITED-$?`);
+    const until = py.waitFor;
+    const line = py.type;
     await until(/vmrig interactive \(Python\): py/, 600);
     await until(/^>>> $/m);
     line('print("answer-" + machine.succeed("echo $((6*7))").strip())');
@@ -160,22 +145,20 @@ machine.log("the script saw the prompt's file")
     line('machine.succeed("exit 3")');
     await until(/MachineError: .*succeed\("exit 3"\)/s, 120);
     // Ctrl-C is Python's: a KeyboardInterrupt at the prompt, vmrig and the machine stay
-    at("send-keys", "-t", pySession, "C-c");
+    py.keys("C-c");
     await until(/KeyboardInterrupt/, 30);
     line('machine.succeed("touch /root/made-at-the-prompt"); print("still-" + "up")');
     await until(/^still-up$/m, 120);
     line("test_script()");
     await until(/the script saw the prompt's file/, 120);
-    at("send-keys", "-t", pySession, "C-d");
+    py.keys("C-d");
     await until(/REPL-EXITED-0/, 120);
   });
 });
 
 describe("vmrig run --debug (through tmux)", () => {
-  const debugSession = `vmrig-debug-${process.pid}`;
-  afterAll(() => {
-    spawnSync("tmux", ["kill-session", "-t", debugSession]);
-  });
+  const debug = terminal("vmrig-debug");
+  afterAll(debug.close);
 
   it("on a failure keeps the machines up and opens a REPL there; leaving it ends the run as failed", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-debug-"));
@@ -192,37 +175,14 @@ export default defineTest({
 });
 `,
     );
-    tmux(
-      "new-session",
-      "-d",
-      "-s",
-      debugSession,
-      "-x",
-      "160",
-      "-y",
-      "50",
-      "-c",
-      dir,
-      `node ${cli} run fails.vmrig.ts --debug --output-dir out; echo RUN-EXITED-$?; sleep 600`,
-    );
-    const show = () => tmux("capture-pane", "-p", "-J", "-t", debugSession, "-S", "-400");
-    const wait = async (pattern: RegExp, seconds: number) => {
-      const deadline = Date.now() + seconds * 1000;
-      for (;;) {
-        const s = show();
-        if (pattern.test(s)) return s;
-        if (Date.now() > deadline) throw new Error(`timed out waiting for ${pattern}; the terminal shows:\n${s}`);
-        await new Promise((r) => setTimeout(r, 300));
-      }
-    };
-    const say = (line: string) => {
-      tmux("send-keys", "-t", debugSession, "-l", line);
-      tmux("send-keys", "-t", debugSession, "Enter");
-    };
+    debug.open(dir, `node ${cli} run fails.vmrig.ts --debug --output-dir out; echo RUN-EXITED-$?; sleep 600`);
+    const show = debug.screen;
+    const wait = debug.waitFor;
+    const say = debug.type;
     await wait(/vmrig --debug: fails failed; its machines are still up(.*\n)*vmrig> $/m, 600);
     say("(await machine.succeed('cat /root/state')).trim() + ' ' + error.message.includes('false')");
     await wait(/'left-by-the-script true'/, 120);
-    tmux("send-keys", "-t", debugSession, "C-d");
+    debug.keys("C-d");
     await wait(/RUN-EXITED-1/, 120);
     expect(show()).toContain("0 passed, 1 failed");
   });
