@@ -5,7 +5,7 @@ import { adopt } from "./boot.js";
 import { launchQemu, resumeRestored, type QemuVm } from "../vm/qemu.js";
 import { socketPaths, type Layout } from "../vm/qemu-args.js";
 import { VmrigError } from "../util/errors.js";
-import { run } from "../util/proc.js";
+import { Interrupted, run } from "../util/proc.js";
 
 interface SavedMachine {
   core: MachineCore;
@@ -45,6 +45,7 @@ function runningVm(m: MachineCore, call: string): QemuVm | undefined {
  */
 export async function takeCheckpoint(machines: MachineCore[], dir: string, name: string): Promise<Checkpoint> {
   const call = `snapshot(${JSON.stringify(name)})`;
+  stillOpen(machines, call);
   const vms = machines.map((m) => [m, runningVm(m, call)] as const);
   const up = vms.filter((e): e is readonly [MachineCore, QemuVm] => e[1] !== undefined);
   const cp: Checkpoint = { name, machines: [], stopped: vms.filter(([, vm]) => !vm).map(([m]) => m) };
@@ -76,6 +77,9 @@ export async function takeCheckpoint(machines: MachineCore[], dir: string, name:
 
 /** Every machine back to the checkpoint's instant: the running ones stopped, the saved ones loaded, then all resumed at once. */
 export async function restoreCheckpoint(cp: Checkpoint, dir: string): Promise<void> {
+  const call = `restore(${JSON.stringify(cp.name)})`;
+  const cores = [...cp.machines.map((s) => s.core), ...cp.stopped];
+  stillOpen(cores, call);
   await Promise.all(
     [...cp.machines.map((s) => s.core), ...cp.stopped].map((m) => m.guest?.kill() ?? Promise.resolve()),
   );
@@ -83,6 +87,7 @@ export async function restoreCheckpoint(cp: Checkpoint, dir: string): Promise<vo
   try {
     for (const s of cp.machines) {
       const m = s.core;
+      stillOpen(cores, call);
       const spec = m.vmSpec("restore()");
       const tag = `${m.name}-r${++serial}`;
       const drives: Record<string, string> = {};
@@ -91,7 +96,7 @@ export async function restoreCheckpoint(cp: Checkpoint, dir: string): Promise<vo
         await run("qemu-img", ["create", "-q", "-f", "qcow2", "-b", frozen, "-F", "qcow2", drives[id]]);
       }
       const vm = await launchQemu(spec, {
-        call: `restore(${JSON.stringify(cp.name)})`,
+        call,
         layout: { ...s.layout, sockets: socketPaths(spec), drives, incoming: true },
         restore: {
           state: s.state,
@@ -108,9 +113,7 @@ export async function restoreCheckpoint(cp: Checkpoint, dir: string): Promise<vo
     }
   } catch (e) {
     await Promise.all(loaded.map(([, vm]) => vm.kill()));
-    throw e instanceof VmrigError
-      ? e
-      : new VmrigError(`restore(${JSON.stringify(cp.name)}) failed: ${String(e)}`, { call: "restore()" });
+    throw e instanceof VmrigError ? e : new VmrigError(`${call} failed: ${String(e)}`, { call });
   }
   await Promise.all(loaded.map(([, vm]) => resumeRestored(vm)));
   for (const [s, vm] of loaded) {
@@ -120,9 +123,25 @@ export async function restoreCheckpoint(cp: Checkpoint, dir: string): Promise<vo
   }
 }
 
-/** Checkpoint files live in the run's state directory, removed with it. */
+/**
+ * A run that is closing (Ctrl-C, a timeout) stops its machines while the script may still be
+ * inside a restore loop: the loop must end there, not launch QEMU again into a state directory
+ * that close() is removing.
+ */
+function stillOpen(cores: MachineCore[], call: string): void {
+  const closed = cores.find((m) => m.closing.signal.aborted);
+  if (closed) {
+    throw new Interrupted(`${call} stopped: the run is ending and ${closed.name} was stopped`, { call });
+  }
+}
+
+/**
+ * Checkpoint files live in the run's state directory, removed with it. Never recursive: once
+ * close() has removed the state directory a late snapshot() or restore() fails here instead of
+ * making it again (and leaving it behind).
+ */
 export function checkpointDir(stateDir: string): string {
   const dir = path.join(stateDir, "checkpoints");
-  fs.mkdirSync(dir, { recursive: true });
+  if (!fs.existsSync(dir)) fs.mkdirSync(dir);
   return dir;
 }
