@@ -1,6 +1,7 @@
 // A client behind a NAT router reaches a server on another network; the server
 // cannot reach the client. The client's gateway is read from the router's
-// evaluated config, as a NixOS module would.
+// evaluated config, as a NixOS module would. The router filters what it forwards
+// (firewall.filterForward): only replies and what NAT sends out pass.
 import { defineTest } from "vmrig";
 
 export default defineTest({
@@ -12,7 +13,10 @@ export default defineTest({
     }),
     router: {
       virtualisation: { vlans: [1, 2] },
-      networking: { nat: { enable: true, internalInterfaces: ["eth1"], externalInterface: "eth2" } },
+      networking: {
+        nat: { enable: true, internalInterfaces: ["eth1"], externalInterface: "eth2" },
+        firewall: { filterForward: true },
+      },
     },
     server: {
       virtualisation: { vlans: [2] },

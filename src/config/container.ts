@@ -22,11 +22,12 @@ const VM_ONLY: Record<string, string> = {
 
 type Tree = Record<string, unknown>;
 
-/** A definition's value at a dotted path, through mkForce/mkDefault wrappers. */
+/** A definition's value at a dotted path, through mkForce/mkDefault/mkOrder wrappers. */
 function at(value: unknown, dotted: string): unknown {
   let v = value;
   for (const key of dotted.split(".")) {
-    while (v && typeof v === "object" && "_vmrigPriority" in v) v = (v as unknown as { value: unknown }).value;
+    while (v && typeof v === "object" && ("_vmrigPriority" in v || "_vmrigOrder" in v))
+      v = (v as unknown as { value: unknown }).value;
     if (!v || typeof v !== "object" || Array.isArray(v)) return undefined;
     v = (v as Tree)[key];
   }

@@ -1,5 +1,5 @@
 import type { Evaluated, Input, Prioritised } from "./dsl.js";
-import { mergeOptions, optionPaths, PRIORITY, type Definition } from "./merge.js";
+import { mergeOptions, optionPaths, ORDER, PRIORITY, type Definition } from "./merge.js";
 import { checkContainerDefinitions } from "./container.js";
 import { nodeOptions, type NodeOptions } from "./options.js";
 import { option, t } from "./dsl.js";
@@ -71,16 +71,54 @@ export type NodeModule<N extends string = string> = NodeConfig<N> | ((args: Modu
 
 export interface Lib {
   /** this definition wins over every normal one */
-  mkForce<V>(value: V): Prioritised<V>;
+  mkForce<V>(value: V | Prioritised<V>): Prioritised<V>;
   /** a fallback that any normal definition overrides */
-  mkDefault<V>(value: V): Prioritised<V>;
-  mkOverride<V>(priority: number, value: V): Prioritised<V>;
+  mkDefault<V>(value: V | Prioritised<V>): Prioritised<V>;
+  mkOverride<V>(priority: number, value: V | Prioritised<V>): Prioritised<V>;
+  /** a list whose elements go before (lower) or after (higher) other definitions' (a plain one is 1000) */
+  mkOrder<V extends unknown[]>(order: number, value: V): Prioritised<V>;
+  /** `mkOrder(500, …)`: before the elements of plain definitions */
+  mkBefore<V extends unknown[]>(value: V): Prioritised<V>;
+  /** `mkOrder(1500, …)`: after them */
+  mkAfter<V extends unknown[]>(value: V): Prioritised<V>;
+  /** a command for `environment.systemPackages`: /usr/local/bin/NAME holding `text` (NixOS's `pkgs.writeScriptBin`) */
+  writeScriptBin(name: string, text: string): ScriptPackage;
+}
+
+/** A script in `environment.systemPackages` (`lib.writeScriptBin`). */
+export interface ScriptPackage {
+  name: string;
+  text: string;
+}
+
+/** The Debian packages of a `systemPackages` list (the rest are scripts). */
+export function debianPackages(list: readonly (string | ScriptPackage)[]): string[] {
+  return list.filter((p): p is string => typeof p === "string");
+}
+
+/** The scripts of a `systemPackages` list. */
+export function scriptPackages(list: readonly (string | ScriptPackage)[]): ScriptPackage[] {
+  return list.filter((p): p is ScriptPackage => typeof p !== "string");
 }
 
 export const lib: Lib = {
   mkForce: (value) => lib.mkOverride(PRIORITY.force, value),
   mkDefault: (value) => lib.mkOverride(PRIORITY.default, value),
-  mkOverride: (priority, value) => ({ _vmrigPriority: priority, value }),
+  // (the value may itself be wrapped: merge reads every wrapper, the innermost priority wins)
+  mkOverride: <V>(priority: number, value: V | Prioritised<V>) =>
+    ({ _vmrigPriority: priority, value }) as Prioritised<V>,
+  // typed as a prioritised value so every option accepts it; merge reads its order, not a priority
+  mkOrder: <V extends unknown[]>(order: number, value: V) =>
+    ({ _vmrigOrder: order, value }) as unknown as Prioritised<V>,
+  mkBefore: (value) => lib.mkOrder(ORDER.before, value),
+  mkAfter: (value) => lib.mkOrder(ORDER.after, value),
+  writeScriptBin: (name, text) => {
+    if (!/^[A-Za-z0-9._+-]+$/.test(name))
+      throw configError(`lib.writeScriptBin: ${JSON.stringify(name)} is not a command name`, {
+        hint: "letters, digits and . _ + - only: it becomes /usr/local/bin/NAME",
+      });
+    return { name, text };
+  },
 };
 
 /** Type-checks a module kept in its own file, so a production config can import it too. */

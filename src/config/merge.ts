@@ -7,12 +7,21 @@ export interface Definition {
   source: string;
   value: unknown;
   priority: number;
+  /** where a list's elements go among the other definitions' (`lib.mkOrder`; lower first) */
+  order?: number;
 }
 
 export const PRIORITY = { force: 50, normal: 100, default: 1000 } as const;
+/** NixOS's list orders: `mkBefore` 500, a plain definition 1000, `mkAfter` 1500. */
+export const ORDER = { before: 500, normal: 1000, after: 1500 } as const;
 
 interface Wrapped {
   _vmrigPriority: number;
+  value: unknown;
+}
+
+interface Ordered {
+  _vmrigOrder: number;
   value: unknown;
 }
 
@@ -20,18 +29,24 @@ function isWrapped(v: unknown): v is Wrapped {
   return typeof v === "object" && v !== null && typeof (v as Wrapped)._vmrigPriority === "number";
 }
 
-/** `mkForce`/`mkDefault` may wrap a value at any level; the innermost wins. */
+function isOrdered(v: unknown): v is Ordered {
+  return typeof v === "object" && v !== null && typeof (v as Ordered)._vmrigOrder === "number";
+}
+
+/** `mkForce`/`mkDefault` and `mkOrder` may wrap a value at any level, in any nesting; the innermost of each wins. */
 function unwrap(d: Definition): Definition {
-  let { value, priority } = d;
-  while (isWrapped(value)) {
-    priority = value._vmrigPriority;
+  let { value, priority, order } = d;
+  for (;;) {
+    if (isWrapped(value)) priority = value._vmrigPriority;
+    else if (isOrdered(value)) order = value._vmrigOrder;
+    else break;
     value = value.value;
   }
-  return { source: d.source, value, priority };
+  return { source: d.source, value, priority, ...(order === undefined ? {} : { order }) };
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v) && !isWrapped(v);
+  return typeof v === "object" && v !== null && !Array.isArray(v) && !isWrapped(v) && !isOrdered(v);
 }
 
 function kindOf(v: unknown): string {
@@ -105,7 +120,9 @@ function mergeType(type: OptType, defs: Definition[], path: string, allPaths: re
   switch (type.kind) {
     case "list": {
       const out: unknown[] = [];
-      for (const d of defs) {
+      // definitions in module order, except where mkOrder/mkBefore/mkAfter says otherwise (a stable sort)
+      const ordered = [...defs].sort((a, b) => (a.order ?? ORDER.normal) - (b.order ?? ORDER.normal));
+      for (const d of ordered) {
         if (!Array.isArray(d.value)) throw typeError(path, describeType(type), d);
         d.value.forEach((el: unknown, i) => {
           out.push(

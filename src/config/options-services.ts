@@ -57,16 +57,52 @@ const postgresqlUser = t.submodule({
 });
 
 export const serviceOptions = {
+  vsftpd: {
+    enable: option(
+      t.bool,
+      false,
+      "Run the vsftpd FTP server.",
+      "Debian package vsftpd; /etc/vsftpd.conf written whole",
+    ),
+    anonymousUser: option(t.bool, false, "Allow anonymous logins (user anonymous or ftp)."),
+    anonymousUserHome: option(t.str, "/home/ftp/", "Where anonymous users land (made read-only, owned by root)."),
+    anonymousUserNoPassword: option(t.bool, false, "Do not ask anonymous users for a password."),
+    anonymousUploadEnable: option(t.bool, false, "Let anonymous users upload (needs writeEnable)."),
+    anonymousMkdirEnable: option(t.bool, false, "Let anonymous users make directories (needs writeEnable)."),
+    localUsers: option(t.bool, false, "Allow the machine's users to log in."),
+    writeEnable: option(t.bool, false, "Allow commands that change the file system."),
+    localRoot: option(t.nullOr(t.str), null, "Where local users land (vsftpd's local_root)."),
+    chrootlocalUser: option(t.bool, false, "Keep local users inside their home (chroot_local_user)."),
+    extraConfig: option(t.str, "", "vsftpd.conf lines appended (`key=value`)."),
+  },
   nginx: {
     enable: option(t.bool, false, "Run nginx.", "Debian package nginx; sites written to /etc/nginx/sites-enabled/"),
     virtualHosts: option(
       t.attrsOf(
         t.submodule({
           root: option(t.nullOr(t.str), null, "Document root (default: Debian's /var/www/html)."),
+          serverAliases: option(t.listOf(t.str), [], "More names this host answers to."),
+          default: option(t.bool, false, "The default server of its addresses (default: the first virtual host)."),
+          listen: option(
+            t.listOf(
+              t.submodule({
+                addr: option(t.str, "", "Address (an IPv6 one in brackets: [::])."),
+                port: option(t.int, 80, "Port."),
+                extraParameters: option(t.listOf(t.str), [], "More words of the listen directive."),
+              }),
+            ),
+            [],
+            "Where it listens; empty: port 80 on every IPv4 and IPv6 address.",
+          ),
+          extraConfig: option(t.str, "", "Raw nginx directives in the server block."),
           locations: option(
             t.attrsOf(
               t.submodule({
                 root: option(t.nullOr(t.str), null, "Document root of this location."),
+                alias: option(t.nullOr(t.str), null, "Serve this path instead (nginx alias)."),
+                index: option(t.nullOr(t.str), null, "Index file names (nginx index)."),
+                tryFiles: option(t.nullOr(t.str), null, "nginx try_files."),
+                return: option(t.nullOr(t.either(t.str, t.int)), null, "nginx return."),
                 proxyPass: option(t.nullOr(t.str), null, "Upstream URL."),
                 extraConfig: option(t.str, "", "Raw nginx directives."),
               }),

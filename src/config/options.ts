@@ -54,6 +54,12 @@ const address = t.submodule({
   prefixLength: option(t.int, 24, "Prefix length."),
 });
 
+/** A script on the PATH (NixOS's `pkgs.writeScriptBin`), made by `lib.writeScriptBin`. */
+export const scriptPackage = t.submodule({
+  name: option(t.str, "", "The command's name."),
+  text: option(t.str, "", "The script, with its #! line."),
+});
+
 const portRange = t.submodule({
   from: option(t.int, 0, "First port."),
   to: option(t.int, 0, "Last port."),
@@ -109,10 +115,10 @@ export const nodeOptions = {
   },
   environment: {
     systemPackages: option(
-      t.listOf(t.str),
+      t.listOf(t.either(t.str, scriptPackage)),
       [],
-      "Debian packages installed system-wide.",
-      "apt-get install --no-install-recommends into the node's package layer; Debian's default of enabling a packaged service is kept.",
+      "Debian packages installed system-wide, and scripts made by `lib.writeScriptBin(name, text)`.",
+      "apt-get install --no-install-recommends into the node's package layer; Debian's default of enabling a packaged service is kept. A script is written to /usr/local/bin/NAME (NixOS: `pkgs.writeScriptBin`)",
     ),
     etc: option(
       t.attrsOf(
@@ -179,15 +185,61 @@ export const nodeOptions = {
       "set by vmrig-network.service with ip(8) early in boot",
     ),
     defaultGateway: option(t.nullOr(t.str), null, "IPv4 default route via this address."),
+    useDHCP: option(
+      t.bool,
+      true,
+      "Accepted for NixOS compatibility (nixpkgs tests set it to false).",
+      "no DHCP client runs in a vmrig guest: every vlan interface has its static address either way",
+    ),
+    nftables: {
+      enable: option(
+        t.bool,
+        false,
+        "Accepted for NixOS compatibility: which backend NixOS uses for its firewall.",
+        "vmrig's firewall is an nftables table either way, loaded by nftables.service (also named firewall.service); NAT is iptables(-nft) chains either way",
+      ),
+    },
     nat: {
       enable: option(
         t.bool,
         false,
-        "Route and masquerade traffic from the internal interfaces out of the external one.",
-        "ip_forward=1 and nftables table ip vmrig-nat",
+        "Route and translate traffic from the internal interfaces and addresses out of the external interface.",
+        "ip_forward=1 and NixOS's iptables chains (iptables-nft): nixos-nat-pre, nixos-nat-post, nixos-nat-out in the nat table and nixos-filter-forward in FORWARD, set up by /etc/vmrig/nat-start from the firewall's unit (nftables.service, also named firewall.service and nat.service) or, with the firewall off, from nat.service",
       ),
       internalInterfaces: option(t.listOf(t.str), [], "Interfaces whose traffic is translated (e.g. eth1)."),
+      internalIPs: option(
+        t.listOf(t.str),
+        [],
+        "Source addresses or ranges whose traffic is translated (e.g. 192.168.1.0/24).",
+      ),
       externalInterface: option(t.nullOr(t.str), null, "The interface traffic leaves by (e.g. eth2)."),
+      externalIP: option(
+        t.nullOr(t.str),
+        null,
+        "The address outgoing traffic is translated to (SNAT) and the only one port forwards answer on; null: masquerade as the external interface's address.",
+      ),
+      forwardPorts: option(
+        t.listOf(
+          t.submodule({
+            sourcePort: option(t.either(t.int, t.str), 0, 'Port on the external interface (a range: "60000:61000").'),
+            destination: option(t.str, "", 'Where to forward to: "ip:port" (a range: "ip:start-end").'),
+            proto: option(t.str, "tcp", "Protocol: tcp or udp."),
+            loopbackIPs: option(
+              t.listOf(t.str),
+              [],
+              "Public addresses for NAT reflection: connections to loopbackIP:sourcePort from the router itself and from the internal hosts are forwarded too.",
+            ),
+          }),
+        ),
+        [],
+        "Ports forwarded from the external interface to internal machines (DNAT).",
+      ),
+      extraCommands: option(
+        t.str,
+        "",
+        "Shell commands run after the NAT rules are set up (iptables ... nixos-nat-pre, ...).",
+      ),
+      extraStopCommands: option(t.str, "", "Shell commands run when the NAT rules are removed."),
     },
     firewall: {
       enable: option(t.bool, true, "Drop incoming traffic that no rule allows.", "nftables table inet vmrig-firewall"),
@@ -208,6 +260,13 @@ export const nodeOptions = {
         "Per-interface openings.",
       ),
       extraInputRules: option(t.str, "", "nftables rules added to the input chain (before the default drop)."),
+      filterForward: option(
+        t.bool,
+        false,
+        "Filter forwarded traffic: drop all but replies, port forwards and what NAT sends out.",
+        "a forward chain with policy drop in table inet vmrig-firewall (NixOS: the nftables firewall's)",
+      ),
+      extraForwardRules: option(t.str, "", "nftables rules added to the forward chain of filterForward."),
     },
   },
   services: serviceOptions,

@@ -4,7 +4,7 @@ import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import type { EvaluatedConfig } from "../config/eval.js";
+import { debianPackages, type EvaluatedConfig } from "../config/eval.js";
 import {
   baseLayer,
   bootFiles,
@@ -249,7 +249,7 @@ async function applyPatch(work: string, patch: Patch, config: EvaluatedConfig): 
       }
     }
   }
-  await relocatePerUser(work, patch.perUserPackages, new Set(config.environment.systemPackages));
+  await relocatePerUser(work, patch.perUserPackages, new Set(debianPackages(config.environment.systemPackages)));
 }
 
 const BIN_DIRS = ["/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/games"];

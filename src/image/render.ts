@@ -1,10 +1,11 @@
 import { createHash } from "node:crypto";
-import type { EvaluatedConfig } from "../config/eval.js";
+import { debianPackages, scriptPackages, type EvaluatedConfig } from "../config/eval.js";
 import { configError } from "../util/errors.js";
 import { enable, file, unit, type Patch, type UnitValue } from "./patch.js";
 import { renderKeepalived } from "./services/keepalived.js";
 import { renderTeeworlds } from "./services/teeworlds.js";
 import { renderMysql } from "./services/mysql.js";
+import { renderVsftpd } from "./services/vsftpd.js";
 import { renderNginx } from "./services/nginx.js";
 import { renderHttpd } from "./services/httpd.js";
 import { renderNfsServer } from "./services/nfs.js";
@@ -95,7 +96,7 @@ export function packagesOf(config: EvaluatedConfig): string[] {
 
 /** The packages of one configuration alone, without its specialisations'. */
 export function ownPackages(config: EvaluatedConfig): string[] {
-  const pkgs = new Set(config.environment.systemPackages);
+  const pkgs = new Set(debianPackages(config.environment.systemPackages));
   for (const u of Object.values(config.users.users)) for (const p of u.packages) pkgs.add(p);
   if (config.services.nginx.enable) pkgs.add("nginx");
   if (config.services.httpd.enable) pkgs.add("apache2");
@@ -103,6 +104,9 @@ export function ownPackages(config: EvaluatedConfig): string[] {
   if (config.services.postgresql.enable) pkgs.add("postgresql");
   if (Object.keys(config.services.phpfpm.pools).length) pkgs.add("php-fpm");
   if (config.services.openssh.enable) pkgs.add("openssh-server");
+  if (config.services.vsftpd.enable) pkgs.add("vsftpd");
+  // NAT's chains are iptables(-nft) ones, as NixOS's; scripts use iptables on the router too
+  if (config.networking.nat.enable) pkgs.add("iptables");
   if (config.services.nfs.server.enable) pkgs.add("nfs-kernel-server");
   if (config.services.keepalived.enable) pkgs.add("keepalived");
   if (config.services.teeworlds.enable) pkgs.add("teeworlds-server");
@@ -136,6 +140,7 @@ export function renderNode(
   renderPamLimits(config, tree, patch);
   renderEnvironment(config, tree, patch);
   renderNginx(config, patch);
+  renderVsftpd(config, patch);
   renderHttpd(config, tree, patch);
   renderMysql(config, patch);
   renderPostgresql(config, tree, patch);
@@ -188,6 +193,12 @@ function renderEnvironment(config: EvaluatedConfig, tree: TreeInfo, patch: Patch
     }
     const content = spec.text ?? tree.readSource(spec.source!, `environment.etc.${JSON.stringify(rel)}.source`);
     patch.files.push(file(p, content, parseInt(spec.mode, 8), spec.user, spec.group));
+  }
+  // lib.writeScriptBin: on every user's PATH, as NixOS's system profile is
+  for (const script of scriptPackages(config.environment.systemPackages)) {
+    if (!script.name)
+      throw configError("environment.systemPackages: a script has no name (make it with lib.writeScriptBin)");
+    patch.files.push(file(`/usr/local/bin/${script.name}`, script.text, 0o755));
   }
 }
 

@@ -27,11 +27,25 @@ export const SWITCH_SCRIPT = "/usr/lib/vmrig/switch-to-configuration";
  * trigger (a change of that file alone reloads the unit, NixOS's reloadTriggers), and
  * `reloadIfChanged` where NixOS sets it (its firewall).
  */
-const CONFIG_FILES: { unit: string; prefix: string; on: "reload" | "restart"; reloadIfChanged?: boolean }[] = [
-  { unit: "nftables.service", prefix: "/etc/nftables.conf", on: "reload", reloadIfChanged: true },
-  { unit: "nginx.service", prefix: "/etc/nginx/", on: "restart" },
-  { unit: "nfs-server.service", prefix: "/etc/exports", on: "restart" },
-  { unit: "keepalived.service", prefix: "/etc/keepalived/", on: "reload" },
+const CONFIG_FILES: {
+  unit: string;
+  prefixes: string[];
+  on: "reload" | "restart";
+  reloadIfChanged?: boolean;
+  /** only where vmrig writes the unit itself (elsewhere the name is an alias of another unit) */
+  ownUnit?: boolean;
+}[] = [
+  {
+    unit: "nftables.service",
+    prefixes: ["/etc/nftables.conf", "/etc/vmrig/nat-"],
+    on: "reload",
+    reloadIfChanged: true,
+  },
+  { unit: "nat.service", prefixes: ["/etc/vmrig/nat-"], on: "restart", ownUnit: true },
+  { unit: "nginx.service", prefixes: ["/etc/nginx/"], on: "restart" },
+  { unit: "nfs-server.service", prefixes: ["/etc/exports"], on: "restart" },
+  { unit: "keepalived.service", prefixes: ["/etc/keepalived/"], on: "reload" },
+  { unit: "vsftpd.service", prefixes: ["/etc/vsftpd.conf"], on: "restart" },
 ];
 
 function sha(data: string | Buffer): string {
@@ -41,8 +55,11 @@ function sha(data: string | Buffer): string {
 /** Add the drop-ins that make units change with their configuration files (switchable nodes only). */
 export function addConfigTriggers(patch: Patch): void {
   for (const c of CONFIG_FILES) {
-    const files = patch.files.filter((f) => f.path.startsWith(c.prefix)).sort((a, b) => a.path.localeCompare(b.path));
+    const files = patch.files
+      .filter((f) => c.prefixes.some((p) => f.path.startsWith(p)))
+      .sort((a, b) => a.path.localeCompare(b.path));
     if (!files.length) continue;
+    if (c.ownUnit && !patch.files.some((f) => f.path === `/etc/systemd/system/${c.unit}`)) continue;
     const digest = sha(files.map((f) => `${f.path}\0${sha(f.content)}`).join("\n")).slice(0, 16);
     patch.files.push(
       file(

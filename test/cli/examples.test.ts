@@ -31,6 +31,7 @@ describe("examples from the seeds and SPEC §5 (real VMs)", () => {
     "nixos/nfs",
     "nixos/redis",
     "nixos/keepalived",
+    "nixos/nat",
     // graphical machines (SPEC §8); x11-terminal below, with a video
     "nixos/sgtpuzzles",
     "firefox",

@@ -71,6 +71,40 @@ describe("module evaluation", () => {
     expect(c.m!.networking.hostName).toBe("chosen");
   });
 
+  it("orders list elements by mkOrder, mkBefore and mkAfter, across modules and under mkForce", () => {
+    const c = evalNodes({
+      m: {
+        imports: [
+          { environment: { systemPackages: lib.mkAfter(["last"]) } },
+          { environment: { systemPackages: ["plain1"] } },
+          { environment: { systemPackages: lib.mkBefore(["first"]) } },
+        ],
+        environment: { systemPackages: ["plain2"] },
+        virtualisation: { vlans: [1, 2] },
+        // nixpkgs nat.nix: a second address after the one vmrig assigns, whatever the module order
+        networking: {
+          interfaces: {
+            eth2: { ipv4: { addresses: lib.mkOrder(10000, [{ address: "192.168.2.234", prefixLength: 24 }]) } },
+          },
+        },
+      },
+      n: {
+        environment: { systemPackages: lib.mkForce(lib.mkOrder(10, ["forced"])) },
+        imports: [{ environment: { systemPackages: ["lost"] } }],
+      },
+    });
+    const pkgs = c.m!.environment.systemPackages.filter((p) =>
+      ["first", "plain1", "plain2", "last"].includes(p as string),
+    );
+    expect(pkgs).toEqual(["first", "plain1", "plain2", "last"]);
+    expect(c.m!.networking.interfaces.eth2!.ipv4.addresses.map((a) => a.address)).toEqual([
+      "192.168.2.1",
+      "192.168.2.234",
+    ]);
+    expect(c.n!.environment.systemPackages).toContain("forced");
+    expect(c.n!.environment.systemPackages).not.toContain("lost");
+  });
+
   it("reports an unknown option with its full path and a suggestion", () => {
     const e = errorOf(() => evalNodes({ server: { services: { ngnix: { enable: true } } } as never }));
     expect(e.kind).toBe("config");

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { evalNodes } from "../../src/config/eval.js";
+import { evalNodes, lib } from "../../src/config/eval.js";
 import { renderNode, packagesOf, MASKED_GENERATORS } from "../../src/image/render.js";
 import { VmrigError } from "../../src/util/errors.js";
 import { errorOf, fileOf, render, text, tree } from "./fixtures.js";
@@ -40,7 +40,9 @@ describe("rendering a node", () => {
     const noPing = text(render({ networking: { firewall: { allowPing: false } } }), "/etc/nftables.conf");
     expect(noPing).not.toContain("echo-request");
     const off = text(render({ networking: { firewall: { enable: false } } }), "/etc/nftables.conf");
-    expect(off).not.toContain("vmrig-firewall");
+    // nothing but the removal of a table a reload from an older configuration may have left
+    expect(off).not.toContain("chain input");
+    expect(off).toContain("delete table inet vmrig-firewall");
   });
 
   it("names nftables.service as NixOS names its units: firewall.service and, with NAT, nat.service", () => {
@@ -56,6 +58,13 @@ describe("rendering a node", () => {
       networking: { nat: { enable: true, internalInterfaces: ["eth1"], externalInterface: "eth2" } },
     });
     expect(nat.symlinks).toContainEqual(alias("nat"));
+    // with the firewall off, nat.service is a unit of its own
+    const natOnly = render({
+      virtualisation: { vlans: [1, 2] },
+      networking: { firewall: { enable: false }, nat: { enable: true, externalInterface: "eth2" } },
+    });
+    expect(natOnly.symlinks).not.toContainEqual(alias("nat"));
+    expect(fileOf(natOnly, "/etc/systemd/system/nat.service")).toBeDefined();
     expect(render({ networking: { firewall: { enable: false } } }).symlinks).not.toContainEqual(alias("firewall"));
     // a unit of the user's own by that name wins
     const own = render({ systemd: { services: { firewall: { script: "true" } } } });
@@ -166,17 +175,149 @@ describe("rendering a node", () => {
     expect(packagesOf(evalNodes({ m: config }).m!)).toContain("nfs-common");
   });
 
-  it("renders NAT: forwarding on, masquerade out of the external interface, nothing forwarded inwards", () => {
+  it("renders NAT as NixOS's iptables chains, hooked into the firewall's unit, removed on every reload and stop", () => {
     const p = render({
       virtualisation: { vlans: [1, 2] },
       networking: { nat: { enable: true, internalInterfaces: ["eth1"], externalInterface: "eth2" } },
     });
+    const start = text(p, "/etc/vmrig/nat-start");
+    expect(start).toContain("iptables -w -t nat -A nixos-nat-pre -i eth1 -j MARK --set-mark 1");
+    expect(start).toContain("iptables -w -t nat -A nixos-nat-post -m mark --mark 1 -o eth2 -j MASQUERADE");
+    expect(start).toContain("iptables -w -A nixos-filter-forward -i eth1 -o eth2 -j ACCEPT");
+    // hooked in after the chains are complete
+    expect(start.indexOf("-A FORWARD -j nixos-filter-forward")).toBeGreaterThan(start.indexOf("-i eth1 -o eth2"));
+    expect(text(p, "/etc/vmrig/nat-stop")).toContain("iptables -w -X nixos-filter-forward");
+    const dropIn = text(p, "/etc/systemd/system/nftables.service.d/vmrig.conf");
+    expect(dropIn).toContain("ExecStartPost=/etc/vmrig/nat-start");
+    expect(dropIn).toMatch(
+      /ExecReload=\nExecReload=\/usr\/sbin\/nft -f \/etc\/nftables.conf\nExecReload=\/etc\/vmrig\/nat-stop\nExecReload=\/etc\/vmrig\/nat-start/,
+    );
+    expect(dropIn).toContain("ExecStop=-/etc/vmrig/nat-stop");
+    // the firewall's reload replaces vmrig's table, never the whole ruleset (iptables' FORWARD policy stays)
     const fw = text(p, "/etc/nftables.conf");
-    expect(fw).toContain('oifname "eth2" masquerade');
-    expect(fw).toContain('iifname { "eth1" } oifname "eth2" accept');
-    expect(fw).toMatch(/chain forward \{\s+type filter hook forward priority filter; policy drop;/);
+    expect(fw).not.toContain("flush ruleset");
+    expect(fw).toContain("delete table inet vmrig-firewall");
+    expect(fw).not.toContain("chain forward");
     expect(text(p, "/etc/vmrig/network-up")).toContain("echo 1 > /proc/sys/net/ipv4/ip_forward");
+    expect(
+      packagesOf(evalNodes({ m: { networking: { nat: { enable: true, externalInterface: "eth1" } } } }).m!),
+    ).toContain("iptables");
     expect(() => render({ networking: { nat: { enable: true } } })).toThrow(/externalInterface/);
+  });
+
+  it("renders NAT's externalIP, port forwards with reflection for the inside only, and nat.service without a firewall", () => {
+    const p = render({
+      virtualisation: { vlans: [1, 2] },
+      networking: {
+        firewall: { enable: false },
+        nat: {
+          enable: true,
+          internalIPs: ["192.168.1.0/24"],
+          externalInterface: "eth2",
+          externalIP: "192.168.2.1",
+          forwardPorts: [{ sourcePort: 8080, destination: "192.168.1.2:80", loopbackIPs: ["192.168.2.1"] }],
+        },
+      },
+    });
+    const start = text(p, "/etc/vmrig/nat-start");
+    expect(start).toContain("-A nixos-nat-post -s 192.168.1.0/24 -o eth2 -j SNAT --to-source 192.168.2.1");
+    // only connections to the external address are forwarded
+    expect(start).toContain(
+      "-A nixos-nat-pre -i eth2 -d 192.168.2.1 -p tcp --dport 8080 -j DNAT --to-destination 192.168.1.2:80",
+    );
+    expect(start).toContain("-A nixos-nat-out -d 192.168.2.1 -p tcp --dport 8080 -j DNAT");
+    // reflection translates connections from inside, not from outside (NixOS #277016)
+    expect(start).toContain(
+      "-A nixos-nat-post -s 192.168.1.0/24 -d 192.168.1.2 -p tcp --dport 80 -j SNAT --to-source 192.168.2.1",
+    );
+    expect(start).toContain(
+      "-A nixos-filter-forward -d 192.168.1.2 -p tcp --dport 80 -m conntrack --ctstate DNAT -j ACCEPT",
+    );
+    const natUnit = text(p, "/etc/systemd/system/nat.service");
+    expect(natUnit).toContain("ExecStart=/etc/vmrig/nat-start");
+    expect(natUnit).toContain("ExecStop=/etc/vmrig/nat-stop");
+    expect(p.symlinks).toContainEqual({
+      path: "/etc/systemd/system/sysinit.target.wants/nat.service",
+      target: "/etc/systemd/system/nat.service",
+    });
+    expect(text(p, "/etc/systemd/system/nftables.service.d/vmrig.conf")).not.toContain("nat-");
+    expect(() =>
+      render({
+        virtualisation: { vlans: [1] },
+        networking: {
+          nat: { enable: true, externalInterface: "eth1", forwardPorts: [{ sourcePort: 1, destination: "x" }] },
+        },
+      }),
+    ).toThrow(/forwardPorts\[0\]\.destination/);
+  });
+
+  it("renders firewall.filterForward: a forward chain that drops all but replies, port forwards and NAT's way out", () => {
+    const p = render({
+      virtualisation: { vlans: [1, 2] },
+      networking: {
+        firewall: { filterForward: true },
+        nat: { enable: true, internalInterfaces: ["eth1"], externalInterface: "eth2" },
+      },
+    });
+    const fw = text(p, "/etc/nftables.conf");
+    expect(fw).toMatch(/chain forward \{\s+type filter hook forward priority filter; policy drop;/);
+    expect(fw).toContain('iifname { "eth1" } oifname "eth2" accept');
+    expect(fw).toContain("ct status dnat accept");
+  });
+
+  it("renders lib.writeScriptBin packages onto the PATH and services.vsftpd", () => {
+    const p = render({
+      environment: { systemPackages: ["curl", lib.writeScriptBin("hello", "#!/bin/sh\necho hi\n")] },
+      services: {
+        vsftpd: { enable: true, anonymousUser: true, localRoot: "/etc/", extraConfig: "pasv_min_port=51000\n" },
+      },
+    });
+    expect(fileOf(p, "/usr/local/bin/hello")).toMatchObject({ content: "#!/bin/sh\necho hi\n", mode: 0o755 });
+    const conf = text(p, "/etc/vsftpd.conf");
+    expect(conf).toContain("anonymous_enable=YES");
+    expect(conf).toContain("anon_root=/home/ftp");
+    expect(conf).toContain("local_root=/etc/");
+    expect(conf).toContain("pasv_min_port=51000");
+    expect(p.dirs).toContainEqual({ path: "/home/ftp", mode: 0o555, owner: "root", group: "root" });
+    const pkgs = packagesOf(
+      evalNodes({
+        m: {
+          environment: { systemPackages: ["curl", lib.writeScriptBin("x", "")] },
+          services: { vsftpd: { enable: true } },
+        },
+      }).m!,
+    );
+    expect(pkgs).toEqual(expect.arrayContaining(["curl", "vsftpd"]));
+    expect(pkgs).not.toContain("x");
+    expect(() => lib.writeScriptBin("a b", "")).toThrow(/not a command name/);
+  });
+
+  it("renders nginx listen lists, server aliases, index and extra directives", () => {
+    const p = render({
+      services: {
+        nginx: {
+          enable: true,
+          virtualHosts: {
+            a: {
+              root: "/etc",
+              locations: { "/": { index: "hostname" } },
+              listen: [
+                { addr: "0.0.0.0", port: 8080 },
+                { addr: "10.0.0.1", port: 8080 },
+              ],
+            },
+            b: { serverAliases: ["c"], extraConfig: "add_header X-B 1;" },
+          },
+        },
+      },
+    });
+    const conf = text(p, "/etc/nginx/sites-enabled/vmrig.conf");
+    expect(conf).toContain("listen 0.0.0.0:8080 default_server;");
+    expect(conf).toContain("listen 10.0.0.1:8080 default_server;");
+    expect(conf).toContain("    index hostname;");
+    expect(conf).toContain("server_name b c;");
+    expect(conf).toContain("  listen 80;\n  listen [::]:80;");
+    expect(conf).toContain("  add_header X-B 1;");
   });
 
   it("creates users and groups like useradd would, keeping package-created accounts", () => {

@@ -1,5 +1,17 @@
 import type { EvaluatedConfig } from "../../config/eval.js";
-import { file, type Patch } from "../patch.js";
+import { file, indent, type Patch } from "../patch.js";
+
+type VirtualHost = EvaluatedConfig["services"]["nginx"]["virtualHosts"][string];
+
+/** A virtual host's listen directives: its own list, or port 80 on every IPv4 and IPv6 address (NixOS's default). */
+function listens(vh: VirtualHost, isDefault: boolean): string[] {
+  const def = isDefault ? " default_server" : "";
+  if (!vh.listen.length) return [`  listen 80${def};`, `  listen [::]:80${def};`];
+  return vh.listen.map((l) => {
+    const where = l.addr ? `${l.addr}:${l.port}` : String(l.port);
+    return `  listen ${[where + def, ...l.extraParameters].join(" ")};`;
+  });
+}
 
 /** services.nginx → Debian's nginx with vmrig's server blocks in sites-enabled. */
 export function renderNginx(config: EvaluatedConfig, patch: Patch): void {
@@ -7,29 +19,27 @@ export function renderNginx(config: EvaluatedConfig, patch: Patch): void {
   if (!nginx.enable) return;
   const vhosts = Object.entries(nginx.virtualHosts);
   if (vhosts.length === 0) return; // Debian's default site stays
+  const explicitDefault = vhosts.some(([, vh]) => vh.default);
   const blocks = vhosts.map(([server, vh], i) => {
-    const def = i === 0 ? " default_server" : "";
     const lines = [
       "server {",
-      `  listen 80${def};`,
-      `  listen [::]:80${def};`,
-      `  server_name ${server};`,
+      ...listens(vh, explicitDefault ? vh.default : i === 0),
+      `  server_name ${[server, ...vh.serverAliases].join(" ")};`,
       `  root ${vh.root ?? "/var/www/html"};`,
       "  index index.html index.htm index.nginx-debian.html;",
     ];
     for (const [loc, l] of Object.entries(vh.locations)) {
       lines.push(`  location ${loc} {`);
       if (l.root) lines.push(`    root ${l.root};`);
+      if (l.alias) lines.push(`    alias ${l.alias};`);
+      if (l.index) lines.push(`    index ${l.index};`);
+      if (l.tryFiles) lines.push(`    try_files ${l.tryFiles};`);
+      if (l.return !== null) lines.push(`    return ${l.return};`);
       if (l.proxyPass) lines.push(`    proxy_pass ${l.proxyPass};`);
-      if (l.extraConfig)
-        lines.push(
-          ...l.extraConfig
-            .trimEnd()
-            .split("\n")
-            .map((x) => `    ${x}`),
-        );
+      lines.push(...indent(l.extraConfig, 4));
       lines.push("  }");
     }
+    lines.push(...indent(vh.extraConfig, 2));
     lines.push("}");
     return lines.join("\n");
   });
