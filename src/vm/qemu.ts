@@ -124,7 +124,7 @@ export async function launchQemu(spec: VmSpec, opts: LaunchOptions): Promise<Qem
     if (!vm)
       throw new VmrigError(`QEMU did not connect to vmrig within ${CONNECT_S} s of starting`, {
         machine: spec.name,
-        call: "start()",
+        call: opts.call ?? "start()",
         output: tail(stderr || "(QEMU printed nothing)", 30),
         hint: "QEMU started but never reached its monitor: check the host's load and free space under the run's state directory",
       });

@@ -4,7 +4,7 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { descendants, livePids, pidsOf, qemuPids } from "../vm/helpers.js";
 import { isRunning } from "../../src/util/proc.js";
-import { cli, runCli, writeTests } from "./helpers.js";
+import { runCli, spawnCli, writeTests } from "./helpers.js";
 
 /** Write an inline test file (Playwright-style black-box test) and run the CLI on it. */
 function runInline(name: string, body: string, extra: string[] = []) {
@@ -146,24 +146,16 @@ export default defineTest({
       switches: pidsOf("vde_switch"),
       nspawn: livePids("systemd-nspawn"),
     };
-    const { spawn } = await import("node:child_process");
-    const child = spawn("node", [cli, "run", file, "--rerun", "--output-dir", path.join(dir, "results")], { cwd: dir });
-    let out = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
-    const deadline = Date.now() + 300_000;
-    while (!out.includes("both up") && Date.now() < deadline && child.exitCode === null)
-      await new Promise((r) => setTimeout(r, 200));
-    expect(out).toContain("both up");
+    const run = spawnCli(["run", file, "--rerun", "--output-dir", path.join(dir, "results")], dir);
+    await run.waitFor(/both up/, 300_000);
     expect(pidsOf("vde_switch").length).toBeGreaterThan(before.switches.length);
     const container = livePids("systemd-nspawn").filter((p) => !before.nspawn.includes(p));
     expect(container).toHaveLength(1);
     const inside = descendants(Number(container[0]));
     expect(inside.length).toBeGreaterThan(1); // systemd and its services
-    child.kill("SIGINT");
-    const code = await new Promise<number | null>((r) => child.on("exit", (c) => r(c)));
-    expect(code).toBe(1);
-    expect(out).toContain("interrupted (SIGINT)");
+    run.child.kill("SIGINT");
+    expect(await run.exited()).toBe(1);
+    expect(run.output()).toContain("interrupted (SIGINT)");
     expect(qemuPids()).toEqual(before.qemu);
     expect(runDirs()).toEqual(before.dirs);
     // only this run's switches are gone: other processes' (another vmrig's) are not ours to count
@@ -190,26 +182,18 @@ export default defineTest({
     );
     const store = path.join(process.env.VMRIG_CACHE_DIR ?? path.join(os.homedir(), ".cache/vmrig"), "store");
     const before = { mmdebstrap: livePids("mmdebstrap"), apt: livePids("apt-get") };
-    const { spawn } = await import("node:child_process");
-    const child = spawn("node", [cli, "run", file, "--rerun", "--output-dir", path.join(dir, "results")], { cwd: dir });
-    let out = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
-    const deadline = Date.now() + 120_000;
+    const run = spawnCli(["run", file, "--rerun", "--output-dir", path.join(dir, "results")], dir);
     // well into the build: apt runs in the chroot, with /dev and /proc mounted there
-    const deep = /mmdebstrap: (downloading|extracting|installing)/;
-    while (!deep.test(out) && Date.now() < deadline && child.exitCode === null)
-      await new Promise((r) => setTimeout(r, 100));
-    expect(out).toMatch(deep);
+    await run.waitFor(/mmdebstrap: (downloading|extracting|installing)/, 120_000);
     // mmdebstrap is at work, and its chroot's mounts are its own
     expect(livePids("mmdebstrap").filter((p) => !before.mmdebstrap.includes(p)).length).toBeGreaterThan(0);
     expect(fs.readFileSync("/proc/self/mountinfo", "utf8")).not.toContain(store);
     const t0 = Date.now();
-    child.kill("SIGINT");
-    const code = await new Promise<number | null>((r) => child.on("exit", (c) => r(c)));
+    run.child.kill("SIGINT");
+    const code = await run.exited();
     const tookMs = Date.now() - t0;
     expect(code).toBe(1);
-    expect(out).toContain("interrupted while starting the machines (SIGINT)");
+    expect(run.output()).toContain("interrupted while starting the machines (SIGINT)");
     // (a hang check, not a benchmark: the issue saw vmrig still running 60 s later)
     expect(tookMs).toBeLessThan(10_000);
     expect(livePids("mmdebstrap").filter((p) => !before.mmdebstrap.includes(p))).toEqual([]);
@@ -321,20 +305,16 @@ describe("timeouts and crashes", () => {
     const def = sleeper("killed-ct").replace("nodes: { m: {} }", "containers: { m: {} }");
     fs.writeFileSync(file, `import { defineTest } from "vmrig";\nexport default defineTest(${def});\n`);
     const before = { dirs: runDirs(), nspawn: livePids("systemd-nspawn") };
-    const { spawn } = await import("node:child_process");
-    const child = spawn("node", [cli, "run", file, "--rerun", "--output-dir", path.join(dir, "results")], { cwd: dir });
-    let out = "";
-    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
-    const deadline = Date.now() + 120_000;
-    while (!out.includes("sleeping") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    const run = spawnCli(["run", file, "--rerun", "--output-dir", path.join(dir, "results")], dir);
+    await run.waitFor(/sleeping/, 120_000);
     const container = livePids("systemd-nspawn").filter((p) => !before.nspawn.includes(p));
     expect(container).toHaveLength(1);
     const inside = descendants(Number(container[0]));
     expect(inside.length).toBeGreaterThan(1);
     const leftBehind = runDirs().filter((d) => !before.dirs.includes(d));
     expect(leftBehind).toHaveLength(1);
-    child.kill("SIGKILL");
-    await new Promise((r) => child.on("exit", r));
+    run.child.kill("SIGKILL");
+    await run.exited();
     for (let i = 0; i < 50 && [...container.map(Number), ...inside].some(isRunning); i++)
       await new Promise((r) => setTimeout(r, 100));
     expect([...container.map(Number), ...inside].filter(isRunning)).toEqual([]);
@@ -348,17 +328,13 @@ describe("timeouts and crashes", () => {
     const file = path.join(dir, "killed.vmrig.ts");
     fs.writeFileSync(file, `import { defineTest } from "vmrig";\nexport default defineTest(${sleeper("killed")});\n`);
     const before = { qemu: qemuPids(), dirs: runDirs(), switches: pidsOf("vde_switch") };
-    const { spawn } = await import("node:child_process");
-    const child = spawn("node", [cli, "run", file, "--rerun", "--output-dir", path.join(dir, "results")], { cwd: dir });
-    let out = "";
-    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
-    const deadline = Date.now() + 300_000;
-    while (!out.includes("sleeping") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    const run = spawnCli(["run", file, "--rerun", "--output-dir", path.join(dir, "results")], dir);
+    await run.waitFor(/sleeping/, 300_000);
     const leftBehind = runDirs().filter((d) => !before.dirs.includes(d));
     expect(leftBehind).toHaveLength(1);
     expect(qemuPids().length).toBe(before.qemu.length + 1);
-    child.kill("SIGKILL");
-    await new Promise((r) => child.on("exit", r));
+    run.child.kill("SIGKILL");
+    await run.exited();
     for (let i = 0; i < 50 && qemuPids().length > before.qemu.length; i++) await new Promise((r) => setTimeout(r, 100));
     expect(qemuPids()).toEqual(before.qemu);
     const next = runCli(["run", path.join(dir, "nothing-here")], dir);
