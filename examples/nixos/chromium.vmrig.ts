@@ -15,7 +15,9 @@
 // (its new `loaded` argument) before it copies the page: under software emulation the
 // window's title changes seconds before the page's script has filled it in. Debian's new tab page is a blank third-party page under Debian's
 // bookmarks, with no "Web Store" tile to wait for, so the script waits for the "Debian.org"
-// bookmark instead. `major_version` comes from the version Debian installed
+// bookmark instead, and presses ctrl-l before it types the URL: Debian's new tab page
+// keeps the keyboard focus in the page, where NixOS's leaves it in the address bar (the
+// typed URL went nowhere). `major_version` comes from the version Debian installed
 // (`dpkg-query`), where nixpkgs interpolates `${chromiumPkg.version}`. Compared as strings,
 // as in nixpkgs, "1xx" > "95" is false, so --use-gl=swiftshader is not passed there either.
 import { defineTest } from "vmrig";
@@ -135,6 +137,7 @@ windowactivate --sync
         create_new_win()
         machine.wait_for_window("New Tab")
         machine.wait_for_text("Debian.org")
+        machine.send_key("ctrl-l")
         machine.send_chars(f"{url}\\n")
         machine.wait_for_window(window_name)
         machine.wait_for_text(loaded)

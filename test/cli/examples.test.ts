@@ -35,6 +35,7 @@ describe("examples from the seeds and SPEC §5 (real VMs)", () => {
     // graphical machines (SPEC §8); x11-terminal below, with a video
     "nixos/sgtpuzzles",
     "firefox",
+    "nixos/chromium",
   ]) {
     it(`examples/${name}.vmrig.ts passes`, () => {
       const r = run(path.join(root, "examples", `${name}.vmrig.ts`));

@@ -1,0 +1,70 @@
+// The seeds' graphical tests (issue #27): time from start() to the browser's first window,
+// first boot (boot snapshots off) and restored (from the boot snapshot of the logged-in
+// desktop), for each browser. Numbers and ratios in one run, no assertions.
+//   node bench/first-window.bench.mjs [--restores N] [--only firefox|chromium]
+// The desktop is the examples' (IceWM, alice logged in); each browser is started as alice,
+// as examples/firefox.vmrig.ts and examples/nixos/chromium.vmrig.ts do.
+import os from "node:os";
+import { cleanup, median, rowPrinter, s, topology } from "./lib.mjs";
+
+const args = process.argv.slice(2);
+const restores = Number(args[args.indexOf("--restores") + 1] || 2) || 2;
+const only = args.includes("--only") ? args[args.indexOf("--only") + 1] : undefined;
+const row = rowPrinter(60, 12);
+
+const browsers = {
+  firefox: { pkg: "firefox-esr", cmd: "firefox-esr about:blank", window: /Firefox|Mozilla/ },
+  chromium: { pkg: "chromium", cmd: "chromium --use-gl=swiftshader about:blank", window: /Chromium/ },
+};
+
+const desktop = (pkg) => ({
+  machine: {
+    users: { users: { alice: { isNormalUser: true } } },
+    services: {
+      xserver: {
+        enable: true,
+        displayManager: { autoLogin: { enable: true, user: "alice" } },
+        windowManager: { icewm: { enable: true } },
+      },
+    },
+    virtualisation: { memorySize: 2047 },
+    environment: { systemPackages: [pkg, "xdotool"] },
+  },
+});
+
+/** start() → the browser's first window; also when the desktop was up (waitForX). */
+async function firstWindow(name, b, snapshots) {
+  const t = await topology({ name: `bench-${name}`, nodes: desktop(b.pkg) }, snapshots);
+  try {
+    const m = t.machines[0];
+    const t0 = performance.now();
+    await m.start();
+    await m.waitForX();
+    const x = performance.now() - t0;
+    await m.succeed(`su - alice -c 'DISPLAY=:0 ${b.cmd} >/dev/null 2>&1 &'`);
+    await m.waitForWindow(b.window, 600);
+    return { total: performance.now() - t0, x, origin: m.origin };
+  } finally {
+    await t.close();
+  }
+}
+
+try {
+  console.log(`host: ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB`);
+  for (const [name, b] of Object.entries(browsers)) {
+    if (only && only !== name) continue;
+    await firstWindow(name, b, true); // builds the image and saves the boot snapshot if missing
+    const cold = await firstWindow(name, b, false);
+    const warm = [];
+    for (let i = 0; i < restores; i++) warm.push(await firstWindow(name, b, true));
+    const w = median(warm.map((r) => r.total));
+    row(`${name}: first boot → first window (no snapshot)`, s(cold.total));
+    row(`  of which boot → waitForX`, s(cold.x));
+    row(`${name}: restore → first window (median of ${restores})`, s(w));
+    row(`  of which restore → waitForX`, s(median(warm.map((r) => r.x))));
+    row(`  ratio first boot / restore`, `${(cold.total / w).toFixed(1)}×`);
+    console.log(`  all restores: ${warm.map((r) => s(r.total)).join(", ")}; origin: ${warm[0].origin}`);
+  }
+} finally {
+  cleanup();
+}
