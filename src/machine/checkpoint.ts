@@ -84,6 +84,10 @@ export async function restoreCheckpoint(cp: Checkpoint, dir: string): Promise<vo
     [...cp.machines.map((s) => s.core), ...cp.stopped].map((m) => m.guest?.kill() ?? Promise.resolve()),
   );
   const loaded: [SavedMachine, QemuVm][] = [];
+  // Until they are adopted, the new QEMUs are this function's alone: power.kill() stops a
+  // machine's adopted guest, so a close() while they load or resume must stop them here.
+  const stopLoaded = () => void Promise.all(loaded.map(([, vm]) => vm.kill()));
+  for (const m of cores) m.closing.signal.addEventListener("abort", stopLoaded, { once: true });
   try {
     for (const s of cp.machines) {
       const m = s.core;
@@ -110,12 +114,16 @@ export async function restoreCheckpoint(cp: Checkpoint, dir: string): Promise<vo
         signal: m.closing.signal,
       });
       loaded.push([s, vm]);
+      stillOpen(cores, call); // (closed while this one launched: the listener ran before it was in `loaded`)
     }
+    await Promise.all(loaded.map(([, vm]) => resumeRestored(vm)));
+    stillOpen(cores, call);
   } catch (e) {
     await Promise.all(loaded.map(([, vm]) => vm.kill()));
     throw e instanceof VmrigError ? e : new VmrigError(`${call} failed: ${String(e)}`, { call });
+  } finally {
+    for (const m of cores) m.closing.signal.removeEventListener("abort", stopLoaded);
   }
-  await Promise.all(loaded.map(([, vm]) => resumeRestored(vm)));
   for (const [s, vm] of loaded) {
     s.core.disks = { ...vm.layout.drives };
     s.core.hostNic = !!vm.spec.forwardPorts?.length;
