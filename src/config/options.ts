@@ -280,6 +280,14 @@ export const nodeOptions = {
       "Units. A name that a package already ships is applied as a drop-in over it; otherwise a new unit.",
       "/etc/systemd/system/NAME.service or NAME.service.d/vmrig.conf",
     ),
+    user: {
+      services: option(
+        t.attrsOf(systemdService),
+        {},
+        "User units: each user's systemd (started at login, and for lingering users) runs them; `wantedBy` is usually default.target. A name a package ships (GNOME's org.gnome.Shell@wayland) is applied as a drop-in over it.",
+        "/etc/systemd/user/NAME.service or NAME.service.d/vmrig.conf; scripts in /etc/vmrig/units/user-NAME-*",
+      ),
+    },
   },
   boot: {
     kernel: {

@@ -90,7 +90,7 @@ async function removeEntry(entry: string): Promise<boolean> {
     await fsp.rm(entry, { recursive: true, force: true });
     fs.rmSync(`${entry}.lock`, { force: true });
   } finally {
-    release();
+    await release();
   }
   return true;
 }
@@ -198,6 +198,6 @@ async function removeOrphanLocks(dir: string): Promise<void> {
     if (fs.existsSync(entry)) continue;
     const release = await tryHostLock(path.join(dir, name));
     if (release && !fs.existsSync(entry)) fs.rmSync(path.join(dir, name), { force: true });
-    release?.();
+    await release?.();
   }
 }

@@ -175,8 +175,11 @@ function treeInfo(rootfs: string, sourceDir: string): TreeInfo {
       }
     },
     readFile: (p) => read(p),
-    hasUnit: (unit) =>
-      ["usr/lib/systemd/system", "lib/systemd/system"].some((d) => fs.existsSync(path.join(rootfs, d, unit))),
+    hasUnit: (unit, user) =>
+      (user ? ["usr/lib/systemd/user"] : ["usr/lib/systemd/system", "lib/systemd/system"]).some((d) =>
+        // an instance (org.gnome.Shell@wayland.service) is shipped as its template
+        [unit, unit.replace(/@[^.]+\./, "@.")].some((u) => fs.existsSync(path.join(rootfs, d, u))),
+      ),
     readSource: (p, what) => {
       const abs = path.resolve(sourceDir, p);
       try {

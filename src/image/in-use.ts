@@ -45,7 +45,7 @@ export async function holdEntries(entries: readonly string[]): Promise<EntryHold
       if (released) return;
       released = true;
       fs.rmSync(list, { force: true });
-      release();
+      void release();
       fs.rmSync(lock, { force: true });
     },
   };
@@ -64,7 +64,7 @@ export async function entriesInUse(): Promise<Set<string>> {
     if (gone) {
       fs.rmSync(list, { force: true });
       fs.rmSync(lock, { force: true });
-      gone();
+      await gone();
       continue;
     }
     try {

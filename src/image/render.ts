@@ -24,8 +24,8 @@ export interface TreeInfo {
   passwd: string;
   group: string;
   shadow: string;
-  /** does a package ship this unit (in /usr/lib/systemd/system or /lib/systemd/system)? */
-  hasUnit(unit: string): boolean;
+  /** does a package ship this unit (in /usr/lib/systemd/system or /lib/systemd/system; with `user`, /usr/lib/systemd/user)? A template's instance counts when the template is shipped. */
+  hasUnit(unit: string, user?: boolean): boolean;
   /** names in a directory of the tree ([] if it does not exist) */
   listDir(p: string): string[];
   /** a text file of the tree */
@@ -105,6 +105,8 @@ export function ownPackages(config: EvaluatedConfig): string[] {
   if (Object.keys(config.services.phpfpm.pools).length) pkgs.add("php-fpm");
   if (config.services.openssh.enable) pkgs.add("openssh-server");
   if (config.services.vsftpd.enable) pkgs.add("vsftpd");
+  // a login starts the user's systemd (user@UID.service) only through pam_systemd and logind
+  if (Object.keys(config.systemd.user.services).length) pkgs.add("libpam-systemd");
   // NAT's chains are iptables(-nft) ones, as NixOS's; scripts use iptables on the router too
   if (config.networking.nat.enable) pkgs.add("iptables");
   if (config.services.nfs.server.enable) pkgs.add("nfs-kernel-server");
@@ -227,15 +229,55 @@ function renderPamLimits(config: EvaluatedConfig, tree: TreeInfo, patch: Patch):
   }
 }
 
+/** Where a unit set lives: the system's units, or every user's (systemd --user). */
+interface UnitScope {
+  /** the option that declares them, for errors */
+  option: "systemd.services" | "systemd.user.services";
+  /** where vmrig writes units, drop-ins and .wants links */
+  etc: string;
+  /** where packages ship them */
+  lib: string[];
+  user: boolean;
+}
+
+const SYSTEM_UNITS: UnitScope = {
+  option: "systemd.services",
+  etc: "/etc/systemd/system",
+  lib: ["/usr/lib/systemd/system", "/lib/systemd/system"],
+  user: false,
+};
+const USER_UNITS: UnitScope = {
+  option: "systemd.user.services",
+  etc: "/etc/systemd/user",
+  lib: ["/usr/lib/systemd/user"],
+  user: true,
+};
+
 function renderUnits(config: EvaluatedConfig, tree: TreeInfo, patch: Patch, switchable: boolean): void {
-  for (const [name, svc] of Object.entries(config.systemd.services)) {
-    const unitName = name.includes(".") ? name : `${name}.service`;
-    const packaged = tree.hasUnit(unitName);
+  renderUnitSet(config.systemd.services, SYSTEM_UNITS, tree, patch, switchable);
+  // user units run in each user's systemd (started at login): NixOS's systemd.user.services
+  renderUnitSet(config.systemd.user.services, USER_UNITS, tree, patch, false);
+}
+
+type ServiceDecl = EvaluatedConfig["systemd"]["services"][string];
+
+function renderUnitSet(
+  services: Record<string, ServiceDecl>,
+  scope: UnitScope,
+  tree: TreeInfo,
+  patch: Patch,
+  switchable: boolean,
+): void {
+  for (const [name, svc] of Object.entries(services)) {
+    // (a name may hold dots, as GNOME's org.gnome.Shell@wayland does: only a unit suffix counts)
+    const unitName = /\.(service|socket|timer|path|target|mount)$/.test(name) ? name : `${name}.service`;
+    const packaged = tree.hasUnit(unitName, scope.user);
     if (!svc.enable) {
-      patch.symlinks.push({ path: `/etc/systemd/system/${unitName}`, target: "/dev/null" });
+      patch.symlinks.push({ path: `${scope.etc}/${unitName}`, target: "/dev/null" });
       continue;
     }
-    const base = unitName.replace(/\.service$/, "");
+    // scripts of user units live apart: a user unit and a system unit may share a name
+    const base = `${scope.user ? "user-" : ""}${unitName.replace(/\.service$/, "")}`;
     const env: string[] = Object.entries(svc.environment).map(([k, v]) => `"${k}=${v.replace(/(["\\])/g, "\\$1")}"`);
     if (svc.path.length) {
       const dirs = svc.path.map((p) => (p.startsWith("/") ? p : "/usr/bin"));
@@ -258,7 +300,7 @@ function renderUnits(config: EvaluatedConfig, tree: TreeInfo, patch: Patch, swit
       patch.files.push(file(`/etc/vmrig/units/${base}-reload`, `#!/bin/bash\nset -e\n${svc.reload}\n`, 0o755));
       service.ExecReload = `/etc/vmrig/units/${base}-reload`;
     }
-    if (packaged) checkPackagedOverride(name, unitName, svc.serviceConfig, tree);
+    if (packaged) checkPackagedOverride(name, unitName, svc.serviceConfig, tree, scope);
     Object.assign(service, svc.serviceConfig);
     const unitSection: Record<string, UnitValue | undefined> = {
       Description: svc.description || undefined,
@@ -270,11 +312,19 @@ function renderUnits(config: EvaluatedConfig, tree: TreeInfo, patch: Patch, swit
       ...svc.unitConfig,
     };
     const body = unit({ Unit: unitSection, Service: service });
-    const unitPath = packaged ? `/etc/systemd/system/${unitName}.d/vmrig.conf` : `/etc/systemd/system/${unitName}`;
+    const unitPath = packaged ? `${scope.etc}/${unitName}.d/vmrig.conf` : `${scope.etc}/${unitName}`;
     patch.files.push(file(unitPath, body));
     for (const target of svc.wantedBy)
-      enable(patch, unitName, target, packaged ? `/usr/lib/systemd/system/${unitName}` : undefined);
+      patch.symlinks.push({
+        path: `${scope.etc}/${target}.wants/${unitName}`,
+        target: packaged ? shippedPath(unitName, scope) : `${scope.etc}/${unitName}`,
+      });
   }
+}
+
+/** Where the package put a unit (its template's file for an instance). */
+function shippedPath(unitName: string, scope: UnitScope): string {
+  return `${scope.lib[0]}/${unitName}`;
 }
 
 /**
@@ -314,26 +364,31 @@ function checkPackagedOverride(
   unitName: string,
   serviceConfig: Record<string, UnitValue>,
   tree: TreeInfo,
+  scope: UnitScope,
 ): void {
   const v = serviceConfig.ExecStart;
   if (v === undefined) return;
   const list = Array.isArray(v) ? v.map(String) : [String(v)];
   if (list[0] === "") return;
   let shipped = "";
-  for (const dir of ["/usr/lib/systemd/system", "/lib/systemd/system"]) {
-    try {
-      shipped = tree.readFile(`${dir}/${unitName}`);
-      if (shipped) break;
-    } catch {
-      // not in this directory
+  const template = unitName.replace(/@[^.]+\./, "@.");
+  for (const dir of scope.lib) {
+    for (const file of [unitName, template]) {
+      try {
+        shipped = tree.readFile(`${dir}/${file}`);
+        if (shipped) break;
+      } catch {
+        // not in this directory
+      }
     }
+    if (shipped) break;
   }
   // a oneshot may have several; a unit without one of its own gets this one
   if (/^\s*Type\s*=\s*oneshot\s*$/m.test(shipped)) return;
   if (shipped && !/^\s*ExecStart\s*=/m.test(shipped)) return;
   const example = JSON.stringify(["", ...list]).replace(/","/g, '", "');
   throw configError(
-    `systemd.services.${name}.serviceConfig.ExecStart: ${unitName} comes with a Debian package and has its own ExecStart; a drop-in adds a second one, and systemd rejects the unit (bad-setting)`,
+    `${scope.option}.${name}.serviceConfig.ExecStart: ${unitName} comes with a Debian package and has its own ExecStart; a drop-in adds a second one, and systemd rejects the unit (bad-setting)`,
     { hint: `reset it first, as in NixOS: serviceConfig.ExecStart = ${example}` },
   );
 }

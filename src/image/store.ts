@@ -81,7 +81,7 @@ export async function withLock<T>(lockPath: string, fn: () => Promise<T>, onWait
   try {
     return await fn();
   } finally {
-    release();
+    await release();
   }
 }
 
@@ -210,7 +210,7 @@ export async function createEntryUnlessBusy(
     }
     return final;
   } finally {
-    release();
+    await release();
   }
 }
 

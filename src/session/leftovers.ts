@@ -53,7 +53,7 @@ export async function sweepLeftovers(): Promise<string[]> {
       fs.rmSync(path.join(store, e), { recursive: true, force: true });
       removed.push(path.join(store, e));
     } finally {
-      release();
+      await release();
     }
   }
   return removed;

@@ -13,7 +13,7 @@ import { Semaphore, type Slots } from "./semaphore.js";
  * volume), and a reused PID after a reboot cannot make a stale lock look held.
  * Resolves to the release function, or undefined when another process holds the lock.
  */
-export async function tryHostLock(file: string): Promise<(() => void) | undefined> {
+export async function tryHostLock(file: string): Promise<(() => Promise<void>) | undefined> {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   // `flock --nonblock` exits 1 at once when the lock is held; otherwise it runs the shell,
   // which says so and then waits on stdin.
@@ -42,11 +42,18 @@ export async function tryHostLock(file: string): Promise<(() => void) | undefine
   }
   // The lock must not keep Node alive, and it goes when the helper does.
   unref(helper);
-  let released = false;
+  // the lock is free once the helper has exited, not when it is told to: a caller that takes
+  // the same lock next (this process, at once) must not find it still held
+  const exited =
+    helper.exitCode !== null || helper.signalCode !== null
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => helper.once("exit", () => resolve()));
   return () => {
-    if (released) return;
-    released = true;
+    // (referenced again: an unreferenced child's exit would not keep Node alive for the
+    // awaiting caller, and Node would end mid-run with nothing left to do)
+    helper.ref();
     helper.stdin?.end();
+    return exited;
   };
 }
 
@@ -54,7 +61,7 @@ export async function tryHostLock(file: string): Promise<(() => void) | undefine
 export async function hostLockHeld(file: string): Promise<boolean> {
   if (!fs.existsSync(file)) return false;
   const release = await tryHostLock(file);
-  release?.();
+  await release?.();
   return release === undefined;
 }
 
@@ -99,7 +106,7 @@ export class HostSlots implements Slots {
         250,
       );
       return () => {
-        releaseHost();
+        void releaseHost();
         releaseLocal();
       };
     } catch (e) {

@@ -9,7 +9,10 @@ export const tree: TreeInfo = {
   passwd: "root:x:0:0:root:/root:/bin/bash\nwww-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\n",
   group: "root:x:0:\nshadow:x:42:\nusers:x:100:\nwww-data:x:33:\n",
   shadow: "root:*:19000:0:99999:7:::\nwww-data:*:19000:0:99999:7:::\n",
-  hasUnit: (u) => ["nginx.service", "mariadb.service", "nftables.service"].includes(u),
+  hasUnit: (u, user) =>
+    user
+      ? u.replace(/@[^.]+\./, "@.") === "org.gnome.Shell@.service"
+      : ["nginx.service", "mariadb.service", "nftables.service"].includes(u),
   listDir: (p) =>
     ({
       "/etc/postgresql": ["17"],
@@ -19,11 +22,13 @@ export const tree: TreeInfo = {
       "/etc/apache2/mods-available": ["headers.load", "proxy.load", "proxy.conf", "proxy_http.load"],
     })[p] ?? [],
   readFile: (p) =>
-    p.endsWith("pg_hba.conf")
-      ? "local all postgres peer\n"
-      : p.startsWith("/etc/pam.d/")
-        ? "@include common-auth\n@include common-session\n"
-        : "",
+    p === "/usr/lib/systemd/user/org.gnome.Shell@.service"
+      ? "[Service]\nType=notify\nExecStart=/usr/bin/gnome-shell\n"
+      : p.endsWith("pg_hba.conf")
+        ? "local all postgres peer\n"
+        : p.startsWith("/etc/pam.d/")
+          ? "@include common-auth\n@include common-session\n"
+          : "",
   readSource: (p) => Buffer.from(`contents of ${p}`),
   hashPassword: (pw, salt) => `$6$${salt}$hash-of-${pw}`,
 };

@@ -94,7 +94,7 @@ describe("vmrig gc", () => {
       "ggg-image-building.lock",
     ]);
     expect(fs.readdirSync(path.join(process.env.VMRIG_CACHE_DIR!, "results"))).toEqual(["k2.json"]);
-    building!();
+    await building!();
   });
 });
 
@@ -124,15 +124,13 @@ describe("the store's budget", () => {
       expect(r.afterKib).toBeGreaterThan(200);
       // once the holder lets go, its entry may go too
       hold.release();
-      lock?.();
-      // (a released flock's helper exits a moment later)
-      await new Promise((r) => setTimeout(r, 300));
+      await lock?.(); // (resolves once the lock is free)
       const again = await enforceBudget(200);
       expect(again.removed.map((e) => e.name)).toEqual(["a2-held", "a3-building"]);
       expect(again.afterKib).toBeLessThanOrEqual(200);
     } finally {
       hold.release();
-      lock?.();
+      await lock?.();
     }
     process.env.VMRIG_STORE_BUDGET = "3G";
     expect((await storeBudget()).kib).toBe(3 * 1024 * 1024);

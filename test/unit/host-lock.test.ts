@@ -23,7 +23,7 @@ describe("host-wide locks (flock, not PIDs)", () => {
     const other = await otherProcessHolds(file);
     expect(await tryHostLock(file)).toBeUndefined();
     other.release();
-    let release: (() => void) | undefined;
+    let release: (() => Promise<void>) | undefined;
     for (let i = 0; i < 50 && !release; i++) {
       release = await tryHostLock(file);
       if (!release) await new Promise((r) => setTimeout(r, 50));
@@ -31,7 +31,7 @@ describe("host-wide locks (flock, not PIDs)", () => {
     expect(release).toBeTypeOf("function");
     // held by us now: another taker is refused
     expect(await tryHostLock(file)).toBeUndefined();
-    release!();
+    await release!();
   });
 
   it("is released when the vmrig holding it is killed with SIGKILL", async () => {
@@ -50,13 +50,13 @@ describe("host-wide locks (flock, not PIDs)", () => {
     expect((await new Promise<Buffer>((r) => holder.stdout.once("data", r))).toString().trim()).toBe("held");
     expect(await tryHostLock(file)).toBeUndefined();
     holder.kill("SIGKILL");
-    let release: (() => void) | undefined;
+    let release: (() => Promise<void>) | undefined;
     for (let i = 0; i < 50 && !release; i++) {
       release = await tryHostLock(file);
       if (!release) await new Promise((r) => setTimeout(r, 50));
     }
     expect(release, "the lock of a killed holder is free again").toBeTypeOf("function");
-    release!();
+    await release!();
   });
 
   it("never lets more than `size` holders in at once, across waiters", async () => {

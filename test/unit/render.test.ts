@@ -175,6 +175,39 @@ describe("rendering a node", () => {
     expect(packagesOf(evalNodes({ m: config }).m!)).toContain("nfs-common");
   });
 
+  it("renders systemd.user.services: new user units enabled for every user, drop-ins over packaged ones (templates too)", () => {
+    const p = render({
+      systemd: {
+        user: {
+          services: {
+            hello: {
+              script: "echo hi > /tmp/hello-$USER",
+              wantedBy: ["default.target"],
+              serviceConfig: { Type: "oneshot" },
+            },
+            // seed 004: gnome-shell in unsafe mode
+            "org.gnome.Shell@wayland": { serviceConfig: { ExecStart: ["", "/usr/bin/gnome-shell --unsafe-mode"] } },
+          },
+        },
+      },
+    });
+    expect(text(p, "/etc/systemd/user/hello.service")).toContain("ExecStart=/etc/vmrig/units/user-hello-start");
+    expect(text(p, "/etc/vmrig/units/user-hello-start")).toContain("echo hi > /tmp/hello-$USER");
+    expect(p.symlinks).toContainEqual({
+      path: "/etc/systemd/user/default.target.wants/hello.service",
+      target: "/etc/systemd/user/hello.service",
+    });
+    expect(text(p, "/etc/systemd/user/org.gnome.Shell@wayland.service.d/vmrig.conf")).toContain(
+      "ExecStart=\nExecStart=/usr/bin/gnome-shell --unsafe-mode",
+    );
+    // a second ExecStart over the shipped one is caught before boot, naming the user option
+    expect(() =>
+      render({
+        systemd: { user: { services: { "org.gnome.Shell@wayland": { serviceConfig: { ExecStart: "/bin/true" } } } } },
+      }),
+    ).toThrow(/systemd\.user\.services\.org\.gnome\.Shell@wayland\.serviceConfig\.ExecStart/);
+  });
+
   it("renders NAT as NixOS's iptables chains, hooked into the firewall's unit, removed on every reload and stop", () => {
     const p = render({
       virtualisation: { vlans: [1, 2] },

@@ -109,7 +109,7 @@ describe("content-addressed store", () => {
     await new Promise((r) => setTimeout(r, 600));
     expect(waited).toBe(true);
     expect(findEntry(hash, "t")).toBeUndefined();
-    held();
+    await held();
     expect((await built).built).toBe(true);
   });
 
@@ -121,7 +121,7 @@ describe("content-addressed store", () => {
     const removed = await sweepLeftovers();
     expect(removed).toContain(path.join(dir, "aaa-t.tmp-999999999"));
     expect(fs.existsSync(path.join(dir, "bbb-t.tmp-999999998"))).toBe(true);
-    busy();
+    await busy();
   });
 
   it("builds an entry once when two vmrig processes in different PID namespaces ask for it on one cache", async () => {

@@ -21,7 +21,19 @@ beforeAll(async () => {
         server: {
           virtualisation: { vlans: [1, 2] },
           boot: { kernel: { sysctl: { "vm.swappiness": 7 } }, kernelParams: ["vmrig.test=42", "quiet"] },
-          systemd: { tmpfiles: { rules: ["d /var/lib/from-tmpfiles 0750 www-data www-data -"] } },
+          systemd: {
+            tmpfiles: { rules: ["d /var/lib/from-tmpfiles 0750 www-data www-data -"] },
+            // started by alice's own systemd when she logs in (the autologin below)
+            user: {
+              services: {
+                hello: {
+                  script: 'echo "hello from $USER, $XDG_RUNTIME_DIR" > /tmp/user-unit-ran',
+                  wantedBy: ["default.target"],
+                  serviceConfig: { Type: "oneshot", RemainAfterExit: true },
+                },
+              },
+            },
+          },
           services: { getty: { autoLoginUser: "alice" } },
           users: { users: { alice: { isNormalUser: true } } },
           fileSystems: { "/mnt/scratch-1": { device: "tmpfs", fsType: "tmpfs", options: ["size=16m", "mode=1777"] } },
@@ -82,6 +94,15 @@ describe("system options on a real VM", () => {
 
   it("logs the autologin user in on tty1", async () => {
     await server.waitUntilSucceeds("pgrep -u alice -t tty1 bash", 120);
+  });
+
+  it("runs systemd.user.services in the user's own systemd once she logs in", async () => {
+    await server.waitForFile("/tmp/user-unit-ran");
+    expect(await server.succeed("cat /tmp/user-unit-ran")).toBe("hello from alice, /run/user/1000\n");
+    await server.succeed(
+      "runuser -u alice -- env XDG_RUNTIME_DIR=/run/user/1000 systemctl --user is-active hello.service",
+    );
+    await server.fail("systemctl is-active hello.service"); // not a system unit
   });
 
   it("opens port ranges, per-interface ports, trusted interfaces and extra rules, and nothing else", async () => {
