@@ -5,7 +5,7 @@
 // The desktop is the examples' (IceWM, alice logged in); each browser is started as alice,
 // as examples/firefox.vmrig.ts and examples/nixos/chromium.vmrig.ts do.
 import os from "node:os";
-import { cleanup, median, rowPrinter, s, topology } from "./lib.mjs";
+import { cleanup, desktopNode, median, rowPrinter, s, topology } from "./lib.mjs";
 
 const args = process.argv.slice(2);
 const restores = Number(args[args.indexOf("--restores") + 1] || 2) || 2;
@@ -18,18 +18,10 @@ const browsers = {
 };
 
 const desktop = (pkg) => ({
-  machine: {
-    users: { users: { alice: { isNormalUser: true } } },
-    services: {
-      xserver: {
-        enable: true,
-        displayManager: { autoLogin: { enable: true, user: "alice" } },
-        windowManager: { icewm: { enable: true } },
-      },
-    },
+  machine: desktopNode({
     virtualisation: { memorySize: 2047 },
     environment: { systemPackages: [pkg, "xdotool"] },
-  },
+  }),
 });
 
 /** start() → the browser's first window; also when the desktop was up (waitForX). */

@@ -8,7 +8,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { readScreen } from "../dist/machine/ocr.js";
-import { cleanup, median, rowPrinter, s, scratch, topology } from "./lib.mjs";
+import { cleanup, desktopNode, median, rowPrinter, s, scratch, topology } from "./lib.mjs";
 
 const args = process.argv.slice(2);
 const opt = (name, fallback) => Number(args[args.indexOf(name) + 1] || fallback) || fallback;
@@ -16,19 +16,7 @@ const restores = opt("--restores", 3);
 const reads = opt("--reads", 5);
 const row = rowPrinter(58, 14);
 
-const desktop = {
-  machine: {
-    users: { users: { alice: { isNormalUser: true } } },
-    services: {
-      xserver: {
-        enable: true,
-        displayManager: { autoLogin: { enable: true, user: "alice" } },
-        windowManager: { icewm: { enable: true } },
-      },
-    },
-    environment: { systemPackages: ["xterm"] },
-  },
-};
+const desktop = { machine: desktopNode({ environment: { systemPackages: ["xterm"] } }) };
 
 /** start() → waitForX() of a fresh topology; `then` runs on the machine before it closes. */
 async function toX(snapshots, then) {

@@ -28,6 +28,21 @@ export function cleanup() {
   for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
 }
 
+/** The benchmarks' desktop machine: IceWM with alice logged in, plus `extra` (packages, memory). */
+export function desktopNode(extra) {
+  return {
+    users: { users: { alice: { isNormalUser: true } } },
+    services: {
+      xserver: {
+        enable: true,
+        displayManager: { autoLogin: { enable: true, user: "alice" } },
+        windowManager: { icewm: { enable: true } },
+      },
+    },
+    ...extra,
+  };
+}
+
 /** A test definition's machines, ready to start, with its log in a scratch folder. */
 export function topology(def, snapshots = true, enableOCR = false) {
   const dir = scratch();

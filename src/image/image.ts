@@ -14,7 +14,15 @@ import {
   type BaseLayer,
   type Progress,
 } from "./debian.js";
-import { renderNode, ownPackages, packagesOf, type HostEntry, type Patch, type TreeInfo } from "./render.js";
+import {
+  renderNode,
+  ownPackages,
+  packagesOf,
+  templateOf,
+  type HostEntry,
+  type Patch,
+  type TreeInfo,
+} from "./render.js";
 import { ensureEntry } from "./store.js";
 import {
   dependencyClosure,
@@ -178,7 +186,7 @@ function treeInfo(rootfs: string, sourceDir: string): TreeInfo {
     hasUnit: (unit, user) =>
       (user ? ["usr/lib/systemd/user"] : ["usr/lib/systemd/system", "lib/systemd/system"]).some((d) =>
         // an instance (org.gnome.Shell@wayland.service) is shipped as its template
-        [unit, unit.replace(/@[^.]+\./, "@.")].some((u) => fs.existsSync(path.join(rootfs, d, u))),
+        [unit, templateOf(unit)].some((u) => fs.existsSync(path.join(rootfs, d, u))),
       ),
     readSource: (p, what) => {
       const abs = path.resolve(sourceDir, p);

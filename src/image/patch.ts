@@ -27,8 +27,15 @@ export function file(path: string, content: string | Buffer, mode = 0o644, owner
   return { path, content, mode, owner, group };
 }
 
-export function enable(patch: Patch, unit: string, target: string, unitPath = `/etc/systemd/system/${unit}`): void {
-  patch.symlinks.push({ path: `/etc/systemd/system/${target}.wants/${unit}`, target: unitPath });
+/** `unit` wanted by `target`: a .wants link in `dir` (the system's units; /etc/systemd/user for every user's). */
+export function enable(
+  patch: Patch,
+  unit: string,
+  target: string,
+  unitPath = `/etc/systemd/system/${unit}`,
+  dir = "/etc/systemd/system",
+): void {
+  patch.symlinks.push({ path: `${dir}/${target}.wants/${unit}`, target: unitPath });
 }
 
 export type UnitValue = string | number | boolean | string[];

@@ -1,6 +1,7 @@
 import type { EvaluatedConfig } from "../config/eval.js";
 import { configError } from "../util/errors.js";
 import { shellQuote } from "../util/proc.js";
+import { indent } from "./patch.js";
 
 // networking.nat as NixOS's iptables backend sets it up: its chains by its names (scripts
 // and nixpkgs tests add rules to them, `iptables -P FORWARD DROP` relies on them), with
@@ -123,8 +124,7 @@ export function filterForwardChain(config: EvaluatedConfig): string[] {
       `    iifname { ${nat.internalInterfaces.map((i) => JSON.stringify(i)).join(", ")} } oifname ${ext} accept`,
     );
   if (ext && nat.internalIPs.length) out.push(`    ip saddr { ${nat.internalIPs.join(", ")} } oifname ${ext} accept`);
-  for (const l of config.networking.firewall.extraForwardRules.trimEnd().split("\n"))
-    if (l.trim()) out.push(`    ${l}`);
+  out.push(...indent(config.networking.firewall.extraForwardRules, 4));
   out.push("  }");
   return out;
 }

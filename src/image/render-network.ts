@@ -87,9 +87,9 @@ export function renderFirewall(config: EvaluatedConfig, patch: Patch): void {
     }
     rules.push(...indent(fw.extraInputRules, 4));
     rules.push("  }");
+    if (fw.filterForward) rules.push(...filterForwardChain(config));
+    rules.push("}");
   }
-  if (fw.enable && fw.filterForward) rules.push(...filterForwardChain(config));
-  if (fw.enable) rules.push("}");
   patch.files.push(
     file(
       "/etc/nftables.conf",
@@ -133,7 +133,7 @@ export function renderFirewall(config: EvaluatedConfig, patch: Patch): void {
       }),
     ),
   );
-  if (!fw.enable && nat.enable)
+  if (!fw.enable && nat.enable) {
     patch.files.push(
       file(
         "/etc/systemd/system/nat.service",
@@ -149,7 +149,8 @@ export function renderFirewall(config: EvaluatedConfig, patch: Patch): void {
         }),
       ),
     );
-  if (nat.enable && !fw.enable) enable(patch, "nat.service", "sysinit.target");
+    enable(patch, "nat.service", "sysinit.target");
+  }
   // NixOS's unit names for what nftables.service does here, so NixOS scripts can wait for
   // them unchanged: `waitForUnit("firewall")`, `waitForUnit("nat")` (aliases of nftables.service).
   const own = config.systemd.services;

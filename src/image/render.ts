@@ -315,16 +315,13 @@ function renderUnitSet(
     const unitPath = packaged ? `${scope.etc}/${unitName}.d/vmrig.conf` : `${scope.etc}/${unitName}`;
     patch.files.push(file(unitPath, body));
     for (const target of svc.wantedBy)
-      patch.symlinks.push({
-        path: `${scope.etc}/${target}.wants/${unitName}`,
-        target: packaged ? shippedPath(unitName, scope) : `${scope.etc}/${unitName}`,
-      });
+      enable(patch, unitName, target, packaged ? `${scope.lib[0]}/${unitName}` : `${scope.etc}/${unitName}`, scope.etc);
   }
 }
 
-/** Where the package put a unit (its template's file for an instance). */
-function shippedPath(unitName: string, scope: UnitScope): string {
-  return `${scope.lib[0]}/${unitName}`;
+/** The template a unit instance comes from (`org.gnome.Shell@.service` for `org.gnome.Shell@wayland.service`); other names as they are. */
+export function templateOf(unit: string): string {
+  return unit.replace(/@[^.]+\./, "@.");
 }
 
 /**
@@ -371,9 +368,8 @@ function checkPackagedOverride(
   const list = Array.isArray(v) ? v.map(String) : [String(v)];
   if (list[0] === "") return;
   let shipped = "";
-  const template = unitName.replace(/@[^.]+\./, "@.");
   for (const dir of scope.lib) {
-    for (const file of [unitName, template]) {
+    for (const file of [unitName, templateOf(unitName)]) {
       try {
         shipped = tree.readFile(`${dir}/${file}`);
         if (shipped) break;

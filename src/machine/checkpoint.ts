@@ -80,9 +80,7 @@ export async function restoreCheckpoint(cp: Checkpoint, dir: string): Promise<vo
   const call = `restore(${JSON.stringify(cp.name)})`;
   const cores = [...cp.machines.map((s) => s.core), ...cp.stopped];
   stillOpen(cores, call);
-  await Promise.all(
-    [...cp.machines.map((s) => s.core), ...cp.stopped].map((m) => m.guest?.kill() ?? Promise.resolve()),
-  );
+  await Promise.all(cores.map((m) => m.guest?.kill() ?? Promise.resolve()));
   const loaded: [SavedMachine, QemuVm][] = [];
   // Until they are adopted, the new QEMUs are this function's alone: power.kill() stops a
   // machine's adopted guest, so a close() while they load or resume must stop them here.

@@ -1,7 +1,7 @@
 // What the unit tests of configuration and rendering share.
 import { expect } from "vitest";
 import { evalNodes, type NodeModule } from "../../src/config/eval.js";
-import { renderNode, type Patch, type TreeInfo } from "../../src/image/render.js";
+import { renderNode, templateOf, type Patch, type TreeInfo } from "../../src/image/render.js";
 import { VmrigError } from "../../src/util/errors.js";
 
 /** A package layer as render.ts sees it: a few accounts, units and versioned directories. */
@@ -11,7 +11,7 @@ export const tree: TreeInfo = {
   shadow: "root:*:19000:0:99999:7:::\nwww-data:*:19000:0:99999:7:::\n",
   hasUnit: (u, user) =>
     user
-      ? u.replace(/@[^.]+\./, "@.") === "org.gnome.Shell@.service"
+      ? templateOf(u) === "org.gnome.Shell@.service"
       : ["nginx.service", "mariadb.service", "nftables.service"].includes(u),
   listDir: (p) =>
     ({
