@@ -356,7 +356,7 @@ export const serviceOptions = {
       t.bool,
       false,
       "An X11 session on display :0 (vt7), for screenshots, keys, OCR and windows (SPEC §8).",
-      "Debian's Xorg (xserver-xorg-core with the libinput input driver) run as root by display-manager.service, which is ready once the session (and its window manager) holds the screen; the session runs as the auto-login user, root otherwise. Backdoor commands have DISPLAY=:0. The node boots Debian's full kernel unless `boot.kernelPackages` says otherwise (its DRM driver for QEMU's VGA, `bochs`, drives the screen; on the cloud kernel Xorg's `vesa` driver does)",
+      "Debian's Xorg (xserver-xorg-core with the libinput input driver) run as root by display-manager.service, which is ready once the session (and its window manager) holds the screen; the session runs as the auto-login user, root otherwise. Key autorepeat is off (`xset r off`). Backdoor commands have DISPLAY=:0. The node boots Debian's full kernel unless `boot.kernelPackages` says otherwise (its DRM driver for QEMU's VGA, `bochs`, drives the screen; on the cloud kernel Xorg's `vesa` driver does)",
     ),
     displayManager: {
       autoLogin: {

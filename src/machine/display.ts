@@ -6,6 +6,7 @@ import { findWords, readScreen, readScreenWords, type ScreenWord } from "./ocr.j
 import { click, parkPointer } from "./pointer.js";
 import { waitFor } from "./waiting.js";
 import { VmrigError, errorMessage } from "../util/errors.js";
+import type { QemuVm } from "../vm/qemu.js";
 import { sleep } from "../util/proc.js";
 
 export async function screenshot(m: MachineCore, location: string | undefined, name: string): Promise<string> {
@@ -17,15 +18,42 @@ export async function screenshot(m: MachineCore, location: string | undefined, n
   return file;
 }
 
-export async function sendKey(m: MachineCore, location: string | undefined, key: string): Promise<void> {
-  const vm = await m.qemu(`sendKey(${JSON.stringify(key)})`, location);
-  await vm.qmp.hmp(`sendkey ${key}`);
+/** `sendKey`/`sendChars` options, NixOS's `send_key(key, delay=0.01, log=True)`. */
+export interface KeyOptions {
+  /** seconds to wait after each key (NixOS: 0.01); 0 for none */
+  delay?: number;
+  /** log "sending key …" (sendKey only; NixOS's `log`) */
+  log?: boolean;
 }
 
-export async function sendChars(m: MachineCore, location: string | undefined, text: string): Promise<void> {
+/** NixOS's pause after each key: the guest's input queue never gets a burst to drop. */
+const KEY_DELAY = 0.01;
+
+async function pressKey(vm: QemuVm, key: string, delay: number): Promise<void> {
+  await vm.qmp.hmp(`sendkey ${key}`);
+  if (delay > 0) await sleep(delay * 1000); // pacing, not a retry
+}
+
+export async function sendKey(
+  m: MachineCore,
+  location: string | undefined,
+  key: string,
+  opts: KeyOptions = {},
+): Promise<void> {
+  const vm = await m.qemu(`sendKey(${JSON.stringify(key)})`, location);
+  if (opts.log ?? true) m.log.log(`sending key ${JSON.stringify(key)}`, m.name);
+  await pressKey(vm, key, opts.delay ?? KEY_DELAY);
+}
+
+export async function sendChars(
+  m: MachineCore,
+  location: string | undefined,
+  text: string,
+  opts: Pick<KeyOptions, "delay"> = {},
+): Promise<void> {
   const vm = await m.qemu("sendChars()", location);
   m.log.log(`sending keys ${JSON.stringify(text)}`, m.name);
-  for (const ch of text) await vm.qmp.hmp(`sendkey ${keyFor(ch)}`);
+  for (const ch of text) await pressKey(vm, keyFor(ch), opts.delay ?? KEY_DELAY);
 }
 
 let dumps = 0;

@@ -195,9 +195,12 @@ export class Machine {
 
   /** Save a PNG of the screen in the result folder; returns its path. */
   screenshot = this.api(display.screenshot);
-  /** Press a key combination, QEMU `sendkey` syntax: "ctrl-alt-f1", "ret", "shift-a". */
+  /**
+   * Press a key combination, QEMU `sendkey` syntax: "ctrl-alt-f1", "ret", "shift-a"; logged, then
+   * `delay` seconds (default 0.01, as NixOS) before it resolves.
+   */
   sendKey = this.api(display.sendKey);
-  /** Type `text` on the keyboard (US layout). */
+  /** Type `text` on the keyboard (US layout), one key every `delay` seconds (default 0.01, as NixOS). */
   sendChars = this.api(display.sendChars);
   /** The text on the screen, read by OCR (needs `enableOCR: true`). */
   getScreenText = async (): Promise<string> =>

@@ -34,6 +34,8 @@ export class PyArgs {
 type Method = (m: Machine, a: PyArgs) => Promise<unknown>;
 
 const timeout = (a: PyArgs, i: number, fallback = 900): number => Number(a.get(i, "timeout", fallback));
+/** NixOS's `delay=None` is no pause. */
+const keyDelay = (v: unknown): number => (v === null ? 0 : Number(v));
 const user = (a: PyArgs, i: number): string | undefined => a.get<string | null>(i, "user", null) ?? undefined;
 
 /** The commands variants: each command runs in turn, `timeout` per command. */
@@ -99,8 +101,9 @@ export const PYTHON_METHODS: Record<string, Method> = {
   unblock: (m) => m.unblock(),
   forward_port: (m, a) => m.forwardPort(Number(a.get(0, "host_port", 8080)), Number(a.get(1, "guest_port", 80))),
   screenshot: (m, a) => m.screenshot(a.get(0, "filename")),
-  send_key: (m, a) => m.sendKey(a.get(0, "key")),
-  send_chars: (m, a) => m.sendChars(a.get(0, "chars")),
+  send_key: (m, a) =>
+    m.sendKey(a.get(0, "key"), { delay: keyDelay(a.get(1, "delay", 0.01)), log: Boolean(a.get(2, "log", true)) }),
+  send_chars: (m, a) => m.sendChars(a.get(0, "chars"), { delay: keyDelay(a.get(1, "delay", 0.01)) }),
   send_console: (m, a) => m.sendConsole(a.get(0, "chars")),
   send_monitor_command: (m, a) => m.sendMonitorCommand(a.get(0, "command")),
   get_screen_text: (m) => m.getScreenText(),

@@ -48,6 +48,8 @@ describe("an X11 desktop (SPEC §8, real VM)", () => {
     // the DRM driver drives QEMU's VGA at virtualisation.resolution
     expect(await m.succeed("xdpyinfo | grep dimensions")).toContain("1024x768 pixels");
     expect(await m.succeed("xinput list")).toContain("Virtio Keyboard");
+    // a busy guest must not turn one held key into two: X's autorepeat is off
+    expect(await m.succeed("xset q")).toMatch(/auto repeat:\s+off/);
   });
 
   it("is restored with its desktop drawn: the boot snapshot waits for the session to paint", async () => {

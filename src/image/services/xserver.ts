@@ -167,6 +167,9 @@ until_() {
 }
 x_answers() { xprop -display :0 -root -len 0 _XKB_RULES_NAMES >/dev/null 2>&1; }
 until_ 120 "X did not answer on :0" x_answers
+# No key autorepeat: under emulation a busy guest can read a key's release after X's repeat
+# delay, and a typed URL gets doubled letters. A test's keys are QEMU's press-hold-release.
+xset -display :0 r off || say "xset r off failed: keys may autorepeat"
 runuser -l ${user} -c 'exec /etc/vmrig/xsession' </dev/null &
 ${
   wm
