@@ -318,6 +318,12 @@ export const serviceOptions = {
       ),
       createMountPoints: option(t.bool, false, "Create each exported directory before the server starts."),
     },
+    settings: option(
+      t.attrsOf(t.attrsOf(t.either(t.str, t.int, t.bool))),
+      {},
+      'nfs.conf(5) sections for the NFS daemons and tools, e.g. { nfsd: { "grace-time": 10, "lease-time": 10 } } (a test need not wait out the 90 s grace period after a server restart). Booleans are written true/false.',
+      "/etc/nfs.conf.d/vmrig.conf",
+    ),
   },
   openssh: {
     enable: option(

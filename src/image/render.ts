@@ -8,7 +8,7 @@ import { renderMysql } from "./services/mysql.js";
 import { renderVsftpd } from "./services/vsftpd.js";
 import { renderNginx } from "./services/nginx.js";
 import { renderHttpd } from "./services/httpd.js";
-import { renderNfsServer } from "./services/nfs.js";
+import { renderNfsServer, renderNfsSettings } from "./services/nfs.js";
 import { redisServers, renderRedis } from "./services/redis.js";
 import { renderAuthorizedKeys, renderOpenssh } from "./services/openssh.js";
 import { renderPhpfpm } from "./services/phpfpm.js";
@@ -150,6 +150,7 @@ export function renderNode(
   renderAuthorizedKeys(config, patch);
   renderOpenssh(config, patch);
   renderNfsServer(config, patch);
+  renderNfsSettings(config, patch);
   renderRedis(config, patch);
   renderKeepalived(config, patch);
   renderTeeworlds(config, patch);

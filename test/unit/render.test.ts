@@ -91,6 +91,15 @@ describe("rendering a node", () => {
     expect(packagesOf(evalNodes({ m: config }).m!)).toContain("nfs-kernel-server");
   });
 
+  it("renders services.nfs.settings as nfs.conf(5) sections", () => {
+    const p = render({
+      services: { nfs: { settings: { nfsd: { "grace-time": 10, vers3: false }, mountd: { port: "4002" } } } },
+    });
+    expect(text(p, "/etc/nfs.conf.d/vmrig.conf")).toContain(
+      "[nfsd]\ngrace-time = 10\nvers3 = false\n\n[mountd]\nport = 4002\n",
+    );
+  });
+
   it("renders users.users.NAME.hashedPasswordFile, security.pam.services.NAME.limits and services.openssh's listen addresses", () => {
     const p = render({
       users: { users: { alice: { isNormalUser: true, hashedPasswordFile: "hash.txt" } } },
