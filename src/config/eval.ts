@@ -238,6 +238,9 @@ export const HOST_NIC = { name: "eth0", address: "10.0.2.15" } as const;
  * vlan addresses, the forwarding NIC, pool sockets, the SSH firewall opening.
  */
 /** A Redis server's unit, account and runtime folder name: redis-NAME, or redis for "". */
+/** The UDP port OpenArena's server listens on (ioquake3's `net_port`; NixOS opens this one). */
+export const OPENARENA_PORT = 27960;
+
 export const redisName = (server: string): string => (server === "" ? "redis" : `redis-${server}`);
 
 function builtinModule(name: string, index: number): NodeModule {
@@ -261,6 +264,7 @@ function builtinModule(name: string, index: number): NodeModule {
     });
     const ssh = config.services.openssh;
     const tw = config.services.teeworlds;
+    const oa = config.services.openarena;
     return {
       // Graphical machines need a DRM driver and input devices: Debian's full kernel (SPEC §2).
       boot: { kernelPackages: lib.mkDefault(config.services.xserver.enable ? "full" : "cloud") },
@@ -301,7 +305,10 @@ function builtinModule(name: string, index: number): NodeModule {
         hostName: lib.mkDefault(name),
         firewall: {
           allowedTCPPorts: ssh.enable && ssh.openFirewall ? ssh.ports : [],
-          allowedUDPPorts: tw.enable && tw.openPorts ? [tw.port] : [],
+          allowedUDPPorts: [
+            ...(tw.enable && tw.openPorts ? [tw.port] : []),
+            ...(oa.enable && oa.openPorts ? [OPENARENA_PORT] : []),
+          ],
           trustedInterfaces: forwarding ? [HOST_NIC.name] : [],
         },
         interfaces,

@@ -302,6 +302,20 @@ export const serviceOptions = {
     port: option(t.int, 8303, "The UDP port (`sv_port`)."),
     extraOptions: option(t.listOf(t.str), [], "More lines for teeworlds.cfg."),
   },
+  openarena: {
+    enable: option(
+      t.bool,
+      false,
+      "Run an OpenArena game server.",
+      "Debian's openarena-server (ioquake3's dedicated server) as openarena.service (DynamicUser, as NixOS); Debian's own openarena-server.service is masked",
+    ),
+    openPorts: option(t.bool, false, "Open the server's UDP port (27960) in the firewall."),
+    extraFlags: option(
+      t.listOf(t.str),
+      [],
+      'Flags for the server, e.g. "+set dedicated 2", "+map oa_dm1" (a map is needed before clients can connect). Joined with spaces into ExecStart, so systemd\'s quoting applies, as in NixOS.',
+    ),
+  },
   nfs: {
     server: {
       enable: option(

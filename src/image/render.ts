@@ -3,6 +3,7 @@ import { debianPackages, scriptPackages, type EvaluatedConfig } from "../config/
 import { configError } from "../util/errors.js";
 import { enable, file, unit, type Patch, type UnitValue } from "./patch.js";
 import { renderKeepalived } from "./services/keepalived.js";
+import { renderOpenarena } from "./services/openarena.js";
 import { renderTeeworlds } from "./services/teeworlds.js";
 import { renderMysql } from "./services/mysql.js";
 import { renderVsftpd } from "./services/vsftpd.js";
@@ -112,6 +113,7 @@ export function ownPackages(config: EvaluatedConfig): string[] {
   if (config.services.nfs.server.enable) pkgs.add("nfs-kernel-server");
   if (config.services.keepalived.enable) pkgs.add("keepalived");
   if (config.services.teeworlds.enable) pkgs.add("teeworlds-server");
+  if (config.services.openarena.enable) pkgs.add("openarena-server");
   if (redisServers(config).length) pkgs.add("redis-server");
   for (const p of xserverPackages(config)) pkgs.add(p);
   // what mounts a network file system (NixOS: boot.supportedFilesystems)
@@ -154,6 +156,7 @@ export function renderNode(
   renderRedis(config, patch);
   renderKeepalived(config, patch);
   renderTeeworlds(config, patch);
+  renderOpenarena(config, patch);
   renderXserver(config, patch);
   renderUnits(config, tree, patch, switchable);
   renderSystem(config, patch);

@@ -42,6 +42,7 @@ describe("examples from the seeds and SPEC §5 (real VMs)", () => {
     "nixos/sgtpuzzles",
     "firefox",
     "nixos/chromium",
+    "nixos/teeworlds",
   ]) {
     it(`examples/${name}.vmrig.ts passes`, () => {
       const r = run(path.join(root, "examples", `${name}.vmrig.ts`));

@@ -91,6 +91,22 @@ describe("rendering a node", () => {
     expect(packagesOf(evalNodes({ m: config }).m!)).toContain("nfs-kernel-server");
   });
 
+  it("renders services.openarena as NixOS's openarena.service, Debian's own unit masked, the port opened", () => {
+    const config = {
+      services: {
+        openarena: { enable: true, openPorts: true, extraFlags: ["+map oa_dm7", "+set sv_hostname 'My server'"] },
+      },
+    };
+    const p = render(config);
+    expect(text(p, "/etc/systemd/system/openarena.service")).toContain(
+      "ExecStart=/usr/games/openarena-server +set fs_homepath /var/lib/openarena +map oa_dm7 +set sv_hostname 'My server'",
+    );
+    expect(p.symlinks).toContainEqual({ path: "/etc/systemd/system/openarena-server.service", target: "/dev/null" });
+    const node = evalNodes({ m: config }).m!;
+    expect(packagesOf(node)).toContain("openarena-server");
+    expect(node.networking.firewall.allowedUDPPorts).toEqual([27960]);
+  });
+
   it("renders services.nfs.settings as nfs.conf(5) sections", () => {
     const p = render({
       services: { nfs: { settings: { nfsd: { "grace-time": 10, vers3: false }, mountd: { port: "4002" } } } },
