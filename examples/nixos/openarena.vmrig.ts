@@ -5,7 +5,10 @@
 // Adapted, the nodes only: nixpkgs' common/x11.nix is services.xserver with IceWM and the
 // session logged in as root, which is what vmrig does without autoLogin. NixOS's
 // `hardware.opengl.driSupport` is Debian's Mesa drivers (libgl1-mesa-dri): the clients draw
-// with llvmpipe, Mesa's software renderer, as a VM without a GPU must.
+// with llvmpipe, Mesa's software renderer, as a VM without a GPU must. Under software
+// emulation a client loads the map for ~4.5 min before it enters the game, and its screen
+// lags behind: the screenshots show the loading screen ("awaiting snapshot") while the
+// server's log has both players in.
 import { defineModule, defineTest } from "vmrig";
 
 // Root's autoexec.cfg (the session runs as root), read before the renderer starts: every

@@ -43,6 +43,7 @@ describe("examples from the seeds and SPEC §5 (real VMs)", () => {
     "firefox",
     "nixos/chromium",
     "nixos/teeworlds",
+    "nixos/openarena",
   ]) {
     it(`examples/${name}.vmrig.ts passes`, () => {
       const r = run(path.join(root, "examples", `${name}.vmrig.ts`));
