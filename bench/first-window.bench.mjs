@@ -1,9 +1,10 @@
-// The seeds' graphical tests (issue #27): time from start() to the browser's first window,
+// The seeds' graphical tests (issue #27): time from start() to the program's first window,
 // first boot (boot snapshots off) and restored (from the boot snapshot of the logged-in
-// desktop), for each browser. Numbers and ratios in one run, no assertions.
-//   node bench/first-window.bench.mjs [--restores N] [--only firefox|chromium]
-// The desktop is the examples' (IceWM, alice logged in); each browser is started as alice,
-// as examples/firefox.vmrig.ts and examples/nixos/chromium.vmrig.ts do.
+// desktop), for each browser and game. Numbers and ratios in one run, no assertions.
+//   node bench/first-window.bench.mjs [--restores N] [--only firefox|chromium|teeworlds|openarena]
+// The desktop is the examples' (IceWM, alice logged in); each program is started as alice,
+// as examples/firefox.vmrig.ts and examples/nixos/chromium.vmrig.ts do (the games' examples
+// run them as root, in a root session: the same X server and the same renderer, llvmpipe).
 import os from "node:os";
 import { cleanup, desktopNode, median, rowPrinter, s, topology } from "./lib.mjs";
 
@@ -12,21 +13,27 @@ const restores = Number(args[args.indexOf("--restores") + 1] || 2) || 2;
 const only = args.includes("--only") ? args[args.indexOf("--only") + 1] : undefined;
 const row = rowPrinter(60, 12);
 
-const browsers = {
-  firefox: { pkg: "firefox-esr", cmd: "firefox-esr about:blank", window: /Firefox|Mozilla/ },
-  chromium: { pkg: "chromium", cmd: "chromium --use-gl=swiftshader about:blank", window: /Chromium/ },
+const programs = {
+  firefox: { pkgs: ["firefox-esr"], cmd: "firefox-esr about:blank", window: /Firefox|Mozilla/ },
+  chromium: { pkgs: ["chromium"], cmd: "chromium --use-gl=swiftshader about:blank", window: /Chromium/ },
+  teeworlds: { pkgs: ["teeworlds", "libgl1-mesa-dri"], cmd: "/usr/games/teeworlds", window: /Teeworlds/ },
+  openarena: {
+    pkgs: ["openarena", "libgl1-mesa-dri"],
+    cmd: "/usr/games/openarena +set r_fullscreen 0 +set r_mode 0 +set s_initsound 0",
+    window: /ioquake3/,
+  },
 };
 
-const desktop = (pkg) => ({
+const desktop = (pkgs) => ({
   machine: desktopNode({
     virtualisation: { memorySize: 2047 },
-    environment: { systemPackages: [pkg, "xdotool"] },
+    environment: { systemPackages: [...pkgs, "xdotool"] },
   }),
 });
 
-/** start() → the browser's first window; also when the desktop was up (waitForX). */
+/** start() → the program's first window; also when the desktop was up (waitForX). */
 async function firstWindow(name, b, snapshots) {
-  const t = await topology({ name: `bench-${name}`, nodes: desktop(b.pkg) }, snapshots);
+  const t = await topology({ name: `bench-${name}`, nodes: desktop(b.pkgs) }, snapshots);
   try {
     const m = t.machines[0];
     const t0 = performance.now();
@@ -43,7 +50,7 @@ async function firstWindow(name, b, snapshots) {
 
 try {
   console.log(`host: ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB`);
-  for (const [name, b] of Object.entries(browsers)) {
+  for (const [name, b] of Object.entries(programs)) {
     if (only && only !== name) continue;
     await firstWindow(name, b, true); // builds the image and saves the boot snapshot if missing
     const cold = await firstWindow(name, b, false);
