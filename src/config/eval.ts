@@ -233,16 +233,16 @@ export function vlanAddresses(vlan: number, index: number): { ipv4: string; ipv6
 /** The user-mode NIC that `virtualisation.forwardPorts` and `forwardPort()` add: eth0, QEMU's default guest address. */
 export const HOST_NIC = { name: "eth0", address: "10.0.2.15" } as const;
 
-/**
- * What vmrig adds to every node, as NixOS's own modules would: the hostname, the
- * vlan addresses, the forwarding NIC, pool sockets, the SSH firewall opening.
- */
 /** A Redis server's unit, account and runtime folder name: redis-NAME, or redis for "". */
-/** The UDP port OpenArena's server listens on (ioquake3's `net_port`; NixOS opens this one). */
-export const OPENARENA_PORT = 27960;
-
 export const redisName = (server: string): string => (server === "" ? "redis" : `redis-${server}`);
 
+/** The UDP port OpenArena's server listens on (ioquake3's `net_port`; NixOS opens this one). */
+const OPENARENA_PORT = 27960;
+
+/**
+ * What vmrig adds to every node, as NixOS's own modules would: the hostname, the
+ * vlan addresses, the forwarding NIC, pool sockets, the game servers' and SSH's firewall openings.
+ */
 function builtinModule(name: string, index: number): NodeModule {
   return ({ config }) => {
     const interfaces: Record<

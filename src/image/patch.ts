@@ -38,6 +38,15 @@ export function enable(
   patch.symlinks.push({ path: `${dir}/${target}.wants/${unit}`, target: unitPath });
 }
 
+/**
+ * A service's `[Service]` keys for a dynamic user whose home is its state directory
+ * (/var/lib/NAME): game servers keep their settings and maps under $HOME.
+ */
+export function dynamicUserHome(name: string): Record<string, string> {
+  const home = `/var/lib/${name}`;
+  return { DynamicUser: "true", StateDirectory: name, WorkingDirectory: home, Environment: `HOME=${home}` };
+}
+
 export type UnitValue = string | number | boolean | string[];
 
 export function unit(sections: Record<string, Record<string, UnitValue | undefined>>): string {
@@ -52,6 +61,26 @@ export function unit(sections: Record<string, Record<string, UnitValue | undefin
     if (lines.length) out.push(`[${section}]`, ...lines, "");
   }
   return out.join("\n");
+}
+
+export type IniValue = string | number | boolean | (string | number)[];
+
+/**
+ * INI sections of `key = value` lines, as NixOS's `lib.generators.toINI` with
+ * `listsAsDuplicateKeys`: a list repeats the key once per element. `true` is written as
+ * the bare key where the format has flags (`bareTrue`: my.cnf), else as "true".
+ */
+export function ini(sections: Record<string, Record<string, IniValue>>, opts: { bareTrue?: boolean } = {}): string {
+  return Object.entries(sections)
+    .map(([section, kv]) =>
+      [
+        `[${section}]`,
+        ...Object.entries(kv).flatMap(([k, v]) =>
+          Array.isArray(v) ? v.map((e) => `${k} = ${e}`) : [v === true && opts.bareTrue ? k : `${k} = ${v}`],
+        ),
+      ].join("\n"),
+    )
+    .join("\n\n");
 }
 
 /** A raw block of configuration (a NixOS `extraConfig`) as lines indented by `n`, each trimmed; none if it is blank. */

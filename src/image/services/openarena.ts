@@ -1,5 +1,5 @@
 import type { EvaluatedConfig } from "../../config/eval.js";
-import { enable, unit, file, type Patch } from "../patch.js";
+import { dynamicUserHome, enable, file, unit, type Patch } from "../patch.js";
 
 /**
  * services.openarena → Debian's openarena-server run as NixOS runs it: openarena.service with
@@ -18,10 +18,7 @@ export function renderOpenarena(config: EvaluatedConfig, patch: Patch): void {
       unit({
         Unit: { Description: "OpenArena", After: "network.target" },
         Service: {
-          DynamicUser: "true",
-          StateDirectory: "openarena",
-          WorkingDirectory: "/var/lib/openarena",
-          Environment: "HOME=/var/lib/openarena",
+          ...dynamicUserHome("openarena"),
           ExecStart: ["/usr/games/openarena-server +set fs_homepath /var/lib/openarena", ...oa.extraFlags].join(" "),
           Restart: "on-failure",
           NoNewPrivileges: "true",

@@ -1,5 +1,5 @@
 import type { EvaluatedConfig } from "../../config/eval.js";
-import { enable, file, unit, type Patch } from "../patch.js";
+import { dynamicUserHome, enable, file, unit, type Patch } from "../patch.js";
 
 /**
  * services.teeworlds → Debian's teeworlds-server run as NixOS runs it: teeworlds.service
@@ -29,11 +29,7 @@ export function renderTeeworlds(config: EvaluatedConfig, patch: Patch): void {
       unit({
         Unit: { Description: "Teeworlds Server", Wants: "network-online.target", After: "network-online.target" },
         Service: {
-          DynamicUser: "true",
-          // its home is where it may keep files of its own; its log goes to the journal
-          StateDirectory: "teeworlds",
-          WorkingDirectory: "/var/lib/teeworlds",
-          Environment: "HOME=/var/lib/teeworlds",
+          ...dynamicUserHome("teeworlds"),
           ExecStart: "/usr/games/teeworlds-server -f /etc/teeworlds/teeworlds.cfg",
         },
         Install: { WantedBy: "multi-user.target" },
