@@ -83,6 +83,12 @@ export interface Lib {
   mkAfter<V extends unknown[]>(value: V): Prioritised<V>;
   /** a command for `environment.systemPackages`: /usr/local/bin/NAME holding `text` (NixOS's `pkgs.writeScriptBin`) */
   writeScriptBin(name: string, text: string): ScriptPackage;
+  /**
+   * a desktop entry started at every graphical login, for `environment.systemPackages`:
+   * the package's /usr/share/applications/NAME.desktop copied to /etc/xdg/autostart (NixOS's
+   * `pkgs.makeAutostartItem`; Debian names the entry after the package: `firefox-esr`)
+   */
+  makeAutostartItem(item: { name: string; package: string }): AutostartItem;
 }
 
 /** A script in `environment.systemPackages` (`lib.writeScriptBin`). */
@@ -91,14 +97,27 @@ export interface ScriptPackage {
   text: string;
 }
 
-/** The Debian packages of a `systemPackages` list (the rest are scripts). */
-export function debianPackages(list: readonly (string | ScriptPackage)[]): string[] {
-  return list.filter((p): p is string => typeof p === "string");
+/** A desktop entry in `environment.systemPackages` (`lib.makeAutostartItem`). */
+export interface AutostartItem {
+  autostart: string;
+  package: string;
+}
+
+type SystemPackage = string | ScriptPackage | AutostartItem;
+
+/** The Debian packages of a `systemPackages` list: its names, and the packages its autostart items come from. */
+export function debianPackages(list: readonly SystemPackage[]): string[] {
+  return list.flatMap((p) => (typeof p === "string" ? [p] : "autostart" in p ? [p.package] : []));
 }
 
 /** The scripts of a `systemPackages` list. */
-export function scriptPackages(list: readonly (string | ScriptPackage)[]): ScriptPackage[] {
-  return list.filter((p): p is ScriptPackage => typeof p !== "string");
+export function scriptPackages(list: readonly SystemPackage[]): ScriptPackage[] {
+  return list.filter((p): p is ScriptPackage => typeof p !== "string" && "text" in p);
+}
+
+/** The autostart items of a `systemPackages` list. */
+export function autostartItems(list: readonly SystemPackage[]): AutostartItem[] {
+  return list.filter((p): p is AutostartItem => typeof p !== "string" && "autostart" in p);
 }
 
 export const lib: Lib = {
@@ -118,6 +137,13 @@ export const lib: Lib = {
         hint: "letters, digits and . _ + - only: it becomes /usr/local/bin/NAME",
       });
     return { name, text };
+  },
+  makeAutostartItem: ({ name, package: pkg }) => {
+    if (!/^[A-Za-z0-9._+-]+$/.test(name))
+      throw configError(`lib.makeAutostartItem: ${JSON.stringify(name)} is not a desktop entry's name`, {
+        hint: 'the file name without .desktop, as in /usr/share/applications: { name: "firefox-esr", package: "firefox-esr" }',
+      });
+    return { autostart: name, package: pkg };
   },
 };
 
@@ -290,11 +316,15 @@ function builtinModule(name: string, index: number): NodeModule {
       },
       // each Redis server's own account and group (members of the group may use its socket)
       users: {
-        users: Object.fromEntries(
-          Object.values(config.services.redis.servers)
-            .filter((s) => s.enable && s.user)
-            .map((s) => [s.user, { isSystemUser: true, group: s.user }]),
-        ),
+        users: {
+          // NixOS's `name` of an account: its attribute's name (scripts read nodes.x.config.users.users.alice.name)
+          ...Object.fromEntries(Object.keys(config.users.users).map((u) => [u, { name: lib.mkDefault(u) }])),
+          ...Object.fromEntries(
+            Object.values(config.services.redis.servers)
+              .filter((s) => s.enable && s.user)
+              .map((s) => [s.user, { isSystemUser: true, group: s.user, name: lib.mkDefault(s.user) }]),
+          ),
+        },
         groups: Object.fromEntries(
           Object.values(config.services.redis.servers)
             .filter((s) => s.enable && s.user)

@@ -379,6 +379,15 @@ export const serviceOptions = {
       "Debian's Xorg (xserver-xorg-core with the libinput input driver) run as root by display-manager.service, which is ready once the session (and its window manager) holds the screen; the session runs as the auto-login user, root otherwise. Key autorepeat is off (`xset r off`). Backdoor commands have DISPLAY=:0. The node boots Debian's full kernel unless `boot.kernelPackages` says otherwise (its DRM driver for QEMU's VGA, `bochs`, drives the screen; on the cloud kernel Xorg's `vesa` driver does)",
     ),
     displayManager: {
+      gdm: {
+        enable: option(
+          t.bool,
+          false,
+          "GDM as the display manager (with `desktopManager.gnome`: GNOME, on Wayland by default).",
+          "Debian's gdm3 as display-manager.service; auto-login through /etc/gdm3/daemon.conf. The boot (and its snapshot) ends once gnome-shell is on the session bus of the auto-login user (of GDM's greeter without auto-login). Backdoor commands get DISPLAY=:0 and the session's XAUTHORITY, so X clients reach Xwayland",
+        ),
+        wayland: option(t.bool, true, "Run the session on Wayland (false: on Xorg)."),
+      },
       autoLogin: {
         enable: option(t.bool, false, "Log `user` in on the X display at boot."),
         user: option(t.nullOr(t.str), null, "The account the X session runs as (it must exist: `users.users`)."),
@@ -389,6 +398,16 @@ export const serviceOptions = {
         "Shell commands run in the session before the window manager starts (as the session's user, DISPLAY set).",
         "/etc/vmrig/xsession, a sh script run with the user's login environment (`runuser -l`)",
       ),
+    },
+    desktopManager: {
+      gnome: {
+        enable: option(
+          t.bool,
+          false,
+          "The GNOME desktop (needs `displayManager.gdm`).",
+          "Debian's gnome-session and gnome-shell, drawn by Mesa's llvmpipe when there is no GPU (under TCG: expect a slow first frame, paid once by the boot snapshot); Xwayland for X clients",
+        ),
+      },
     },
     windowManager: {
       icewm: {

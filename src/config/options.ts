@@ -60,12 +60,19 @@ export const scriptPackage = t.submodule({
   text: option(t.str, "", "The script, with its #! line."),
 });
 
+/** A desktop entry started at login (NixOS's `pkgs.makeAutostartItem`), made by `lib.makeAutostartItem`. */
+export const autostartItem = t.submodule({
+  autostart: option(t.str, "", "The desktop entry's name: /usr/share/applications/NAME.desktop."),
+  package: option(t.str, "", "The Debian package that ships it (installed too)."),
+});
+
 const portRange = t.submodule({
   from: option(t.int, 0, "First port."),
   to: option(t.int, 0, "Last port."),
 });
 
 const user = t.submodule({
+  name: option(t.str, "", "The account's name: the attribute's name (as in NixOS; here it cannot differ from it)."),
   isNormalUser: option(t.bool, false, "A human account: uid ≥ 1000, home created, bash shell, group `users`."),
   isSystemUser: option(t.bool, false, "A system account: uid < 1000, no login shell."),
   uid: option(t.nullOr(t.int), null, "Fixed uid; allocated when null."),
@@ -115,10 +122,10 @@ export const nodeOptions = {
   },
   environment: {
     systemPackages: option(
-      t.listOf(t.either(t.str, scriptPackage)),
+      t.listOf(t.either(t.str, scriptPackage, autostartItem)),
       [],
-      "Debian packages installed system-wide, and scripts made by `lib.writeScriptBin(name, text)`.",
-      "apt-get install --no-install-recommends into the node's package layer; Debian's default of enabling a packaged service is kept. A script is written to /usr/local/bin/NAME (NixOS: `pkgs.writeScriptBin`)",
+      "Debian packages installed system-wide, scripts made by `lib.writeScriptBin(name, text)`, and desktop entries started at login made by `lib.makeAutostartItem({ name, package })`.",
+      "apt-get install --no-install-recommends into the node's package layer; Debian's default of enabling a packaged service is kept. A script is written to /usr/local/bin/NAME (NixOS: `pkgs.writeScriptBin`); an autostart item copies the package's /usr/share/applications/NAME.desktop to /etc/xdg/autostart (NixOS: `pkgs.makeAutostartItem`)",
     ),
     etc: option(
       t.attrsOf(

@@ -55,6 +55,13 @@ export function renderUsers(config: EvaluatedConfig, tree: TreeInfo, patch: Patc
       : defaultRootUser(),
   };
   for (const [name, u] of Object.entries(users)) {
+    if (u.name && u.name !== name)
+      throw configError(
+        `users.users.${name}.name = ${JSON.stringify(u.name)}: an account is named by its attribute here`,
+        {
+          hint: `declare it as users.users.${JSON.stringify(u.name)} instead`,
+        },
+      );
     if (u.isNormalUser && u.isSystemUser)
       throw configError(`users.users.${name}: isNormalUser and isSystemUser are both set`);
     const existing = passwd.find((e) => e.name === name);
@@ -130,6 +137,7 @@ export function renderUsers(config: EvaluatedConfig, tree: TreeInfo, patch: Patc
 
 function defaultRootUser(): EvaluatedConfig["users"]["users"][string] {
   return {
+    name: "root",
     isNormalUser: false,
     isSystemUser: false,
     uid: 0,

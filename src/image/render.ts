@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { debianPackages, scriptPackages, type EvaluatedConfig } from "../config/eval.js";
+import { autostartItems, debianPackages, scriptPackages, type EvaluatedConfig } from "../config/eval.js";
 import { configError } from "../util/errors.js";
 import { enable, file, unit, type Patch, type UnitValue } from "./patch.js";
 import { renderKeepalived } from "./services/keepalived.js";
@@ -190,7 +190,9 @@ function renderEnvironment(config: EvaluatedConfig, tree: TreeInfo, patch: Patch
   const envLines = Object.entries(vars).map(([k, v]) => `${k}="${v.replace(/(["\\$`])/g, "\\$1")}"`);
   patch.files.push(file("/etc/environment", envLines.join("\n") + "\n"));
   // As in NixOS, commands run by the backdoor may use the X server.
-  const backdoorLines = config.services.xserver.enable ? [...envLines, "DISPLAY=:0"] : envLines;
+  const x = config.services.xserver;
+  const display = x.displayManager.gdm.enable ? ["DISPLAY=:0", "XAUTHORITY=/run/vmrig/xauthority"] : ["DISPLAY=:0"];
+  const backdoorLines = x.enable ? [...envLines, ...display] : envLines;
   patch.files.push(file("/etc/vmrig/backdoor.env", backdoorLines.map((l) => `export ${l}`).join("\n") + "\n"));
   for (const [rel, spec] of Object.entries(config.environment.etc)) {
     const p = `/etc/${rel.replace(/^\/+/, "")}`;
@@ -205,6 +207,23 @@ function renderEnvironment(config: EvaluatedConfig, tree: TreeInfo, patch: Patch
     if (!script.name)
       throw configError("environment.systemPackages: a script has no name (make it with lib.writeScriptBin)");
     patch.files.push(file(`/usr/local/bin/${script.name}`, script.text, 0o755));
+  }
+  // lib.makeAutostartItem: the package's own desktop entry, started by every graphical login
+  for (const item of autostartItems(config.environment.systemPackages)) {
+    const entry = `/usr/share/applications/${item.autostart}.desktop`;
+    const shipped = tree.listDir("/usr/share/applications");
+    if (!shipped.includes(`${item.autostart}.desktop`)) {
+      const entries = shipped.filter((f) => f.endsWith(".desktop")).map((f) => f.slice(0, -".desktop".length));
+      throw configError(
+        `lib.makeAutostartItem: package ${JSON.stringify(item.package)} has no desktop entry ${JSON.stringify(item.autostart)} (${entry})`,
+        {
+          hint: entries.length
+            ? `desktop entries in the image: ${entries.join(", ")}`
+            : "the image has no desktop entries at all: is the package a graphical application?",
+        },
+      );
+    }
+    patch.files.push(file(`/etc/xdg/autostart/${item.autostart}.desktop`, tree.readFile(entry)));
   }
 }
 

@@ -15,6 +15,12 @@ const NOT_GRAPHICAL = "no-xserver";
  * manager prints `failed` first, then its diagnosis.
  */
 const X_STATE = String.raw`
+if [ -x /usr/lib/vmrig/desktop-ready ]; then
+  # GNOME: ready once its shell has started (vmrig-desktop-ready) and Xwayland's socket is there
+  state=$(systemctl is-active vmrig-desktop-ready.service || true)
+  if [ "$state" = active ] && [ -S /tmp/.X11-unix/X0 ]; then echo ready; exit 0; fi
+  echo "vmrig-desktop-ready.service is $state"; exit 0
+fi
 if [ ! -x /usr/lib/vmrig/display-manager ]; then echo ${NOT_GRAPHICAL}; exit 0; fi
 state=$(systemctl is-active display-manager.service || true)
 if [ "$state" = active ] && [ -S /tmp/.X11-unix/X0 ] && xprop -display :0 -root -len 0 _XKB_RULES_NAMES >/dev/null 2>&1; then
@@ -24,6 +30,11 @@ echo "display-manager.service is $state"`;
 
 /** What the guest's X looks like, for a report: the unit's last lines, Xorg's errors, its input devices. */
 const X_DIAGNOSIS = String.raw`
+if [ -x /usr/lib/vmrig/desktop-ready ]; then
+  journalctl -b -u display-manager.service -u vmrig-desktop-ready.service -n 15 --no-pager -o cat 2>/dev/null | sed 's/^/  /'
+  journalctl -b _COMM=gnome-shell -n 10 --no-pager -o cat 2>/dev/null | sed 's/^/  gnome-shell: /'
+  exit 0
+fi
 journalctl -b -u display-manager.service -n 15 --no-pager -o cat 2>/dev/null | sed 's/^/  /'
 log=/var/log/Xorg.0.log
 if [ -e $log ]; then
@@ -71,8 +82,36 @@ export async function waitForX(m: MachineCore, location: string | undefined, tim
   );
 }
 
-const WINDOW_NAMES = String.raw`[ -x /usr/lib/vmrig/display-manager ] || { echo ${NOT_GRAPHICAL} >&2; exit 3; }
+/** Printed before GNOME's answer; gnome-shell's refusal to evaluate (no unsafe mode) exits with GNOME_REFUSED. */
+const GNOME_WINDOWS = "gnome-windows:";
+const GNOME_REFUSED = 4;
+
+// On GNOME (Wayland: no X tree to read) the titles come from gnome-shell itself, URI-encoded
+// so that gdbus's quoting of the answer cannot garble them.
+const WINDOW_NAMES = String.raw`if [ -x /usr/lib/vmrig/gnome-eval ]; then
+  out=$(/usr/lib/vmrig/gnome-eval 'encodeURIComponent(JSON.stringify(global.get_window_actors().map(a => a.meta_window.get_title() ?? ""))).replace(/\x27/g, "%27")' 2>&1) || { echo "$out" >&2; exit 1; }
+  case $out in "(true, "*) echo "${GNOME_WINDOWS}$out"; exit 0 ;; *) echo "$out" >&2; exit ${GNOME_REFUSED} ;; esac
+fi
+[ -x /usr/lib/vmrig/display-manager ] || { echo ${NOT_GRAPHICAL} >&2; exit 3; }
 xwininfo -root -tree | sed 's/.*0x[0-9a-f]* "\([^"]*\)".*/\1/; t; d'`;
+
+/** The titles in gdbus's `(true, '"%5B%22Title%22%5D"')`. */
+function gnomeTitles(answer: string): string[] | undefined {
+  const m = /^\(true, '"([^'"]*)"'\)$/.exec(answer.trim());
+  if (!m?.[1]) return undefined;
+  const titles: unknown = JSON.parse(decodeURIComponent(m[1]));
+  return Array.isArray(titles) ? titles.map(String).filter((t) => t !== "") : undefined;
+}
+
+function gnomeRefused(m: MachineCore, call: string, location: string | undefined, answer: string): Error {
+  return m.fail("gnome-shell would not list its windows (org.gnome.Shell.Eval refused)", call, {
+    location,
+    output: answer,
+    hint:
+      "GNOME answers Eval only in unsafe mode, as in NixOS: run the shell with --unsafe-mode, " +
+      'systemd.user.services["org.gnome.Shell@wayland"].serviceConfig.ExecStart = ["", "/usr/bin/gnome-shell --unsafe-mode"]',
+  });
+}
 
 /** The window names, or why xwininfo could not list them (X not up yet, say). */
 async function windowNames(
@@ -83,7 +122,12 @@ async function windowNames(
   await m.qemu(call, location);
   const r = await m.run(WINDOW_NAMES, call, location, 60);
   if (r.status === 3 && r.stderr.includes(NOT_GRAPHICAL)) throw notGraphical(m, call, location);
+  if (r.status === GNOME_REFUSED) throw gnomeRefused(m, call, location, r.stderr.trim());
   if (r.status !== 0) return { error: r.stderr.trim() || `xwininfo exited with status ${r.status}` };
+  if (r.stdout.startsWith(GNOME_WINDOWS)) {
+    const names = gnomeTitles(r.stdout.slice(GNOME_WINDOWS.length));
+    return names ? { names } : { error: `gnome-shell answered ${r.stdout.slice(GNOME_WINDOWS.length).trim()}` };
+  }
   return { names: r.stdout.split("\n").filter((l) => l !== "") };
 }
 

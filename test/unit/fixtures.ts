@@ -20,6 +20,7 @@ export const tree: TreeInfo = {
       "/etc/php/8.4/fpm": ["pool.d"],
       "/etc/pam.d": ["login", "sshd", "su"],
       "/etc/apache2/mods-available": ["headers.load", "proxy.load", "proxy.conf", "proxy_http.load"],
+      "/usr/share/applications": ["firefox-esr.desktop", "org.gnome.Nautilus.desktop", "mimeinfo.cache"],
     })[p] ?? [],
   readFile: (p) =>
     p === "/usr/lib/systemd/user/org.gnome.Shell@.service"
@@ -28,7 +29,9 @@ export const tree: TreeInfo = {
         ? "local all postgres peer\n"
         : p.startsWith("/etc/pam.d/")
           ? "@include common-auth\n@include common-session\n"
-          : "",
+          : p.endsWith(".desktop")
+            ? `[Desktop Entry]\nName=${p}\nExec=app\n`
+            : "",
   readSource: (p) => Buffer.from(`contents of ${p}`),
   hashPassword: (pw, salt) => `$6$${salt}$hash-of-${pw}`,
 };

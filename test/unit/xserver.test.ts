@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { evalNodes, type NodeModule } from "../../src/config/eval.js";
+import { evalNodes, lib, type NodeModule } from "../../src/config/eval.js";
 import { packagesOf } from "../../src/image/render.js";
 import { errorOf, render, text } from "./fixtures.js";
 
@@ -80,5 +80,72 @@ describe("services.xserver (SPEC §8)", () => {
     const e = errorOf(() => evalNodes({ ct: { services: { xserver: { enable: true } } } }, undefined, new Set(["ct"])));
     expect(e.message).toContain("sets services.xserver");
     expect(e.hint).toContain("declare ct under `nodes`");
+  });
+
+  const xserver = {
+    enable: true,
+    displayManager: { gdm: { enable: true }, autoLogin: { enable: true, user: "alice" } },
+    desktopManager: { gnome: { enable: true } },
+  };
+  const gnome: NodeModule = {
+    users: { users: { alice: { isNormalUser: true, uid: 1000 } } },
+    services: { xserver },
+    environment: { systemPackages: [lib.makeAutostartItem({ name: "firefox-esr", package: "firefox-esr" })] },
+  };
+
+  it("runs GNOME with GDM: auto-login, Wayland, ready once alice's gnome-shell has started", () => {
+    const c = evalNodes({ m: gnome }).m!;
+    expect(packagesOf(c)).toEqual(expect.arrayContaining(["gdm3", "gnome-shell", "dbus-user-session", "firefox-esr"]));
+    expect(packagesOf(c)).not.toContain("icewm");
+    const p = render(gnome);
+    const conf = text(p, "/etc/gdm3/daemon.conf");
+    expect(conf).toContain("WaylandEnable=true");
+    expect(conf).toContain("AutomaticLoginEnable=true\nAutomaticLogin=alice");
+    expect(text(p, "/usr/lib/vmrig/desktop-ready")).toContain(
+      "systemctl --user is-active org.gnome.Shell@wayland.service",
+    );
+    expect(text(p, "/usr/lib/vmrig/gnome-eval")).toContain("runuser -u alice");
+    expect(text(p, "/etc/systemd/system/vmrig-desktop-ready.service")).toContain("Before=graphical.target");
+    expect(p.symlinks).toContainEqual({
+      path: "/etc/systemd/system/display-manager.service",
+      target: "/usr/lib/systemd/system/gdm.service",
+    });
+    expect(p.files.map((f) => f.path)).not.toContain("/usr/lib/vmrig/display-manager");
+    // X clients reach the session's Xwayland
+    expect(text(p, "/etc/vmrig/backdoor.env")).toContain("export XAUTHORITY=/run/vmrig/xauthority");
+    // lib.makeAutostartItem: the package's own entry, started at login
+    expect(text(p, "/etc/xdg/autostart/firefox-esr.desktop")).toContain("[Desktop Entry]");
+    // NixOS's users.users.<name>.name
+    expect(c.users.users.alice!.name).toBe("alice");
+    const x11 = render({
+      ...gnome,
+      services: { xserver: { ...xserver, displayManager: { gdm: { enable: true, wayland: false } } } },
+    });
+    expect(text(x11, "/etc/gdm3/daemon.conf")).toContain("WaylandEnable=false");
+    expect(text(x11, "/usr/lib/vmrig/desktop-ready")).toContain("org.gnome.Shell@x11.service");
+    expect(text(x11, "/usr/lib/vmrig/desktop-ready")).toContain("runuser -u Debian-gdm");
+  });
+
+  it("catches a GNOME node that could never come up, and an autostart entry the package lacks", () => {
+    const without = (change: object) =>
+      errorOf(() => render({ ...gnome, services: { xserver: { ...xserver, ...change } } }));
+    expect(without({ desktopManager: { gnome: { enable: false } } }).hint).toContain(
+      "desktopManager.gnome.enable = true",
+    );
+    expect(without({ displayManager: { gdm: { enable: false } } }).hint).toContain("displayManager.gdm.enable = true");
+    expect(without({ enable: false }).message).toContain("services.xserver.enable is not");
+    expect(without({ windowManager: { icewm: { enable: true } } }).message).toContain("icewm.enable and GNOME");
+    const entry = errorOf(() =>
+      render({
+        ...gnome,
+        environment: { systemPackages: [lib.makeAutostartItem({ name: "firefox", package: "firefox-esr" })] },
+      }),
+    );
+    expect(entry.message).toContain('package "firefox-esr" has no desktop entry "firefox"');
+    expect(entry.hint).toContain("firefox-esr, org.gnome.Nautilus");
+    expect(() => lib.makeAutostartItem({ name: "a b", package: "x" })).toThrow(/not a desktop entry's name/);
+    expect(errorOf(() => render({ users: { users: { bob: { name: "robert" } } } })).hint).toContain(
+      'users.users."robert"',
+    );
   });
 });
