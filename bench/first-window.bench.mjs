@@ -1,7 +1,7 @@
 // The seeds' graphical tests (issue #27): time from start() to the program's first window,
 // first boot (boot snapshots off) and restored (from the boot snapshot of the logged-in
 // desktop), for each browser and game. Numbers and ratios in one run, no assertions.
-//   node bench/first-window.bench.mjs [--restores N] [--only firefox|chromium|teeworlds|openarena]
+//   node bench/first-window.bench.mjs [--restores N] [--only firefox|chromium|teeworlds|openarena|gnome-firefox]
 // The desktop is the examples' (IceWM, alice logged in); each program is started as alice,
 // as examples/firefox.vmrig.ts and examples/nixos/chromium.vmrig.ts do (the games' examples
 // run them as root, in a root session: the same X server and the same renderer, llvmpipe).
@@ -22,25 +22,56 @@ const programs = {
     cmd: "/usr/games/openarena +set r_fullscreen 0 +set r_mode 0 +set s_initsound 0",
     window: /ioquake3/,
   },
+  // on Wayland: the window is found through gnome-shell (waitForWindow asks its Eval)
+  "gnome-firefox": {
+    pkgs: ["firefox-esr"],
+    gnome: true,
+    env: "WAYLAND_DISPLAY=wayland-0 XDG_RUNTIME_DIR=/run/user/1000",
+    cmd: "firefox-esr about:blank",
+    window: /Firefox|Mozilla/,
+  },
 };
 
-const desktop = (pkgs) => ({
-  machine: desktopNode({
-    virtualisation: { memorySize: 2047 },
-    environment: { systemPackages: [...pkgs, "xdotool"] },
-  }),
+/** GNOME on Wayland (examples/gnome-wayland.vmrig.ts): alice logged in by GDM, the shell in unsafe mode. */
+const gnomeNode = (pkgs) => ({
+  services: {
+    xserver: {
+      enable: true,
+      displayManager: { gdm: { enable: true }, autoLogin: { enable: true, user: "alice" } },
+      desktopManager: { gnome: { enable: true } },
+    },
+  },
+  users: { users: { alice: { isNormalUser: true, uid: 1000 } } },
+  environment: { systemPackages: pkgs },
+  systemd: {
+    user: {
+      services: {
+        "org.gnome.Shell@wayland": { serviceConfig: { ExecStart: ["", "/usr/bin/gnome-shell --unsafe-mode"] } },
+      },
+    },
+  },
+  virtualisation: { memorySize: 3072 },
+});
+
+const desktop = (pkgs, gnome) => ({
+  machine: gnome
+    ? gnomeNode(pkgs)
+    : desktopNode({
+        virtualisation: { memorySize: 2047 },
+        environment: { systemPackages: [...pkgs, "xdotool"] },
+      }),
 });
 
 /** start() → the program's first window; also when the desktop was up (waitForX). */
 async function firstWindow(name, b, snapshots) {
-  const t = await topology({ name: `bench-${name}`, nodes: desktop(b.pkgs) }, snapshots);
+  const t = await topology({ name: `bench-${name}`, nodes: desktop(b.pkgs, b.gnome) }, snapshots);
   try {
     const m = t.machines[0];
     const t0 = performance.now();
     await m.start();
     await m.waitForX();
     const x = performance.now() - t0;
-    await m.succeed(`su - alice -c 'DISPLAY=:0 ${b.cmd} >/dev/null 2>&1 &'`);
+    await m.succeed(`su - alice -c '${b.env ?? "DISPLAY=:0"} ${b.cmd} >/dev/null 2>&1 &'`);
     await m.waitForWindow(b.window, 600);
     return { total: performance.now() - t0, x, origin: m.origin };
   } finally {

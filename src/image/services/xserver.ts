@@ -346,6 +346,38 @@ function renderGnome(config: EvaluatedConfig, patch: Patch): void {
     ),
   );
   enable(patch, "vmrig-desktop-ready.service", "graphical.target");
+  // A test machine's session: no screen blanking (GNOME's idle blank turns QEMU's display off
+  // mid-test) and no animations (each one is seconds of llvmpipe under TCG). Set through
+  // gsettings at login, since dconf's system databases need compiling, which the image does not do.
+  patch.files.push(
+    file(
+      "/etc/systemd/user/vmrig-gnome-settings.service",
+      unit({
+        Unit: {
+          Description: "vmrig: GNOME settings for a test machine (no blanking, no animations)",
+          Before: "gnome-session-pre.target",
+        },
+        Service: {
+          Type: "oneshot",
+          ExecStart: [
+            "/usr/bin/gsettings set org.gnome.desktop.session idle-delay 0",
+            "/usr/bin/gsettings set org.gnome.desktop.screensaver lock-enabled false",
+            "/usr/bin/gsettings set org.gnome.desktop.interface enable-animations false",
+          ],
+        },
+      }),
+    ),
+  );
+  enable(
+    patch,
+    "vmrig-gnome-settings.service",
+    "gnome-session-pre.target",
+    "/etc/systemd/user/vmrig-gnome-settings.service",
+    "/etc/systemd/user",
+  );
+  // GNOME's file indexer: on a fresh home it fails and restarts every few seconds, and each
+  // try costs CPU the session needs
+  patch.symlinks.push({ path: "/etc/systemd/user/localsearch-3.service", target: "/dev/null" });
   patch.symlinks.push(
     { path: "/etc/systemd/system/display-manager.service", target: "/usr/lib/systemd/system/gdm.service" },
     { path: "/etc/systemd/system/default.target", target: "/usr/lib/systemd/system/graphical.target" },
