@@ -29,6 +29,22 @@ export default defineTest({
       // Auto-start the application after login
       environment: {
         systemPackages: [lib.makeAutostartItem({ name: "firefox-esr", package: "firefox-esr" })],
+        // Not in the seed: under software emulation every Firefox process and every GL frame
+        // costs seconds. One content process, software WebRender (no llvmpipe GL), no
+        // first-run pages (as examples/firefox.vmrig.ts).
+        etc: {
+          "firefox-esr/vmrig.js": {
+            text: [
+              'pref("fission.autostart", false);',
+              'pref("dom.ipc.processCount", 1);',
+              'pref("gfx.webrender.software", true);',
+              'pref("browser.aboutwelcome.enabled", false);',
+              'pref("datareporting.policy.firstRunURL", "");',
+              'pref("browser.startup.homepage_override.mstone", "ignore");',
+              "",
+            ].join("\n"),
+          },
+        },
       },
       // Enable gnome-shell Eval API (unsafe mode)
       systemd: {
@@ -46,7 +62,7 @@ export default defineTest({
         },
       },
       // GNOME and Firefox under software rendering
-      virtualisation: { memorySize: 3072 },
+      virtualisation: { memorySize: 3072, resolution: { x: 800, y: 600 } },
     },
   },
   testScript: ({ nodes }) => {
