@@ -44,6 +44,7 @@ describe("examples from the seeds and SPEC §5 (real VMs)", () => {
     "nixos/chromium",
     "nixos/teeworlds",
     "nixos/openarena",
+    "gnome-wayland",
   ]) {
     it(`examples/${name}.vmrig.ts passes`, () => {
       const r = run(path.join(root, "examples", `${name}.vmrig.ts`));
