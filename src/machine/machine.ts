@@ -230,11 +230,16 @@ export class Machine {
 
   // ---- X11 (x11.ts) ----------------------------------------------------------------
 
-  /** Until the X server on :0 accepts clients and the session (its window manager) is up (needs `services.xserver.enable`). */
+  /** Until the X server on :0 accepts clients and the session (its window manager) is up (needs `services.xserver.enable`); on GNOME, until gnome-shell has started and Xwayland's socket is there. */
   waitForX = this.api(x11.waitForX);
-  /** The names of every window on :0 (`xwininfo -root -tree`), as NixOS's `get_window_names`. */
+  /**
+   * The names of every window on :0 (`xwininfo -root -tree`), as NixOS's `get_window_names`.
+   * On GNOME (Wayland) the titles of gnome-shell's windows, through `org.gnome.Shell.Eval`:
+   * GNOME answers it only when gnome-shell runs with `--unsafe-mode` (NixOS has no Wayland
+   * answer at all); refused, the error shows the override that turns it on.
+   */
   getWindowNames = this.api(x11.getWindowNames);
-  /** Until a window whose name matches `pattern` exists on :0. */
+  /** Until a window whose name matches `pattern` exists on :0 (on GNOME: see `getWindowNames`). */
   waitForWindow = this.api(x11.waitForWindow);
 
   // ---- consoles and terminals (terminals.ts) ---------------------------------------
