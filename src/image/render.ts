@@ -209,9 +209,10 @@ function renderEnvironment(config: EvaluatedConfig, tree: TreeInfo, patch: Patch
     patch.files.push(file(`/usr/local/bin/${script.name}`, script.text, 0o755));
   }
   // lib.makeAutostartItem: the package's own desktop entry, started by every graphical login
-  for (const item of autostartItems(config.environment.systemPackages)) {
+  const items = autostartItems(config.environment.systemPackages);
+  const shipped = items.length ? tree.listDir("/usr/share/applications") : [];
+  for (const item of items) {
     const entry = `/usr/share/applications/${item.autostart}.desktop`;
-    const shipped = tree.listDir("/usr/share/applications");
     if (!shipped.includes(`${item.autostart}.desktop`)) {
       const entries = shipped.filter((f) => f.endsWith(".desktop")).map((f) => f.slice(0, -".desktop".length));
       throw configError(

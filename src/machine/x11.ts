@@ -10,12 +10,15 @@ import { waitFor } from "./waiting.js";
 
 const NOT_GRAPHICAL = "no-xserver";
 
+/** On a GNOME machine (services.xserver.desktopManager.gnome): gnome-shell's Eval, as the session's user. */
+const GNOME_EVAL = "/usr/lib/vmrig/gnome-eval";
+
 /**
  * One round trip: `ready`, NOT_GRAPHICAL, or what is still missing. A failed display
  * manager prints `failed` first, then its diagnosis.
  */
 const X_STATE = String.raw`
-if [ -x /usr/lib/vmrig/desktop-ready ]; then
+if [ -x ${GNOME_EVAL} ]; then
   # GNOME: ready once its shell has started (vmrig-desktop-ready) and Xwayland's socket is there
   state=$(systemctl is-active vmrig-desktop-ready.service || true)
   if [ "$state" = active ] && [ -S /tmp/.X11-unix/X0 ]; then echo ready; exit 0; fi
@@ -30,7 +33,7 @@ echo "display-manager.service is $state"`;
 
 /** What the guest's X looks like, for a report: the unit's last lines, Xorg's errors, its input devices. */
 const X_DIAGNOSIS = String.raw`
-if [ -x /usr/lib/vmrig/desktop-ready ]; then
+if [ -x ${GNOME_EVAL} ]; then
   journalctl -b -u display-manager.service -u vmrig-desktop-ready.service -n 15 --no-pager -o cat 2>/dev/null | sed 's/^/  /'
   journalctl -b _COMM=gnome-shell -n 10 --no-pager -o cat 2>/dev/null | sed 's/^/  gnome-shell: /'
   exit 0
@@ -88,8 +91,8 @@ const GNOME_REFUSED = 4;
 
 // On GNOME (Wayland: no X tree to read) the titles come from gnome-shell itself, URI-encoded
 // so that gdbus's quoting of the answer cannot garble them.
-const WINDOW_NAMES = String.raw`if [ -x /usr/lib/vmrig/gnome-eval ]; then
-  out=$(/usr/lib/vmrig/gnome-eval 'encodeURIComponent(JSON.stringify(global.get_window_actors().map(a => a.meta_window.get_title() ?? ""))).replace(/\x27/g, "%27")' 2>&1) || { echo "$out" >&2; exit 1; }
+const WINDOW_NAMES = String.raw`if [ -x ${GNOME_EVAL} ]; then
+  out=$(${GNOME_EVAL} 'encodeURIComponent(JSON.stringify(global.get_window_actors().map(a => a.meta_window.get_title() ?? ""))).replace(/\x27/g, "%27")' 2>&1) || { echo "$out" >&2; exit 1; }
   case $out in "(true, "*) echo "${GNOME_WINDOWS}$out"; exit 0 ;; *) echo "$out" >&2; exit ${GNOME_REFUSED} ;; esac
 fi
 [ -x /usr/lib/vmrig/display-manager ] || { echo ${NOT_GRAPHICAL} >&2; exit 3; }
