@@ -174,6 +174,7 @@ export class Backdoor extends EventEmitter {
     this.closed = new BackdoorClosed(reason);
     this.current?.reject(this.closed);
     this.current = undefined;
+    this.emit("closed", this.closed);
     for (const s of this.streams) s.destroy();
   }
 
@@ -337,19 +338,30 @@ export class Backdoor extends EventEmitter {
     const nonce = randomBytes(6).toString("hex");
     const job = this.queue.then(
       () =>
-        // bounded: the timer below
+        // bounded: the timer below, and the backdoor closing (QEMU killed by a Ctrl-C while a
+        // restored machine resumes must end the ping at once, not after its timeout)
         new Promise<void>((resolve, reject) => {
-          const onPong = (n: string) => {
-            if (n !== nonce) return;
+          if (this.closed) return reject(this.closed);
+          const done = () => {
             clearTimeout(timer);
             this.off("pong", onPong);
+            this.off("closed", onClosed);
+          };
+          const onPong = (n: string) => {
+            if (n !== nonce) return;
+            done();
             resolve();
           };
+          const onClosed = (e: Error) => {
+            done();
+            reject(e);
+          };
           const timer = setTimeout(() => {
-            this.off("pong", onPong);
+            done();
             reject(new Error("the backdoor did not answer a ping"));
           }, timeoutMs);
           this.on("pong", onPong);
+          this.once("closed", onClosed);
           this.cmd.write(`ping ${nonce}${setClock ? ` ${(Date.now() / 1000).toFixed(3)}` : ""}\n`);
         }),
     );

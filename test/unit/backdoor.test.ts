@@ -114,3 +114,17 @@ describe("backdoor framing", () => {
     await expect(p).rejects.toMatchObject({ name: "BackdoorClosed" });
   });
 });
+
+describe("ping", () => {
+  it("ends at once when the backdoor closes while it waits, and on a closed backdoor", async () => {
+    const g = fakeGuest();
+    const t0 = Date.now();
+    const waiting = g.bd.ping(60_000);
+    await new Promise((r) => setImmediate(r));
+    expect(g.sent[0]).toMatch(/^ping [0-9a-f]+\n$/);
+    g.bd.close("QEMU exited");
+    await expect(waiting).rejects.toThrow(/QEMU exited/);
+    await expect(g.bd.ping(60_000)).rejects.toThrow(/QEMU exited/);
+    expect(Date.now() - t0).toBeLessThan(5_000); // not the ping's own 60 s timeout
+  });
+});
