@@ -1,12 +1,13 @@
 import fs from "node:fs";
 import path from "node:path";
 import { DEFAULT_TIMEOUT, toRegExp, type MachineCore, type Pattern } from "./core.js";
-import { keyFor } from "./keys.js";
+import { keyFor, parseKeyCombo, type KeyValue } from "./keys.js";
 import { findWords, readScreen, readScreenWords, type ScreenWord } from "./ocr.js";
 import { click, parkPointer } from "./pointer.js";
 import { waitFor } from "./waiting.js";
 import { VmrigError, errorMessage } from "../util/errors.js";
 import type { QemuVm } from "../vm/qemu.js";
+import { QmpError } from "../vm/qmp.js";
 import { sleep } from "../util/proc.js";
 
 export async function screenshot(m: MachineCore, location: string | undefined, name: string): Promise<string> {
@@ -26,11 +27,50 @@ export interface KeyOptions {
   log?: boolean;
 }
 
-/** NixOS's pause after each key: the guest's input queue never gets a burst to drop. */
+/** NixOS's pause after each key. */
 const KEY_DELAY = 0.01;
 
-async function pressKey(vm: QemuVm, key: string, delay: number): Promise<void> {
-  await vm.qmp.hmp(`sendkey ${key}`);
+/** How long each key is held down. */
+const HOLD_MS = 20;
+
+/**
+ * One key combination: each key pressed in order, held, released in reverse, each as its own
+ * QMP `input-send-event`, and only then the next. QEMU's own `sendkey` queues a combination's
+ * releases behind its hold time and 10 ms after every event, and drops events once 50 wait in
+ * that queue (ui/input.c): keys sent faster than the queue drains lose releases, and shift
+ * stays down. Measured on an X11 desktop: 1000 characters through `sendkey` arrived with
+ * letters missing and shift stuck, from the 10th line on; QEMU's trace showed the releases
+ * missing, not the guest dropping them.
+ */
+async function pressKey(
+  m: MachineCore,
+  vm: QemuVm,
+  where: { call: string; location: string | undefined },
+  combo: string,
+  delay: number,
+): Promise<void> {
+  let keys: KeyValue[];
+  try {
+    keys = parseKeyCombo(combo);
+  } catch (e) {
+    throw m.fail(errorMessage(e), where.call, {
+      location: where.location,
+      hint: 'write keys as QEMU\'s sendkey does: "ctrl-alt-f1", "ret", "shift-a"',
+    });
+  }
+  const send = (key: KeyValue, down: boolean) =>
+    vm.qmp.execute("input-send-event", { events: [{ type: "key", data: { down, key } }] });
+  try {
+    for (const k of keys) await send(k, true);
+    await sleep(HOLD_MS); // pacing: how long the key is down, not a retry
+    for (const k of [...keys].reverse()) await send(k, false);
+  } catch (e) {
+    if (!(e instanceof QmpError)) throw e;
+    throw m.fail(`QEMU refused the key combination ${JSON.stringify(combo)}: ${e.desc}`, where.call, {
+      location: where.location,
+      hint: "key names are QEMU's QKeyCode names (`ret`, `spc`, `esc`, `ctrl`, `alt`, `shift`, `f1`, `bracket_left`, …), joined by '-'",
+    });
+  }
   if (delay > 0) await sleep(delay * 1000); // pacing, not a retry
 }
 
@@ -40,9 +80,10 @@ export async function sendKey(
   key: string,
   opts: KeyOptions = {},
 ): Promise<void> {
-  const vm = await m.qemu(`sendKey(${JSON.stringify(key)})`, location);
+  const call = `sendKey(${JSON.stringify(key)})`;
+  const vm = await m.qemu(call, location);
   if (opts.log ?? true) m.log.log(`sending key ${JSON.stringify(key)}`, m.name);
-  await pressKey(vm, key, opts.delay ?? KEY_DELAY);
+  await pressKey(m, vm, { call, location }, key, opts.delay ?? KEY_DELAY);
 }
 
 export async function sendChars(
@@ -53,7 +94,7 @@ export async function sendChars(
 ): Promise<void> {
   const vm = await m.qemu("sendChars()", location);
   m.log.log(`sending keys ${JSON.stringify(text)}`, m.name);
-  for (const ch of text) await pressKey(vm, keyFor(ch), opts.delay ?? KEY_DELAY);
+  for (const ch of text) await pressKey(m, vm, { call: "sendChars()", location }, keyFor(ch), opts.delay ?? KEY_DELAY);
 }
 
 let dumps = 0;

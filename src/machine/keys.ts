@@ -47,3 +47,18 @@ export function keyFor(ch: string): string {
   if (SHIFTED[ch]) return `shift-${SHIFTED[ch]}`;
   throw new Error(`sendChars cannot type ${JSON.stringify(ch)} (US keyboard layout)`);
 }
+
+/** A QMP `KeyValue`: a QEMU key code name, or a raw scancode. */
+export type KeyValue = { type: "qcode"; data: string } | { type: "number"; data: number };
+
+/**
+ * A `sendkey` combination ("ctrl-alt-f1", "shift-a", "0x1c") as the keys to press, in order,
+ * read as QEMU's human monitor reads it: names joined by "-", "0x…" for a raw scancode.
+ */
+export function parseKeyCombo(combo: string): KeyValue[] {
+  const parts = combo.split("-");
+  if (!combo || parts.some((p) => !p)) throw new Error(`${JSON.stringify(combo)} is not a key combination`);
+  return parts.map((p) =>
+    /^0x[0-9a-f]+$/i.test(p) ? { type: "number", data: Number(p) } : { type: "qcode", data: p },
+  );
+}
