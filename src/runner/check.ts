@@ -95,8 +95,14 @@ export async function checkTestFile(file: string, opts: CheckOptions): Promise<F
   if (opts.lint) {
     const { ESLint } = await checker(() => import("eslint"));
     const { default: tseslint } = await checker(() => import("typescript-eslint"));
+    const files = program
+      .getSourceFiles()
+      .map((f) => f.fileName)
+      .filter((f) => !f.includes("/node_modules/") && !f.endsWith(".d.ts"));
     const eslint = new ESLint({
-      cwd: path.dirname(abs),
+      // the folder holding every file linted: ESLint ignores a file outside its cwd ("outside
+      // of base path"), so a test importing a module from a sibling folder failed its lint
+      cwd: commonDir(files.map((f) => path.dirname(f))),
       overrideConfigFile: true,
       overrideConfig: [
         {
@@ -107,10 +113,6 @@ export async function checkTestFile(file: string, opts: CheckOptions): Promise<F
         },
       ],
     });
-    const files = program
-      .getSourceFiles()
-      .map((f) => f.fileName)
-      .filter((f) => !f.includes("/node_modules/") && !f.endsWith(".d.ts"));
     for (const r of await eslint.lintFiles(files)) {
       for (const m of r.messages) {
         findings.push({
@@ -124,6 +126,14 @@ export async function checkTestFile(file: string, opts: CheckOptions): Promise<F
     }
   }
   return findings;
+}
+
+/** The deepest folder that holds every one of `dirs` (absolute paths). */
+function commonDir(dirs: string[]): string {
+  let common = dirs[0] ?? "/";
+  for (const d of dirs)
+    while (d !== common && !d.startsWith(common.endsWith("/") ? common : common + "/")) common = path.dirname(common);
+  return common;
 }
 
 /** Throw a configuration error (exit 2) listing every finding. */

@@ -228,6 +228,37 @@ describe("before anything boots", () => {
     expect(check.output).toContain("no-floating-promises");
   });
 
+  it("checks a test that imports a module from a sibling folder, and lints that module too", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-sibling-"));
+    for (const d of ["shared", "tests"]) fs.mkdirSync(path.join(dir, d));
+    const shared = (body: string) =>
+      fs.writeFileSync(
+        path.join(dir, "shared", "desktop.ts"),
+        `import { defineModule } from "vmrig";
+export const desktop = defineModule({ environment: { systemPackages: ["xterm"] } });
+export async function poke(m: { succeed(c: string): Promise<string> }): Promise<void> {
+  ${body}
+}
+`,
+      );
+    const file = path.join(dir, "tests", "t.vmrig.ts");
+    fs.writeFileSync(
+      file,
+      `import { defineTest } from "vmrig";
+import { desktop, poke } from "../shared/desktop.js";
+export default defineTest({ name: "sibling", nodes: { m: desktop }, async testScript({ m }) { await poke(m); } });
+`,
+    );
+    shared(`await m.succeed("true");`);
+    const ok = runCli(["check", file], dir);
+    expect(ok.output).not.toContain("outside of base path");
+    expect(ok.status).toBe(0);
+    shared(`m.succeed("true");`);
+    const bad = runCli(["check", file], dir);
+    expect(bad.status).toBe(2);
+    expect(bad.output).toMatch(/shared\/desktop\.ts:4:\d+: .*no-floating-promises/);
+  });
+
   it("runs a test that opts out with skipTypeCheck and skipLint", () => {
     const r = runInline(
       "unchecked-ok",
