@@ -85,14 +85,19 @@ export async function waitForX(m: MachineCore, location: string | undefined, tim
   );
 }
 
-/** Printed before GNOME's answer; gnome-shell's refusal to evaluate (no unsafe mode) exits with GNOME_REFUSED. */
+/**
+ * Printed before GNOME's answer; gnome-shell's refusal to evaluate (no unsafe mode) exits with
+ * GNOME_REFUSED, no answer at all (gdbus's timeout: a shell busy starting an application
+ * under TCG stops answering for tens of seconds) with GNOME_SILENT.
+ */
 const GNOME_WINDOWS = "gnome-windows:";
 const GNOME_REFUSED = 4;
+const GNOME_SILENT = 5;
 
 // On GNOME (Wayland: no X tree to read) the titles come from gnome-shell itself, URI-encoded
 // so that gdbus's quoting of the answer cannot garble them.
 const WINDOW_NAMES = String.raw`if [ -x ${GNOME_EVAL} ]; then
-  out=$(${GNOME_EVAL} 'encodeURIComponent(JSON.stringify(global.get_window_actors().map(a => a.meta_window.get_title() ?? ""))).replace(/\x27/g, "%27")' 2>&1) || { echo "$out" >&2; exit 1; }
+  out=$(${GNOME_EVAL} 'encodeURIComponent(JSON.stringify(global.get_window_actors().map(a => a.meta_window.get_title() ?? ""))).replace(/\x27/g, "%27")' 2>&1) || { echo "$out" >&2; exit ${GNOME_SILENT}; }
   case $out in "(true, "*) echo "${GNOME_WINDOWS}$out"; exit 0 ;; *) echo "$out" >&2; exit ${GNOME_REFUSED} ;; esac
 fi
 [ -x /usr/lib/vmrig/display-manager ] || { echo ${NOT_GRAPHICAL} >&2; exit 3; }
@@ -116,16 +121,17 @@ function gnomeRefused(m: MachineCore, call: string, location: string | undefined
   });
 }
 
-/** The window names, or why xwininfo could not list them (X not up yet, say). */
+/** The window names, or why xwininfo (or gnome-shell) could not list them (X not up yet, say). */
 async function windowNames(
   m: MachineCore,
   call: string,
   location: string | undefined,
-): Promise<{ names: string[] } | { error: string }> {
+): Promise<{ names: string[] } | { error: string; gnome?: true }> {
   await m.qemu(call, location);
   const r = await m.run(WINDOW_NAMES, call, location, 60);
   if (r.status === 3 && r.stderr.includes(NOT_GRAPHICAL)) throw notGraphical(m, call, location);
   if (r.status === GNOME_REFUSED) throw gnomeRefused(m, call, location, r.stderr.trim());
+  if (r.status === GNOME_SILENT) return { error: `gnome-shell did not answer: ${r.stderr.trim()}`, gnome: true };
   if (r.status !== 0) return { error: r.stderr.trim() || `xwininfo exited with status ${r.status}` };
   if (r.stdout.startsWith(GNOME_WINDOWS)) {
     const names = gnomeTitles(r.stdout.slice(GNOME_WINDOWS.length));
@@ -139,6 +145,13 @@ export async function getWindowNames(m: MachineCore, location: string | undefine
   const call = "getWindowNames()";
   const r = await windowNames(m, call, location);
   if ("names" in r) return r.names;
+  if (r.gnome) {
+    throw m.fail("gnome-shell did not list its windows", call, {
+      location,
+      output: r.error,
+      hint: "a shell busy starting an application (under software emulation) stops answering D-Bus for tens of seconds: `waitForWindow` keeps asking until its timeout",
+    });
+  }
   throw m.fail("xwininfo could not list the windows on :0", call, {
     location,
     output: r.error,
@@ -159,7 +172,8 @@ export function waitForWindow(
     { call, heading: `waiting for a window matching ${re}`, what: `a window matching ${re}`, timeout, location },
     async () => {
       const r = await windowNames(m, call, location);
-      if ("error" in r) return { done: false, last: `xwininfo could not list the windows: ${r.error}` };
+      if ("error" in r)
+        return { done: false, last: r.gnome ? r.error : `xwininfo could not list the windows: ${r.error}` };
       return {
         done: r.names.some((n) => re.test(n)),
         last: `the windows on :0 are: ${r.names.map((n) => JSON.stringify(n)).join(", ") || "(none)"}`,
