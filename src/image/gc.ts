@@ -105,6 +105,11 @@ const GIB = 1024 * 1024;
  * disk would fill, not before: a smaller default would evict, in a suite run, the entries of
  * the tests that have not run yet, and rebuild them every run.
  */
+/** The default budget for `roomKib` (the store's size plus the free space): a tenth, at least 10 GiB, left free; never under 1 GiB. */
+export function defaultBudgetKib(roomKib: number): number {
+  return Math.max(GIB, Math.round(roomKib - Math.max(10 * GIB, roomKib / 10)));
+}
+
 export async function storeBudget(storeKib?: number): Promise<{ kib: number; from: string }> {
   const env = process.env.VMRIG_STORE_BUDGET;
   if (env !== undefined && env !== "") {
@@ -121,7 +126,7 @@ export async function storeBudget(storeKib?: number): Promise<{ kib: number; fro
   const freeKib = (fsStat.bavail * fsStat.bsize) / 1024;
   const room = (storeKib ?? (await measureStore()).totalKib) + freeKib;
   return {
-    kib: Math.max(GIB, Math.round(room - Math.max(10 * GIB, room / 10))),
+    kib: defaultBudgetKib(room),
     from: "the store's size plus the free space on its disk, less 10 % and at least 10 GiB left free (VMRIG_STORE_BUDGET overrides it)",
   };
 }
