@@ -251,6 +251,21 @@ def retry(fn, timeout_seconds=900):
         time.sleep(1)
 
 
+_MACHINES = []
+
+
+def create_machine(start_command, *, name=None, keep_machine_state=False):
+    """NixOS's create_machine: another machine of the node whose VM the start command names
+    (`${nodes.x.system.build.vm}/bin/run-x-vm`, then QEMU options), not started."""
+    if not isinstance(start_command, str):
+        raise TypeError("create_machine(start_command): a string, the node's start script and QEMU options")
+    if keep_machine_state:
+        _request("log", message="create_machine(keep_machine_state=True): vmrig keeps disks with `vmrig run --keep-vm-state`")
+    m = Machine(_request("create_machine", start_command=start_command, name=name))
+    _MACHINES.append(m)
+    return m
+
+
 class _Log:
     def info(self, *args):
         _request("log", message=" ".join(str(a) for a in args))
@@ -272,7 +287,8 @@ class _Driver:
 
 
 def _globals(info):
-    machines = [Machine(n) for n in NAMES]
+    machines = _MACHINES
+    machines.extend(Machine(n) for n in NAMES)
     t = unittest.TestCase()
     t.maxDiff = None
     g = {
@@ -290,6 +306,7 @@ def _globals(info):
         "driver": _Driver(info),
         "t": t,
         "Machine": Machine,
+        "create_machine": create_machine,
     }
     for m in machines:
         g[m.name.replace("-", "_")] = m

@@ -18,6 +18,11 @@ export type EvaluatedConfig = Evaluated<NodeOptions> & {
        * `specialisation/<name>/bin/switch-to-configuration` to one of its specialisations.
        */
       toplevel: string;
+      /**
+       * The node's VM as NixOS's scripts name it for `create_machine`:
+       * `${nodes.x.system.build.vm}/bin/run-x-vm` is another machine of this node.
+       */
+      vm: string;
     };
   };
 };
@@ -385,7 +390,7 @@ export function evalNodes(
   for (const [i, n] of names.entries()) {
     checkNode(labelOf(n), settled[n]!.config);
     const specs = evalSpecialisations(n, labelOf(n), modulesOf(n, i), settled[n]!.collected, nodesArg);
-    Object.assign(settled[n]!.config, { specialisation: specs, system: withToplevel(settled[n]!.config, TOPLEVEL) });
+    Object.assign(settled[n]!.config, { specialisation: specs, system: withToplevel(settled[n]!.config, TOPLEVEL, n) });
   }
   return Object.fromEntries(names.map((n) => [n, settled[n]!.config]));
 }
@@ -445,9 +450,12 @@ function fixpoint(
   });
 }
 
-function withToplevel(c: EvaluatedConfig, toplevel: string): EvaluatedConfig["system"] {
-  return { ...c.system, build: { toplevel } };
+function withToplevel(c: EvaluatedConfig, toplevel: string, node: string): EvaluatedConfig["system"] {
+  return { ...c.system, build: { toplevel, vm: `${VM_PATH}/${node}` } };
 }
+
+/** Where `system.build.vm` points: not a path in the guest or on the host, a name `create_machine` reads. */
+export const VM_PATH = "/vmrig/vm";
 
 const SPECIALISATION_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
@@ -509,7 +517,7 @@ function evalSpecialisations(
       inheritParentConfig,
       configuration: Object.assign(settled.config, {
         specialisation: {},
-        system: withToplevel(settled.config, toplevel),
+        system: withToplevel(settled.config, toplevel, name),
       }),
     };
   }

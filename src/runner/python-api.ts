@@ -135,3 +135,16 @@ export const PYTHON_METHODS: Record<string, Method> = {
   shell_interact: (m) => m.shell(),
   log: (m, a) => Promise.resolve(m.log(String(a.get(0, "msg")))),
 };
+
+/**
+ * NixOS's `create_machine(start_command)`: the node is read from the start script's name,
+ * `…/bin/run-<node>-vm`, as NixOS names the machine (vmrig's
+ * `${nodes.x.system.build.vm}/bin/run-x-vm`); the words after it are QEMU options.
+ */
+export function parseStartCommand(command: string): { node: string; qemuOptions: string[] } | undefined {
+  const words = command.trim().split(/\s+/);
+  const at = words.findIndex((w) => /(?:^|\/)run-.+-vm$/.test(w));
+  if (at < 0) return undefined;
+  const node = /(?:^|\/)run-(.+)-vm$/.exec(words[at]!)![1]!;
+  return { node, qemuOptions: words.slice(at + 1) };
+}

@@ -7,7 +7,7 @@ import type { Machine } from "../session/context.js";
 import { VmrigError, configError, errorMessage } from "../util/errors.js";
 import { run, spawnOwned } from "../util/proc.js";
 import type { Logger } from "../session/logger.js";
-import { PyArgs, PYTHON_METHODS } from "./python-api.js";
+import { PyArgs, PYTHON_METHODS, parseStartCommand } from "./python-api.js";
 import { machineNames, type TestContext } from "./test.js";
 
 // NixOS test scripts in Python (SPEC §11): Debian's python3 runs python/vmrig_nixos.py,
@@ -32,6 +32,7 @@ export const PYTHON_GLOBALS = [
   "driver",
   "t",
   "Machine",
+  "create_machine",
 ] as const;
 
 /** Where a script's text sits in its test file: the line its first line is on (1 if not found). */
@@ -235,6 +236,8 @@ class ScriptSession {
         return ctx.startAll();
       case "join_all":
         return ctx.joinAll();
+      case "create_machine":
+        return this.createMachine(String(req.start_command), req.name as string | null, req.location);
       case "serial_stdout":
         return req.on ? ctx.serialStdoutOn() : ctx.serialStdoutOff();
       case "log":
@@ -253,6 +256,23 @@ class ScriptSession {
       default:
         throw new Error(`unknown request ${req.op}`);
     }
+  }
+
+  /** NixOS's create_machine: another machine of the node its start command names; its name for the script. */
+  private createMachine(startCommand: string, name: string | null, location: string | null): string {
+    const parsed = parseStartCommand(startCommand);
+    if (!parsed)
+      throw new VmrigError(`create_machine: ${JSON.stringify(startCommand)} names no node's VM`, {
+        call: "create_machine()",
+        ...(location ? { location } : {}),
+        hint: 'vmrig machines are its nodes\' VMs: create_machine("${nodes.NODE.system.build.vm}/bin/run-NODE-vm [QEMU options]")',
+      });
+    const m = this.ctx.createMachine(parsed.node, {
+      ...(name ? { name } : {}),
+      qemuOptions: parsed.qemuOptions,
+    });
+    this.byName.set(m.name, m);
+    return m.name;
   }
 
   private machineCall(name: string, method: string, req: Request): unknown {

@@ -52,7 +52,15 @@ export interface Globals<N extends string = string> {
   partition: (groupA: (Machine | ContainerMachine)[], groupB: (Machine | ContainerMachine)[]) => Promise<void>;
   /** Undo every partition. */
   heal: () => Promise<void>;
-  /** every machine of the test, in name order */
+  /**
+   * Another machine of VM node `node` (NixOS's `create_machine`), not started: its own disk
+   * from the node's image, the node's configuration and addresses (start it while the node
+   * is down, or the two share an address), on the node's vlans. `name` defaults to
+   * `<node>-2`, `<node>-3`…; `qemuOptions` are added to its QEMU command line. It boots on
+   * first use, joins `machines`, and is stopped with the others.
+   */
+  createMachine: (node: N, opts?: { name?: string; qemuOptions?: string[] }) => Machine;
+  /** every machine of the test, in name order (then the ones createMachine made) */
   machines: Machine[];
   /** every node's evaluated config: `nodes.server.config.services.nginx.enable` */
   nodes: NodesInfo<N>;
@@ -100,6 +108,7 @@ export const GLOBAL_NAMES = [
   "restore",
   "partition",
   "heal",
+  "createMachine",
   "machines",
   "vlans",
   "nodes",

@@ -5,7 +5,7 @@ import type { ContainerMachine, Machine } from "../machine/machine.js";
 import { poll } from "../util/poll.js";
 import { VmrigError, callerLocation, errorMessage } from "../util/errors.js";
 import type { Logger } from "./logger.js";
-import type { Globals, SubtestResult, TestContext } from "./context.js";
+import { GLOBAL_NAMES, type Globals, type SubtestResult, type TestContext } from "./context.js";
 
 // The script's context (SPEC §4): one Machine per node and the globals over them.
 
@@ -36,12 +36,60 @@ export function nodesInfo(configs: Record<string, EvaluatedConfig>): NodesInfo {
   return Object.fromEntries(Object.entries(configs).map(([n, c]) => [n, nodeInfo(c)]));
 }
 
+/**
+ * `createMachine(node, { name, qemuOptions })`: checked here, before anything starts: a VM
+ * node that exists, and a name that is free and a valid host name.
+ */
+function createMachineGlobal(
+  machines: Machine[],
+  logger: Logger,
+  vms: { vmNodes: string[]; addMachine: (node: string, name: string, qemuOptions: string[]) => Machine },
+): Globals["createMachine"] {
+  const { vmNodes } = vms;
+  return (node, opts = {}) => {
+    const location = callerLocation();
+    const call = `createMachine(${JSON.stringify(node)}${opts.name ? `, { name: ${JSON.stringify(opts.name)} }` : ""})`;
+    if (!vmNodes.includes(node))
+      throw new VmrigError(`there is no VM node called ${JSON.stringify(node)}`, {
+        call,
+        location,
+        hint: `createMachine makes another machine of a declared VM node (as NixOS, not of a container): ${vmNodes.join(", ") || "this test has none"}`,
+      });
+    const taken = new Set(machines.map((m) => m.name));
+    let name = opts.name;
+    for (let k = 2; name === undefined; k++) if (!taken.has(`${node}-${k}`)) name = `${node}-${k}`;
+    if (taken.has(name) || GLOBAL_NAMES.includes(name as (typeof GLOBAL_NAMES)[number]))
+      throw new VmrigError(`a machine called ${JSON.stringify(name)} exists already`, {
+        call,
+        location,
+        hint: "give the new machine a name of its own: createMachine(node, { name }) (NixOS reuses a stopped machine's disk under its name; vmrig gives each machine its own)",
+      });
+    if (!/^[a-z]([a-z0-9_-]{0,61}[a-z0-9])?$/i.test(name))
+      throw new VmrigError(`${JSON.stringify(name)} is not a valid machine name`, {
+        call,
+        location,
+        hint: "letters, digits, '-' and '_', starting with a letter and ending with a letter or digit",
+      });
+    const m = vms.addMachine(node, name, opts.qemuOptions ?? []);
+    logger.log(
+      `created machine ${name} of node ${node}${opts.qemuOptions?.length ? ` (QEMU: ${opts.qemuOptions.join(" ")})` : ""}`,
+    );
+    return m;
+  };
+}
+
 export function makeContext(
   machines: Machine[],
   configs: Record<string, EvaluatedConfig>,
   logger: Logger,
   subtests: SubtestResult[],
-  extra: { conditions: Set<ActiveCondition>; vlans: Globals["vlans"]; driver: Globals["driver"]; stateDir: string },
+  extra: {
+    conditions: Set<ActiveCondition>;
+    vlans: Globals["vlans"];
+    driver: Globals["driver"];
+    stateDir: string;
+    vms: { vmNodes: string[]; addMachine: (node: string, name: string, qemuOptions: string[]) => Machine };
+  },
 ): TestContext {
   const checkpoints = new Map<string, Checkpoint>();
   const nodes = nodesInfo(configs);
@@ -166,6 +214,7 @@ export function makeContext(
     serialStdoutOff: () => {
       logger.serialStdout = false;
     },
+    createMachine: createMachineGlobal(machines, logger, extra.vms),
     machines,
     nodes,
     vlans: extra.vlans,

@@ -152,6 +152,7 @@ export async function startMachines<const N extends string = never, const C exte
       vlans: topology.vlans,
       driver: { testName: name, resultDir, accel: topology.accel },
       stateDir: topology.stateDir,
+      vms: topology,
     });
     const machines = topology.machines;
     let closed: Promise<void> | undefined;

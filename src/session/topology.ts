@@ -139,6 +139,14 @@ export interface Topology {
   close(): Promise<void>;
   /** `--video`: the encoded videos, once close() has resolved */
   videos: Video[];
+  /**
+   * Another machine of VM node `node`, named `name` (NixOS's `create_machine`): its own disk
+   * from the node's image, the node's config and addresses, on the node's vlans, QEMU given
+   * `qemuOptions` too; it boots on first use and is stopped with the others.
+   */
+  addMachine(node: string, name: string, qemuOptions: string[]): Machine;
+  /** the nodes that are VMs (addMachine's nodes), not containers */
+  vmNodes: string[];
 }
 
 /**
@@ -166,7 +174,14 @@ interface Shared {
 }
 
 /** One machine, ready to start: a container on its tree, or a VM on its disk image. */
-function newMachine(name: string, index: number, c: EvaluatedConfig, img: NodeImage, sh: Shared): Machine {
+function newMachine(
+  name: string,
+  index: number,
+  c: EvaluatedConfig,
+  img: NodeImage,
+  sh: Shared,
+  qemuOptions: string[] = [],
+): Machine {
   const { opts, stateDir } = sh;
   const nics = () =>
     c.virtualisation.vlans.map((vlan, slot) => ({
@@ -211,7 +226,7 @@ function newMachine(name: string, index: number, c: EvaluatedConfig, img: NodeIm
       cores: Math.max(1, Math.min(c.virtualisation.cores, os.cpus().length)),
       nics: nics(),
       accel: sh.accel,
-      extraArgs: c.virtualisation.qemu.options,
+      extraArgs: [...c.virtualisation.qemu.options, ...qemuOptions],
       stateDir,
       consoleLog,
       keepState: opts.keepVmState,
@@ -284,7 +299,14 @@ export async function createTopology(def: TopologyDefinition, opts: TopologyOpti
       vlan: v,
       members: names.filter((n) => configs[n]!.virtualisation.vlans.includes(v)),
     }));
-    return { machines, configs, vlans, accel, stateDir, close, videos };
+    const addMachine = (node: string, name: string, qemuOptions: string[]): Machine => {
+      const m = newMachine(name, names.indexOf(node), configs[node]!, images[node]!, shared, qemuOptions);
+      configs[name] = configs[node]!; // (partition() reads a machine's addresses by its name)
+      machines.push(m);
+      return m;
+    };
+    const vmNodes = names.filter((n) => images[n]!.format === "disk");
+    return { machines, configs, vlans, accel, stateDir, close, videos, addMachine, vmNodes };
   } catch (e) {
     await close();
     throw e;

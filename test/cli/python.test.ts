@@ -88,6 +88,37 @@ describe("Python test scripts (real containers)", () => {
     expect(r.status).toBe(0);
   });
 
+  it("creates another machine of a node with create_machine: its own disk, the node's config, in machines", () => {
+    const dir = writeTests({
+      "py-create": `{
+  name: "py-create",
+  nodes: { machine: { networking: { hostName: "original" } } },
+  testScript: ({ nodes }) => \`
+    machine.succeed("echo original > /root/mark")
+    clone = create_machine("\${nodes.machine.system.build.vm}/bin/run-machine-vm -smp 1", name="clone")
+    assert [m.name for m in machines] == ["machine", "clone"], machines
+    machine.shutdown()
+    clone.wait_for_unit("multi-user.target")
+    clone.fail("test -e /root/mark")
+    assert clone.succeed("hostname").strip() == "original"
+    assert clone.succeed("nproc").strip() == "1"
+    try:
+        create_machine("/bin/true")
+    except Exception as e:
+        print("refused:", e)
+  \`,
+}`,
+    });
+    const r = runCli(
+      ["run", path.join(dir, "py-create.vmrig.ts"), "--rerun", "--output-dir", path.join(dir, "out")],
+      dir,
+    );
+    expect(r.output).toContain("created machine clone of node machine (QEMU: -smp 1)");
+    expect(r.output).toContain('refused: create_machine: "/bin/true" names no node\'s VM');
+    expect(r.output).toContain("1 passed, 0 failed");
+    expect(r.status).toBe(0);
+  });
+
   it("stops a syntax error and an undefined name before anything boots: exit 2, naming the line", () => {
     const syntax = runPython("py-syntax", `    start_all()\n    if True\n        pass`);
     expect(syntax.status).toBe(2);
