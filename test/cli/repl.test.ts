@@ -144,11 +144,21 @@ machine.log("the script saw the prompt's file")
     // a failed call is a Python exception carrying vmrig's report, and the prompt goes on
     line('machine.succeed("exit 3")');
     await until(/MachineError: .*succeed\("exit 3"\)/s, 120);
+    await until(/^>>> $/m, 60); // (the report printed in full: the prompt is back)
     // Ctrl-C is Python's: a KeyboardInterrupt at the prompt, vmrig and the machine stay
     py.keys("C-c");
     await until(/KeyboardInterrupt/, 30);
     line('machine.succeed("touch /root/made-at-the-prompt"); print("still-" + "up")');
     await until(/^still-up$/m, 120);
+    // NixOS's shell_interact: the guest's root shell on this terminal, until `exit`
+    line("machine.shell_interact()");
+    await until(/root@machine:~# $/m, 120);
+    line("echo py-shell-$((3*3))");
+    await until(/^py-shell-9$/m, 60);
+    line("exit");
+    await until(/left the shell on machine\]/, 60);
+    line('print("back-" + "at-python")');
+    await until(/^back-at-python$/m, 60);
     line("test_script()");
     await until(/the script saw the prompt's file/, 120);
     py.keys("C-d");
