@@ -53,20 +53,8 @@ export async function holdEntries(entries: readonly string[]): Promise<EntryHold
 
 /** Every entry some live holder uses. The lists of holders that are gone are removed. */
 export async function entriesInUse(): Promise<Set<string>> {
-  const dir = inUseDir();
   const out = new Set<string>();
-  for (const f of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
-    if (!f.endsWith(".json")) continue;
-    const list = path.join(dir, f);
-    const lock = list.replace(/\.json$/, ".lock");
-    // a holder that is gone lets its lock go: take it (so a holder starting right now keeps its own) and forget it
-    const gone = await tryHostLock(lock);
-    if (gone) {
-      fs.rmSync(list, { force: true });
-      fs.rmSync(lock, { force: true });
-      await gone();
-      continue;
-    }
+  for (const list of (await sortHolders()).live) {
     try {
       for (const e of JSON.parse(fs.readFileSync(list, "utf8")) as string[]) out.add(e);
     } catch {
@@ -74,4 +62,30 @@ export async function entriesInUse(): Promise<Set<string>> {
     }
   }
   return out;
+}
+
+/**
+ * The holders' lists, the live ones apart from those of holders that are gone (a SIGKILLed
+ * run's): those are removed here and returned as `forgotten`.
+ */
+export async function sortHolders(): Promise<{ live: string[]; forgotten: string[] }> {
+  const dir = inUseDir();
+  const live: string[] = [];
+  const forgotten: string[] = [];
+  for (const f of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
+    if (!f.endsWith(".json")) continue;
+    const list = path.join(dir, f);
+    const lock = list.replace(/\.json$/, ".lock");
+    // a holder that is gone lets its lock go: take it (so a holder starting right now keeps its own) and forget it
+    const gone = await tryHostLock(lock);
+    if (!gone) {
+      live.push(list);
+      continue;
+    }
+    fs.rmSync(list, { force: true });
+    fs.rmSync(lock, { force: true });
+    await gone();
+    forgotten.push(list);
+  }
+  return { live, forgotten };
 }

@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { sortHolders } from "../image/in-use.js";
 import { storeDir } from "../image/store.js";
 import { OWNER_FILE as OWNER } from "../util/owned-dir.js";
 import { tryHostLock } from "../util/host-lock.js";
@@ -17,7 +18,8 @@ export async function sweepLeftoversOnce(print: (line: string) => void): Promise
 
 /**
  * Remove what runs that were killed (SIGKILL, power loss) left behind: their
- * temporary directories, RAM files and half-built store entries. Their QEMU and switch
+ * temporary directories, RAM files, half-built store entries and their lists of the store
+ * entries they held. Their QEMU and switch
  * processes died with them (parent-death signal). Only directories whose
  * owner process is gone are touched.
  */
@@ -56,5 +58,7 @@ export async function sweepLeftovers(): Promise<string[]> {
       await release();
     }
   }
+  // the store entries a killed run held (its in-use list) are free again
+  removed.push(...(await sortHolders()).forgotten);
   return removed;
 }

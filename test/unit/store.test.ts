@@ -124,6 +124,22 @@ describe("content-addressed store", () => {
     await busy();
   });
 
+  it("sweeps the list of store entries a killed run held, and keeps a live holder's", async () => {
+    const dir = path.join(process.env.VMRIG_CACHE_DIR!, "in-use");
+    fs.mkdirSync(dir, { recursive: true });
+    // what a SIGKILLed holder leaves: its list, and a lock file nobody holds
+    fs.writeFileSync(path.join(dir, "999-dead.json"), JSON.stringify(["/x/store/e"]));
+    fs.writeFileSync(path.join(dir, "999-dead.lock"), "");
+    fs.writeFileSync(path.join(dir, "998-live.json"), JSON.stringify(["/x/store/f"]));
+    const live = (await tryHostLock(path.join(dir, "998-live.lock")))!;
+    try {
+      expect(await sweepLeftovers()).toContain(path.join(dir, "999-dead.json"));
+      expect(fs.readdirSync(dir).sort()).toEqual(["998-live.json", "998-live.lock"]);
+    } finally {
+      await live();
+    }
+  });
+
   it("builds an entry once when two vmrig processes in different PID namespaces ask for it on one cache", async () => {
     // Each builder runs in a PID namespace of its own (unshare --pid --fork), where both may
     // have the same PID: a lock judged by PIDs would let both build, or take a live one over.
