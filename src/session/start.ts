@@ -220,6 +220,9 @@ async function checkOcr(name: string, enableOCR: boolean): Promise<void> {
     });
 }
 
+const XORG_MARK = "\n--- vmrig: Xorg.0.log ---\n";
+const FAILURE_LOGS = `journalctl --no-pager -n 100 2>&1 || true; if [ -e /var/log/Xorg.0.log ]; then printf '${XORG_MARK.replace(/\n/g, "\\n")}'; cat /var/log/Xorg.0.log; fi`;
+
 /** On failure: a screenshot, the journal's tail and X's log (graphical machines) of every machine still up. */
 async function collectFailureArtifacts(machines: Machine[], resultDir: string, logger: Logger): Promise<void> {
   fs.mkdirSync(resultDir, { recursive: true });
@@ -229,10 +232,11 @@ async function collectFailureArtifacts(machines: Machine[], resultDir: string, l
       if (!(await within(m.isUp(), 3000))) continue;
       // (a container has no screen: its journal is still kept)
       await m.screenshot(path.join(resultDir, `failure-${m.name}.png`)).catch(() => undefined);
-      const j = await m.execute("journalctl --no-pager -n 100 2>&1 || true", { timeout: 20 });
-      fs.writeFileSync(path.join(resultDir, `failure-${m.name}-journal.txt`), j.stdout);
-      const x = await m.execute("cat /var/log/Xorg.0.log", { timeout: 20 });
-      if (x.status === 0) fs.writeFileSync(path.join(resultDir, `failure-${m.name}-Xorg.0.log`), x.stdout);
+      // one command for both (a machine without X has no Xorg.0.log, and is not asked twice)
+      const out = (await m.execute(FAILURE_LOGS, { timeout: 20 })).stdout;
+      const [journal, xorg] = out.split(XORG_MARK);
+      fs.writeFileSync(path.join(resultDir, `failure-${m.name}-journal.txt`), journal ?? "");
+      if (xorg !== undefined) fs.writeFileSync(path.join(resultDir, `failure-${m.name}-Xorg.0.log`), xorg);
     } catch (e) {
       logger.detail(`could not collect failure artifacts: ${errorMessage(e)}`, m.name);
     }
