@@ -5,7 +5,7 @@ import { doctor } from "../runner/doctor.js";
 import { gc, gib, keepStoreInBudget, storeStatus } from "../runner/gc.js";
 import { loadTest } from "../runner/load.js";
 import { buildTestImages } from "../runner/run.js";
-import { checkBeforeRun, endReport, listTests, runSuite } from "../runner/suite.js";
+import { checkBeforeRun, checkPython, endReport, listTests, runSuite } from "../runner/suite.js";
 import { mergeBlobs } from "../reporters/blob.js";
 import { reportersByName } from "../reporters/index.js";
 import { debugOnFailure, startRepl } from "./repl.js";
@@ -162,12 +162,13 @@ program
 
 program
   .command("check")
-  .description("type-check and lint test files only")
+  .description("type-check and lint test files only (a Python testScript: compile it and run pyflakes)")
   .argument("<files...>")
   .action(async (files: string[]) => {
     for (const file of files) {
       try {
         reportFindings(file, await checkTestFile(file, { typeCheck: true, lint: true }));
+        await checkPython(await loadTest(file)); // a Python testScript: compiled, and pyflakes
         process.stderr.write(`${file}: ok\n`);
       } catch (e) {
         process.exitCode = Math.max(Number(process.exitCode ?? 0), report(e));

@@ -33,14 +33,19 @@ export function findTests(args: string[]): string[] {
   return out;
 }
 
+/** A Python script, checked every time (compile, and pyflakes unless skipLint: a fraction of a second); findings are a configuration error. */
+export async function checkPython(loaded: LoadedTest): Promise<void> {
+  const { def } = loaded;
+  const python = pythonScriptOf(def, () => nodesOf(def));
+  if (python !== undefined) await checkPythonScript(loaded.file, python, def);
+}
+
 /** Type-check and lint a test file unless it opts out; findings are a configuration error. */
 export async function checkBeforeRun(loaded: LoadedTest, print: (line: string) => void): Promise<void> {
   const { def } = loaded;
   const typeCheck = !def.skipTypeCheck;
   const lint = !def.skipLint;
-  // A Python script is checked every time (compile, and pyflakes unless skipLint: a fraction of a second)
-  const python = pythonScriptOf(def, () => nodesOf(def));
-  if (python !== undefined) await checkPythonScript(loaded.file, python, def);
+  await checkPython(loaded);
   if (!typeCheck && !lint) return;
   const t0 = Date.now();
   const what = [typeCheck && "type-checked", lint && "linted"].filter(Boolean).join(" and ");

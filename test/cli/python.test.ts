@@ -12,7 +12,9 @@ function runPython(name: string, script: string, machines = `containers: { serve
   const r = runCli(["run", file, "--rerun", "--output-dir", path.join(dir, "results")], dir);
   /** the test file's line that holds `text` (1-based) */
   const lineOf = (text: string) => body.split("\n").findIndex((l) => l.includes(text)) + 2;
-  return { ...r, lineOf };
+  /** `vmrig check` on the same file */
+  const check = () => runCli(["check", file], dir);
+  return { ...r, lineOf, check };
 }
 
 describe("Python test scripts (real containers)", () => {
@@ -124,6 +126,10 @@ describe("Python test scripts (real containers)", () => {
     expect(syntax.status).toBe(2);
     expect(syntax.output).toMatch(new RegExp(`py-syntax\\.vmrig\\.ts:${syntax.lineOf("if True")}: SyntaxError`));
     expect(syntax.output).not.toContain("starting container");
+    // `vmrig check` says the same, without running anything
+    const checked = syntax.check();
+    expect(checked.status).toBe(2);
+    expect(checked.output).toMatch(new RegExp(`py-syntax\\.vmrig\\.ts:${syntax.lineOf("if True")}: SyntaxError`));
     const name = runPython("py-name", `    start_all()\n    sever.succeed("true")`);
     expect(name.status).toBe(2);
     expect(name.output).toMatch(new RegExp(`py-name\\.vmrig\\.ts:${name.lineOf("sever.")}: undefined name 'sever'`));
