@@ -169,6 +169,8 @@ describe("a container's network", () => {
   });
 
   it("has a firewall of its own", async () => {
+    // (start() returns while the container's boot goes on: its rules are in once the unit is up)
+    await server.waitForUnit("firewall.service");
     await server.succeed("(socat TCP-LISTEN:8080,fork,reuseaddr SYSTEM:'echo hi' >/dev/null 2>&1 &)");
     await server.waitForOpenPort(8080);
     await peer.fail("nc -z -w 2 server 8080");
