@@ -141,7 +141,7 @@ windowactivate --sync
         machine.wait_for_window("New Tab")
         machine.wait_for_text("Debian.org")
         for attempt in range(3):
-            machine.succeed(
+            machine.wait_until_succeeds(
                 ru(
                     "${xdo(
                       "test_new_win-focus",
