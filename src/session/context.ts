@@ -115,6 +115,9 @@ export const GLOBAL_NAMES = [
   "driver",
 ] as const;
 
+/** A machine name: a host name, with NixOS's '_' allowed (nixpkgs' timezone.nix has node_eutz). */
+export const MACHINE_NAME = /^[a-z]([a-z0-9_-]{0,61}[a-z0-9])?$/i;
+
 /** Machine names: at least one, one name space for nodes and containers, none a global's, each a host name. Said before anything is built. */
 export function checkMachineNames(
   what: string,
@@ -136,7 +139,7 @@ export function checkMachineNames(
       });
     }
     // NixOS's networking.hostName allows '_' (nixpkgs' timezone.nix has node_eutz), and so do we
-    if (!/^[a-z]([a-z0-9_-]{0,61}[a-z0-9])?$/i.test(n)) {
+    if (!MACHINE_NAME.test(n)) {
       throw configError(
         `${what}: node name \`${n}\` is not a valid host name (letters, digits, '-' and '_', starting with a letter and ending with a letter or digit)`,
       );

@@ -5,7 +5,7 @@ import type { ContainerMachine, Machine } from "../machine/machine.js";
 import { poll } from "../util/poll.js";
 import { VmrigError, callerLocation, errorMessage } from "../util/errors.js";
 import type { Logger } from "./logger.js";
-import { GLOBAL_NAMES, type Globals, type SubtestResult, type TestContext } from "./context.js";
+import { GLOBAL_NAMES, MACHINE_NAME, type Globals, type SubtestResult, type TestContext } from "./context.js";
 
 // The script's context (SPEC §4): one Machine per node and the globals over them.
 
@@ -64,7 +64,7 @@ function createMachineGlobal(
         location,
         hint: "give the new machine a name of its own: createMachine(node, { name }) (NixOS reuses a stopped machine's disk under its name; vmrig gives each machine its own)",
       });
-    if (!/^[a-z]([a-z0-9_-]{0,61}[a-z0-9])?$/i.test(name))
+    if (!MACHINE_NAME.test(name))
       throw new VmrigError(`${JSON.stringify(name)} is not a valid machine name`, {
         call,
         location,
