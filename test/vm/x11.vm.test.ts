@@ -39,6 +39,17 @@ async function errorOf(p: Promise<unknown>): Promise<VmrigError> {
   return e as VmrigError;
 }
 
+/** An xterm titled `title` running `cat > file`, focused, its reader started: what is typed lands in `file`. */
+async function focusedTerminal(title: string, file: string): Promise<void> {
+  await m.succeed(`xterm -title ${title} -e sh -c 'cat > ${file}' >/dev/null 2>&1 &`);
+  await m.waitForWindow(new RegExp(title), 60);
+  await m.succeed(`xdotool search --sync --name ${title} windowactivate --sync`);
+  // the window manager marks the window active a moment before X moves the keyboard focus
+  await m.waitUntilSucceeds(`[ "$(xdotool getwindowfocus getwindowname)" = ${title} ]`, 30);
+  // `cat` reads the terminal from its first instant (its shell made the file first), so nothing is typed before a reader
+  await m.waitUntilSucceeds(`test -e ${file} && pgrep -f '^cat$' >/dev/null`, 30);
+}
+
 describe("an X11 desktop (SPEC §8, real VM)", () => {
   it("is restored logged in: X answers, IceWM runs as the auto-login user, on Debian's full kernel", async () => {
     expect(m.origin).toMatch(/from boot snapshot/);
@@ -64,13 +75,7 @@ describe("an X11 desktop (SPEC §8, real VM)", () => {
   });
 
   it("types into the focused X client: sendChars reaches xterm, asserted in the guest", async () => {
-    await m.succeed("xterm -title KeyProbe -e sh -c 'cat > /tmp/keys' >/dev/null 2>&1 &");
-    await m.waitForWindow(/KeyProbe/, 60);
-    await m.succeed("xdotool search --sync --name KeyProbe windowactivate --sync");
-    // the window manager marks the window active a moment before X moves the keyboard focus
-    await m.waitUntilSucceeds('[ "$(xdotool getwindowfocus getwindowname)" = KeyProbe ]', 30);
-    // `cat` reads the terminal from its first instant, so nothing is typed before a reader
-    await m.waitUntilSucceeds("pgrep -x cat", 30);
+    await focusedTerminal("KeyProbe", "/tmp/keys");
     await m.sendChars("Hello, X! 42 $HOME\n");
     await m.waitUntilSucceeds("grep -q 42 /tmp/keys", 30).catch(() => undefined);
     expect(await m.succeed("cat /tmp/keys; xdotool getwindowfocus getwindowname")).toBe(
@@ -81,12 +86,8 @@ describe("an X11 desktop (SPEC §8, real VM)", () => {
 
   it("types a long text into a busy guest with every key arriving once and no modifier stuck", async () => {
     // QEMU's sendkey dropped releases once its queue held 50 events: at 10 ms a key, shift
-    // stuck from the 6th line on (CI's chromium typed chrome://sandbox as a search)
-    await m.succeed("xterm -title LongProbe -e sh -c 'cat > /tmp/long' >/dev/null 2>&1 &");
-    await m.waitForWindow(/LongProbe/, 60);
-    await m.succeed("xdotool search --sync --name LongProbe windowactivate --sync");
-    await m.waitUntilSucceeds('[ "$(xdotool getwindowfocus getwindowname)" = LongProbe ]', 30);
-    await m.waitUntilSucceeds("test -e /tmp/long", 30);
+    // stuck from the 6th line on
+    await focusedTerminal("LongProbe", "/tmp/long");
     const busy = "for i in 1 2 3; do (sh -c 'while :; do :; done' & echo $! >> /tmp/busy); done";
     await m.succeed(busy);
     try {
