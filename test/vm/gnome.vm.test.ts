@@ -1,34 +1,19 @@
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Logger } from "../../src/session/logger.js";
-import { createTopology, type Topology } from "../../src/session/topology.js";
+import { startOneMachine } from "./helpers.js";
 import type { Machine } from "../../src/machine/machine.js";
 import { VmrigError } from "../../src/util/errors.js";
 import { gnome } from "../../examples/gnome-wayland.vmrig.js";
 
 // The node of examples/gnome-wayland.vmrig.ts (GDM, GNOME on Wayland, gnome-shell in unsafe
 // mode), so both share its image and boot snapshot: restored logged in, in under a second.
-let topo: Topology;
 let m: Machine;
-let resultDir: string;
+let close: (() => Promise<void>) | undefined;
 
 beforeAll(async () => {
-  resultDir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-gnome-"));
-  const logger = new Logger(path.join(resultDir, "log.txt"), () => undefined);
-  topo = await createTopology(
-    { name: "gnome", nodes: { machine: gnome } },
-    { logger, resultDir, sourceDir: process.cwd(), accel: "auto", keepVmState: false, enableOCR: false },
-  );
-  m = topo.machines[0] as Machine;
-  await m.start();
+  ({ m, close } = await startOneMachine("gnome", gnome, { enableOCR: false }));
 }, 900_000);
 
-afterAll(async () => {
-  await topo?.close();
-  fs.rmSync(resultDir, { recursive: true, force: true });
-});
+afterAll(() => close?.());
 
 describe("GNOME on Wayland (SPEC §8, real VM)", () => {
   it("waitForX, waitForWindow and getWindowNames answer through gnome-shell's Eval, and a refused Eval says how to allow it", async () => {

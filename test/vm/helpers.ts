@@ -7,6 +7,9 @@ import { buildNodeImage, prepareBases } from "../../src/image/image.js";
 import { childPids, isRunning, run } from "../../src/util/proc.js";
 import { socketPaths, type VmSpec } from "../../src/vm/qemu-args.js";
 import { launchQemu, type QemuVm } from "../../src/vm/qemu.js";
+import type { Machine } from "../../src/machine/machine.js";
+import { Logger } from "../../src/session/logger.js";
+import { createTopology } from "../../src/session/topology.js";
 
 /** Build a one-node image and boot it on the vm layer directly (no driver). */
 export async function bootVm(name: string, module: NodeModule = {}): Promise<{ vm: QemuVm; dir: string }> {
@@ -68,3 +71,29 @@ export function descendants(pid: number): number[] {
 
 /** PIDs of running (not zombie) processes named `name`. */
 export const livePids = (name: string): string[] => pidsOf(name).filter((p) => isRunning(Number(p)));
+
+/** One machine of `node`, started through the session layer (a topology named `name`), with its result folder; `close` stops it and removes the folder. */
+export async function startOneMachine(
+  name: string,
+  node: NodeModule,
+  opts: { enableOCR: boolean },
+): Promise<{ m: Machine; resultDir: string; close: () => Promise<void> }> {
+  const resultDir = fs.mkdtempSync(path.join(os.tmpdir(), `vmrig-${name}-`));
+  const logger = new Logger(path.join(resultDir, "log.txt"), () => undefined);
+  const topo = await createTopology(
+    { name, nodes: { machine: node } },
+    { logger, resultDir, sourceDir: process.cwd(), accel: "auto", keepVmState: false, enableOCR: opts.enableOCR },
+  );
+  const close = async () => {
+    await topo.close();
+    fs.rmSync(resultDir, { recursive: true, force: true });
+  };
+  const m = topo.machines[0] as Machine;
+  try {
+    await m.start();
+  } catch (e) {
+    await close();
+    throw e;
+  }
+  return { m, resultDir, close };
+}

@@ -1,34 +1,22 @@
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Logger } from "../../src/session/logger.js";
-import { createTopology, type Topology } from "../../src/session/topology.js";
+import { startOneMachine } from "./helpers.js";
 import type { Machine } from "../../src/machine/machine.js";
 import { VmrigError } from "../../src/util/errors.js";
 import { desktop } from "../../examples/x11-terminal.vmrig.js";
 
 // One graphical machine: the node of examples/x11-terminal.vmrig.ts, so both share its
 // image and boot snapshot.
-let topo: Topology;
 let m: Machine;
 let resultDir: string;
+let close: (() => Promise<void>) | undefined;
 
 beforeAll(async () => {
-  resultDir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-x11-"));
-  const logger = new Logger(path.join(resultDir, "log.txt"), () => undefined);
-  topo = await createTopology(
-    { name: "x11", nodes: { machine: desktop } },
-    { logger, resultDir, sourceDir: process.cwd(), accel: "auto", keepVmState: false, enableOCR: true },
-  );
-  m = topo.machines[0] as Machine;
-  await m.start();
+  ({ m, resultDir, close } = await startOneMachine("x11", desktop, { enableOCR: true }));
 });
 
-afterAll(async () => {
-  await topo?.close();
-  fs.rmSync(resultDir, { recursive: true, force: true });
-});
+afterAll(() => close?.());
 
 async function errorOf(p: Promise<unknown>): Promise<VmrigError> {
   const e = await p.then(
