@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { DEFAULT_TIMEOUT, toRegExp, type MachineCore, type Pattern } from "./core.js";
@@ -141,6 +142,26 @@ async function withScreenDump<T>(
   }
 }
 
+/**
+ * A wait's memory of the last screen it read. A screen identical to the last one reads the
+ * same, so a wait skips tesseract until the screen changes: each reading costs up to a second
+ * of a host core, and under TCG the guest's vCPUs need every core (a browser drawing its
+ * first page is what most waits for text wait on).
+ */
+export type ScreenMemo<T> = (dump: string, read: (dump: string) => Promise<T>) => Promise<T>;
+
+export function screenMemo<T>(): ScreenMemo<T> {
+  let last: { digest: string; value: T } | undefined;
+  return async (dump, read) => {
+    const digest = createHash("sha256").update(fs.readFileSync(dump)).digest("hex");
+    if (last?.digest !== digest) last = { digest, value: await read(dump) };
+    return last.value;
+  };
+}
+
+/** A screen read once: no memory. */
+const readOnce = <T>(dump: string, read: (dump: string) => Promise<T>) => read(dump);
+
 /** OCR of the screen: `count` variants, stopping early at one `accept` likes. */
 export function readScreenText(
   m: MachineCore,
@@ -148,12 +169,15 @@ export function readScreenText(
   location: string | undefined,
   count: number,
   accept?: (t: string) => boolean,
+  memo: ScreenMemo<string[]> = readOnce,
 ): Promise<string[]> {
-  return withScreenDump(m, call, location, async (dump) => {
-    const texts = await readScreen(dump, accept, count);
-    m.log.detail(`OCR read ${texts[0]!.length} characters`, m.name);
-    return texts;
-  });
+  return withScreenDump(m, call, location, (dump) =>
+    memo(dump, async () => {
+      const texts = await readScreen(dump, accept, count);
+      m.log.detail(`OCR read ${texts[0]!.length} characters`, m.name);
+      return texts;
+    }),
+  );
 }
 
 export function waitForText(
@@ -164,11 +188,12 @@ export function waitForText(
 ): Promise<void> {
   const re = toRegExp(pattern);
   const call = `waitForText(${re})`;
+  const memo = screenMemo<string[]>();
   return waitFor(
     m,
     { call, heading: `waiting for ${re} on the screen (OCR)`, what: `${re} on the screen`, timeout, location },
     async () => {
-      const texts = await readScreenText(m, call, location, 3, (t) => re.test(t));
+      const texts = await readScreenText(m, call, location, 3, (t) => re.test(t), memo);
       return { done: texts.some((t) => re.test(t)), last: `OCR of the screen read:\n${texts[0]!.trimEnd()}` };
     },
   );
@@ -188,6 +213,7 @@ export function clickText(
 ): Promise<void> {
   const re = toRegExp(pattern);
   const call = `clickText(${re})`;
+  const memo = screenMemo<ScreenWord[]>();
   return waitFor(
     m,
     {
@@ -199,7 +225,9 @@ export function clickText(
     },
     async () => {
       const read = () =>
-        withScreenDump(m, call, location, (dump) => readScreenWords(dump, (ws) => findWords(ws, re) !== undefined));
+        withScreenDump(m, call, location, (dump) =>
+          memo(dump, () => readScreenWords(dump, (ws) => findWords(ws, re) !== undefined)),
+        );
       let words = await read();
       // the pointer may be what hides it (it is over the last thing clicked): move it away, read again
       if (!findWords(words, re) && (await parkPointer(m, location, call))) {

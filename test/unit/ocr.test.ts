@@ -15,6 +15,7 @@ import {
   upscale,
   type Gray,
 } from "../../src/machine/ocr.js";
+import { screenMemo } from "../../src/machine/display.js";
 
 const gray = (width: number, height: number, values: number[]): Gray => ({
   width,
@@ -75,6 +76,24 @@ describe("OCR image preparation", () => {
     expect([prepared!.width, prepared!.height]).toEqual([1024, 2]);
     expect(new Set(bw!.data)).toEqual(new Set([0, 255]));
     expect([big!.width, big!.height]).toEqual([2048, 4]);
+  });
+});
+
+describe("a wait's screen memory", () => {
+  it("reads a screen once while it stays the same, and again once it changes", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vmrig-memo-"));
+    const dump = path.join(dir, "screen.ppm");
+    const memo = screenMemo<string>();
+    let reads = 0;
+    const read = (f: string) => Promise.resolve(`reading ${++reads} of ${fs.readFileSync(f, "utf8")}`);
+    fs.writeFileSync(dump, "loading");
+    expect(await memo(dump, read)).toBe("reading 1 of loading");
+    expect(await memo(dump, read)).toBe("reading 1 of loading");
+    fs.writeFileSync(dump, "Hello");
+    expect(await memo(dump, read)).toBe("reading 2 of Hello");
+    // another wait starts with no memory
+    expect(await screenMemo<string>()(dump, read)).toBe("reading 3 of Hello");
+    fs.rmSync(dir, { recursive: true });
   });
 });
 
