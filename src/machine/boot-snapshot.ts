@@ -207,7 +207,10 @@ async function saveBoot(
       m.log.log(`no boot snapshot: ${why}`, m.name);
       return { ...meta, ok: false, reason: why };
     }
-    if (spec.desktopInput) await settleDesktop(m, vm);
+    if (spec.desktopInput) {
+      await settleDesktop(m, vm);
+      await quietGuest(m, vm);
+    }
     const bootMs = Date.now() - t0;
     await vm.pause();
     await vm.saveState(path.join(dir, "state"));
@@ -258,6 +261,47 @@ async function settleDesktop(m: MachineCore, vm: QemuVm): Promise<void> {
     m.log.log(`saving the boot snapshot anyway: ${errorMessage(e)}`, m.name);
   } finally {
     fs.rmSync(file, { force: true });
+  }
+}
+
+/** How long a desktop's session may stay busy before the snapshot is saved anyway. */
+const QUIET_S = 300;
+
+/** A guest is quiet when its vCPUs were this busy at most, over two windows of 3 s in a row. */
+const QUIET_BUSY = 0.2;
+
+/**
+ * Wait until a desktop's guest is quiet. The screen is drawn long before the session has
+ * started: GNOME's settings daemons, its shell's extensions and the session's autostart
+ * items (a browser) start for minutes under TCG. A snapshot saved then restores into that
+ * start-up, and every run pays it again; saved once it is done, a run starts on an idle
+ * desktop. (Measured: GNOME saved a minute after boot restored with its load at 5.6, and
+ * an X client's window took 83 s to appear.)
+ */
+async function quietGuest(m: MachineCore, vm: QemuVm): Promise<void> {
+  // the first line of /proc/stat, 3 s apart: the share of the time not idle nor waiting for I/O
+  const sample =
+    "read -r _ u n s i w q sq st _ < /proc/stat; sleep 3; read -r _ u2 n2 s2 i2 w2 q2 sq2 st2 _ < /proc/stat; " +
+    "echo $(( (u2+n2+s2+q2+sq2+st2-u-n-s-q-sq-st) * 1000 / (u2+n2+s2+i2+w2+q2+sq2+st2-u-n-s-i-w-q-sq-st + 1) ))";
+  const t0 = Date.now();
+  let quiet = 0;
+  let seen = "nothing";
+  try {
+    await poll(
+      QUIET_S,
+      async () => {
+        const r = await vm.backdoor.run(sample, 30);
+        const busy = Number(r.stdout.toString().trim()) / 1000;
+        seen = `${(busy * 100).toFixed(0)} % busy over the last 3 s`;
+        quiet = Number.isFinite(busy) && busy <= QUIET_BUSY ? quiet + 1 : 0;
+        return { done: quiet >= 2 };
+      },
+      () => new Error(`the guest was not quiet within ${QUIET_S} s (${seen})`),
+      0,
+    );
+    m.log.detail(`the guest was quiet ${secs(Date.now() - t0)} after the desktop was drawn`, m.name);
+  } catch (e) {
+    m.log.log(`saving the boot snapshot anyway: ${errorMessage(e)}`, m.name);
   }
 }
 

@@ -7,9 +7,10 @@ export const SNAPSHOT_FORMAT = 2;
 
 /**
  * Bumped when what a desktop's boot snapshot holds changes, for desktops alone: 1 waits
- * until the session has drawn its screen before saving (restores used to start black).
+ * until the session has drawn its screen before saving (restores used to start black); 2 also
+ * until the guest is quiet (restores used to land in the session's start-up).
  */
-const DESKTOP_SNAPSHOT_FORMAT = 1;
+const DESKTOP_SNAPSHOT_FORMAT = 2;
 
 /** What a saved boot is, next to its files (`ram`, `state`, one `<drive>.qcow2` per drive, `console.log`). */
 export interface SnapshotMeta {

@@ -79,7 +79,9 @@ export async function startOneMachine(
   opts: { enableOCR: boolean },
 ): Promise<{ m: Machine; resultDir: string; close: () => Promise<void> }> {
   const resultDir = fs.mkdtempSync(path.join(os.tmpdir(), `vmrig-${name}-`));
-  const logger = new Logger(path.join(resultDir, "log.txt"), () => undefined);
+  // VMRIG_TEST_LOG=1 prints the machine's log (its calls, their times, its console) as it runs
+  const print = process.env.VMRIG_TEST_LOG ? (line: string) => process.stderr.write(`${line}\n`) : () => undefined;
+  const logger = new Logger(path.join(resultDir, "log.txt"), print);
   const topo = await createTopology(
     { name, nodes: { machine: node } },
     { logger, resultDir, sourceDir: process.cwd(), accel: "auto", keepVmState: false, enableOCR: opts.enableOCR },
