@@ -386,7 +386,11 @@ export const serviceOptions = {
           "GDM as the display manager (with `desktopManager.gnome`: GNOME, on Wayland by default).",
           "Debian's gdm3 as display-manager.service; auto-login through /etc/gdm3/daemon.conf. The boot (and its snapshot) ends once the gnome-shell of the auto-login user (of GDM's greeter without auto-login) has started. A test machine's session: no screen blanking, no animations, no file indexer, the desktop rather than the overview at login. Backdoor commands get DISPLAY=:0 and the session's XAUTHORITY, so X clients reach Xwayland",
         ),
-        wayland: option(t.bool, true, "Run the session on Wayland (false: on Xorg)."),
+        wayland: option(
+          t.bool,
+          true,
+          "Run the session on Wayland (false: on Xorg, with Debian's xserver-xorg-core and gnome-session-xsession; gnome-shell then runs as org.gnome.Shell@x11).",
+        ),
       },
       autoLogin: {
         enable: option(t.bool, false, "Log `user` in on the X display at boot."),

@@ -117,10 +117,15 @@ describe("services.xserver (SPEC §8)", () => {
     expect(text(p, "/etc/xdg/autostart/firefox-esr.desktop")).toContain("[Desktop Entry]");
     // NixOS's users.users.<name>.name
     expect(c.users.users.alice!.name).toBe("alice");
-    const x11 = render({
+    const onXorg: NodeModule = {
       ...gnome,
       services: { xserver: { ...xserver, displayManager: { gdm: { enable: true, wayland: false } } } },
-    });
+    };
+    const x11 = render(onXorg);
+    // GNOME on Xorg needs the X server and the session's entry, which GNOME only recommends
+    const xorgPackages = ["xserver-xorg-core", "xserver-xorg-input-libinput", "gnome-session-xsession"];
+    expect(packagesOf(evalNodes({ m: onXorg }).m!)).toEqual(expect.arrayContaining(xorgPackages));
+    expect(packagesOf(c)).not.toContain("xserver-xorg-core");
     expect(text(x11, "/etc/gdm3/daemon.conf")).toContain("WaylandEnable=false");
     expect(text(x11, "/usr/lib/vmrig/desktop-ready")).toContain("org.gnome.Shell@x11.service");
     expect(text(x11, "/usr/lib/vmrig/desktop-ready")).toContain("runuser -u Debian-gdm");

@@ -53,11 +53,15 @@ const GNOME_PACKAGES = [
   "fonts-dejavu-core",
 ];
 
+/** GNOME on Xorg (`gdm.wayland = false`): the X server, its input driver, and the X11 session's entry. */
+const GNOME_XORG_PACKAGES = ["xserver-xorg-core", "xserver-xorg-input-libinput", "gnome-session-xsession"];
+
 /** Packages a node's services.xserver needs. */
 export function xserverPackages(config: EvaluatedConfig): string[] {
   const x = config.services.xserver;
   if (!x.enable) return [];
-  if (x.displayManager.gdm.enable) return [...GNOME_PACKAGES];
+  if (x.displayManager.gdm.enable)
+    return x.displayManager.gdm.wayland ? [...GNOME_PACKAGES] : [...GNOME_PACKAGES, ...GNOME_XORG_PACKAGES];
   const pkgs = [...XSERVER_PACKAGES];
   // No DRM driver in the cloud kernel: Xorg drives QEMU's VGA through the VESA BIOS.
   if (config.boot.kernelPackages === "cloud") pkgs.push("xserver-xorg-video-vesa");
