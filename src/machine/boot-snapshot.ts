@@ -227,6 +227,39 @@ async function saveBoot(
   }
 }
 
+/** A wait before a desktop's snapshot is saved: it is saved when the wait ends, reached or not. */
+interface Settling {
+  /** what the log says once reached, given the time it took */
+  reached: (took: string) => string;
+  /** what the log says when `limitS` passed first */
+  missed: string;
+  limitS: number;
+  intervalMs: number;
+  /** one look: whether it is reached, and what was seen (for the log when it is not) */
+  look: () => Promise<{ done: boolean; seen: string }>;
+}
+
+/** Look until reached or the limit has passed; either way the snapshot is saved after, and the log says which. */
+async function settle(m: MachineCore, s: Settling): Promise<void> {
+  const t0 = Date.now();
+  let seen = "nothing";
+  try {
+    await poll(
+      s.limitS,
+      async () => {
+        const r = await s.look();
+        seen = r.seen;
+        return { done: r.done };
+      },
+      () => new Error(`${s.missed} within ${s.limitS} s (${seen})`),
+      s.intervalMs,
+    );
+    m.log.detail(s.reached(secs(Date.now() - t0)), m.name);
+  } catch (e) {
+    m.log.log(`saving the boot snapshot anyway: ${errorMessage(e)}`, m.name);
+  }
+}
+
 /** How long a desktop's session may take to draw its screen before the snapshot is saved anyway. */
 const SETTLE_S = 60;
 
@@ -239,26 +272,25 @@ const SETTLE_S = 60;
  */
 async function settleDesktop(m: MachineCore, vm: QemuVm): Promise<void> {
   const file = path.join(vm.spec.stateDir, `${vm.spec.name.slice(0, 20)}.settle.ppm`);
-  const t0 = Date.now();
   let last: Gray | undefined;
-  let seen = "nothing";
   try {
-    await poll(
-      SETTLE_S,
-      async () => {
+    await settle(m, {
+      reached: (took) => `the desktop was drawn ${took} after the display manager was ready`,
+      missed: "the desktop did not settle",
+      limitS: SETTLE_S,
+      intervalMs: 1000,
+      look: async () => {
         await vm.qmp.execute("screendump", { filename: file });
         const img = parsePnm(fs.readFileSync(file));
         const drawn = shareOffMode(img);
         const moved = last ? changedShare(last, img) : 1;
         last = img;
-        seen = `${(drawn * 100).toFixed(1)} % of the screen drawn, ${(moved * 100).toFixed(1)} % changed in the last second`;
-        return { done: drawn >= 0.005 && moved <= 0.005 };
+        return {
+          done: drawn >= 0.005 && moved <= 0.005,
+          seen: `${(drawn * 100).toFixed(1)} % of the screen drawn, ${(moved * 100).toFixed(1)} % changed in the last second`,
+        };
       },
-      () => new Error(`the desktop did not settle within ${SETTLE_S} s (${seen})`),
-    );
-    m.log.detail(`the desktop was drawn ${secs(Date.now() - t0)} after the display manager was ready`, m.name);
-  } catch (e) {
-    m.log.log(`saving the boot snapshot anyway: ${errorMessage(e)}`, m.name);
+    });
   } finally {
     fs.rmSync(file, { force: true });
   }
@@ -270,6 +302,11 @@ const QUIET_S = 300;
 /** A guest is quiet when its vCPUs were this busy at most, over two windows of 3 s in a row. */
 const QUIET_BUSY = 0.2;
 
+/** The first line of /proc/stat, 3 s apart: the share (‰) of the time neither idle nor waiting for I/O. */
+const BUSY_SAMPLE =
+  "read -r _ u n s i w q sq st _ < /proc/stat; sleep 3; read -r _ u2 n2 s2 i2 w2 q2 sq2 st2 _ < /proc/stat; " +
+  "echo $(( (u2+n2+s2+q2+sq2+st2-u-n-s-q-sq-st) * 1000 / (u2+n2+s2+i2+w2+q2+sq2+st2-u-n-s-i-w-q-sq-st + 1) ))";
+
 /**
  * Wait until a desktop's guest is quiet. The screen is drawn long before the session has
  * started: GNOME's settings daemons, its shell's extensions and the session's autostart
@@ -279,30 +316,18 @@ const QUIET_BUSY = 0.2;
  * an X client's window took 83 s to appear.)
  */
 async function quietGuest(m: MachineCore, vm: QemuVm): Promise<void> {
-  // the first line of /proc/stat, 3 s apart: the share of the time not idle nor waiting for I/O
-  const sample =
-    "read -r _ u n s i w q sq st _ < /proc/stat; sleep 3; read -r _ u2 n2 s2 i2 w2 q2 sq2 st2 _ < /proc/stat; " +
-    "echo $(( (u2+n2+s2+q2+sq2+st2-u-n-s-q-sq-st) * 1000 / (u2+n2+s2+i2+w2+q2+sq2+st2-u-n-s-i-w-q-sq-st + 1) ))";
-  const t0 = Date.now();
   let quiet = 0;
-  let seen = "nothing";
-  try {
-    await poll(
-      QUIET_S,
-      async () => {
-        const r = await vm.backdoor.run(sample, 30);
-        const busy = Number(r.stdout.toString().trim()) / 1000;
-        seen = `${(busy * 100).toFixed(0)} % busy over the last 3 s`;
-        quiet = Number.isFinite(busy) && busy <= QUIET_BUSY ? quiet + 1 : 0;
-        return { done: quiet >= 2 };
-      },
-      () => new Error(`the guest was not quiet within ${QUIET_S} s (${seen})`),
-      0,
-    );
-    m.log.detail(`the guest was quiet ${secs(Date.now() - t0)} after the desktop was drawn`, m.name);
-  } catch (e) {
-    m.log.log(`saving the boot snapshot anyway: ${errorMessage(e)}`, m.name);
-  }
+  await settle(m, {
+    reached: (took) => `the guest was quiet ${took} after the desktop was drawn`,
+    missed: "the guest was not quiet",
+    limitS: QUIET_S,
+    intervalMs: 0, // each look takes its 3 s in the guest
+    look: async () => {
+      const busy = Number((await vm.backdoor.run(BUSY_SAMPLE, 30)).stdout.toString().trim()) / 1000;
+      quiet = Number.isFinite(busy) && busy <= QUIET_BUSY ? quiet + 1 : 0;
+      return { done: quiet >= 2, seen: `${(busy * 100).toFixed(0)} % busy over the last 3 s` };
+    },
+  });
 }
 
 /** The share of pixels whose grey level is not the most common one. */

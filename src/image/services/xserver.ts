@@ -61,7 +61,7 @@ export function xserverPackages(config: EvaluatedConfig): string[] {
   const x = config.services.xserver;
   if (!x.enable) return [];
   if (x.displayManager.gdm.enable)
-    return x.displayManager.gdm.wayland ? [...GNOME_PACKAGES] : [...GNOME_PACKAGES, ...GNOME_XORG_PACKAGES];
+    return [...GNOME_PACKAGES, ...(x.displayManager.gdm.wayland ? [] : GNOME_XORG_PACKAGES)];
   const pkgs = [...XSERVER_PACKAGES];
   // No DRM driver in the cloud kernel: Xorg drives QEMU's VGA through the VESA BIOS.
   if (config.boot.kernelPackages === "cloud") pkgs.push("xserver-xorg-video-vesa");
